@@ -1,0 +1,41 @@
+# teminal — two commands on a fresh machine:
+#   make run    the whole notebook pipeline on the embedded default (offline, CPU, minutes)
+#   make test   all tests: unit, reference, papermill pipeline and nbval notebooks
+# Each target creates and fills .venv first if it is absent.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PARAMS ?= params/default.yaml
+
+.PHONY: install run test test-fast lab mlflow bench clean-notebooks
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m teminal run $(PARAMS)
+
+test: install
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+test-fast: install
+	$(PY) -m pytest tests -m "not slow"
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks
+
+mlflow: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db
+
+bench: install
+	$(PY) benchmarks/trunk_cache.py
+	$(PY) benchmarks/pipeline.py
+
+clean-notebooks: install
+	$(PY) -m teminal.notebook_tools strip notebooks/*.ipynb

@@ -1,0 +1,1 @@
+"""teminal: teach CLAP a sense of time (TeminAL post-training) and measure it (ZSTE)."""

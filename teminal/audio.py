@@ -1,0 +1,134 @@
+"""Audio I/O and the composition operators of SPEC §1 (paper §3.1–3.2, eq. 1–2).
+
+- ``read_audio``: soundfile → mono float32 → resampled with torchaudio.
+- ``concat`` (⊕): ``a`` then ``b`` in time.
+- ``overlay`` (∧): sample-wise sum aligned at the start, the shorter zero-padded.
+- ``compose``: one composite clip of a pair, by relation, with RMS levelling before and peak
+  limiting after, and the overlay tiled to the length of the concatenation so every composite
+  of a pair has the same duration (SPEC §1).
+
+``T`` (temporal inversion) is not an operation on samples: it swaps the order of the events,
+``T(a_i ⊕ a_j) = a_j ⊕ a_i`` (``compose(b, a, "seq")``); it never reverses time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+RELATIONS = ("single", "seq", "mix")
+"""single: one clip; seq: a ⊕ b (a then b); mix: a ∧ b tiled to the length of a ⊕ b."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """How composite clips are made (SPEC §1). Its ``hash`` keys the trunk cache."""
+
+    sample_rate: int
+    level_rms: float | None = 0.1  # each part brought to this RMS before combining; None = off
+    peak_limit: float | None = 0.99  # mix scaled down so |x| <= this after combining; None = off
+    tile_overlay: bool = True  # overlay looped to the length of the concatenation
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def read_audio(path: str | Path, *, sample_rate: int | None = None) -> np.ndarray:
+    """Read ``path`` as mono float32, resampled to ``sample_rate`` (keep the file's if None).
+
+    Raises ``ValueError`` naming the file when it cannot be decoded or holds no samples.
+    """
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
+        raise ValueError(f"cannot read audio file {path}: {exc}") from exc
+    if data.shape[0] == 0:
+        raise ValueError(f"audio file {path} holds no samples")
+    mono = data.mean(axis=1)
+    if sample_rate is not None and sr != sample_rate:
+        mono = resample(mono, orig=sr, new=sample_rate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def resample(x: np.ndarray, *, orig: int, new: int) -> np.ndarray:
+    """Band-limited resampling with torchaudio."""
+    if orig == new:
+        return x
+    return AF.resample(torch.from_numpy(np.asarray(x, np.float32)), orig, new).numpy()
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def level(x: np.ndarray, target_rms: float) -> np.ndarray:
+    """Scale ``x`` to RMS ``target_rms``; silence stays silence."""
+    r = rms(x)
+    return x if r < 1e-8 else (x * (target_rms / r)).astype(np.float32)
+
+
+def peak_limit(x: np.ndarray, peak: float) -> np.ndarray:
+    """Scale ``x`` down (never up) so that ``max |x| <= peak``."""
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    return x if m <= peak else (x * (peak / m)).astype(np.float32)
+
+
+def concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a ⊕ b``: ``a`` then ``b`` (paper eq. 1)."""
+    return np.concatenate([a, b]).astype(np.float32)
+
+
+def overlay(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a ∧ b``: sample-wise sum aligned at the start, the shorter zero-padded (paper eq. 2)."""
+    n = max(len(a), len(b))
+    out = np.zeros(n, dtype=np.float32)
+    out[: len(a)] += a
+    out[: len(b)] += b
+    return out
+
+
+def tile(x: np.ndarray, n: int) -> np.ndarray:
+    """Loop ``x`` until it is ``n`` samples long (cut at ``n``)."""
+    if len(x) == 0:
+        raise ValueError("cannot tile an empty clip")
+    reps = -(-n // len(x))
+    return np.tile(x, reps)[:n].astype(np.float32)
+
+
+def compose(a: np.ndarray, b: np.ndarray | None, relation: str, recipe: Recipe) -> np.ndarray:
+    """One clip for ``relation`` in ``RELATIONS`` built from parts ``a`` (and ``b``).
+
+    single: level(a); seq: level(a) ⊕ level(b); mix: level(a) ∧ level(b), tiled to
+    ``len(a) + len(b)`` when ``recipe.tile_overlay``. Peak limited after combining.
+    """
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    if relation != "single" and b is None:
+        raise ValueError(f"relation {relation!r} needs two clips")
+    parts = [a] if relation == "single" else [a, b]
+    if recipe.level_rms is not None:
+        parts = [level(p, recipe.level_rms) for p in parts]
+    if relation == "single":
+        out = parts[0].astype(np.float32)
+    elif relation == "seq":
+        out = concat(parts[0], parts[1])
+    else:
+        out = overlay(parts[0], parts[1])
+        if recipe.tile_overlay:
+            out = tile(out, len(parts[0]) + len(parts[1]))
+    if recipe.peak_limit is not None:
+        out = peak_limit(out, recipe.peak_limit)
+    return out
+
+
+def write_audio(path: str | Path, x: np.ndarray, sample_rate: int) -> None:
+    """Write mono float audio as 16-bit PCM WAV."""
+    sf.write(str(path), np.asarray(x, np.float32), sample_rate, subtype="PCM_16")

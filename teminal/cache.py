@@ -1,0 +1,235 @@
+"""On-disk cache of frozen-trunk outputs (SPEC §2: the trunk is eval-mode, a pure function of
+its input, so its output may be computed once).
+
+Layout: ``root/<backbone.cache_key()>/<recipe.hash>/{audio,text}/`` each holding an
+append-only set of shard files (``<uuid>.pt``, ``{key: {field: tensor}}``) and ``index.json``
+(``{key: {"shard": name, "fields": [...]}}``) written atomically (temp file + ``os.replace``).
+The directory key changes with the trunk weights, the trunk preprocessing and the recipe, so
+a stale cache is never reused. Tensors are stored as ``dtype`` (float16 by default) and
+returned as float32. A shard that is missing or unreadable is dropped from the index and its
+entries are recomputed. One writer per directory at a time (a second writer only loses index
+entries, which are then recomputed).
+
+Loaded entries stay in memory (the size of what was asked for, as float16).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .audio import Recipe
+from .models.base import AudioFeatures, Backbone, TextFeatures
+
+
+def fingerprint(tensors: Iterable[tuple[str, torch.Tensor]], *, extra: dict) -> str:
+    """A short hash of named tensors (their bytes, dtypes, shapes) and a JSON-able ``extra``."""
+    h = hashlib.sha1()  # an identity check, not a security one; fast on large weights
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    for name, t in tensors:
+        t = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{t.numel()}".encode())
+        h.update(t.view(torch.uint8).numpy())
+    return h.hexdigest()[:20]
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class _ShardStore:
+    """Append-only shards of ``{key: {field: tensor}}`` plus an atomically written index."""
+
+    def __init__(self, path: Path, dtype: torch.dtype) -> None:
+        self.path, self.dtype = path, dtype
+        path.mkdir(parents=True, exist_ok=True)
+        self.index: dict[str, dict] = self._read_index()
+        self.mem: dict[str, dict[str, torch.Tensor]] = {}
+
+    def _read_index(self) -> dict[str, dict]:
+        f = self.path / "index.json"
+        if not f.exists():
+            return {}
+        try:
+            return json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}  # an unreadable index: everything is recomputed
+
+    def has(self, key: str, fields: tuple[str, ...]) -> bool:
+        entry = self.index.get(key)
+        return entry is not None and all(f in entry["fields"] for f in fields)
+
+    def load(self, keys: Iterable[str]) -> None:
+        """Bring the shards holding ``keys`` into memory; drop entries of broken shards."""
+        shards = {self.index[k]["shard"] for k in keys
+                  if k in self.index and k not in self.mem}
+        if not shards:
+            return
+        by_shard = defaultdict(list)
+        for key, entry in self.index.items():
+            by_shard[entry["shard"]].append(key)
+        for shard in sorted(shards):
+            try:
+                blob = torch.load(self.path / shard, map_location="cpu", weights_only=True)
+            except Exception:  # missing or corrupt shard: forget its entries
+                blob = {}
+            for key in by_shard[shard]:
+                if key in blob:
+                    self.mem[key] = blob[key]
+                else:
+                    del self.index[key]
+
+    def put(self, items: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Write one new shard and point the index at it."""
+        if not items:
+            return
+        for field in (f for v in items.values() for f in v.values()):
+            if not torch.isfinite(field).all():
+                raise ValueError(f"trunk output does not fit {self.dtype} (inf/nan); build the "
+                                 "TrunkCache with dtype=torch.float32")
+        shard = f"{uuid.uuid4().hex}.pt"
+        _write_atomic(self.path / shard, lambda p: torch.save(items, p))
+        current = self._read_index()  # merge with what another writer may have added
+        current.update(self.index)
+        for key, fields in items.items():
+            current[key] = {"shard": shard, "fields": sorted(fields)}
+            self.mem[key] = fields
+        self.index = current
+        _write_atomic(self.path / "index.json",
+                      lambda p: p.write_text(json.dumps(self.index)))
+
+
+class TrunkCache:
+    """Frozen-trunk features on disk under ``root/<backbone.cache_key()>/<recipe.hash>/``.
+
+    ``audio(keys, render, frames=)`` and ``text(texts)`` return features in the order asked
+    (duplicates allowed), computing only the missing ones on ``device`` in batches of
+    ``batch_size``. The key is taken when the cache is built: build a new ``TrunkCache``
+    after changing the trunk weights (e.g. after ``TinyClap.pretraining``). Features are
+    returned on ``device`` as float32.
+    """
+
+    def __init__(self, *, root: str | Path, backbone: Backbone, recipe: Recipe,
+                 device: str | torch.device = "cpu", batch_size: int = 64,
+                 dtype: torch.dtype = torch.float16, progress: bool = True) -> None:
+        if recipe.sample_rate != backbone.sample_rate:
+            raise ValueError(f"recipe.sample_rate={recipe.sample_rate} but the backbone expects "
+                             f"{backbone.sample_rate} Hz audio; build the Recipe at its rate")
+        self.backbone, self.recipe, self.device = backbone, recipe, torch.device(device)
+        self.batch_size, self.dtype, self.progress = int(batch_size), dtype, progress
+        self.key = backbone.cache_key()
+        self.dir = Path(root) / self.key / recipe.hash
+        self._audio = _ShardStore(self.dir / "audio", dtype)
+        self._text = _ShardStore(self.dir / "text", dtype)
+        meta = self.dir / "meta.json"
+        if not meta.exists():
+            info = {"backbone": type(backbone).__name__, "cache_key": self.key,
+                    "recipe": asdict(recipe), "dtype": str(dtype)}
+            _write_atomic(meta, lambda p: p.write_text(json.dumps(info, indent=1, default=str)))
+
+    # ---- audio ------------------------------------------------------------------------
+    def audio(self, keys: list[str], render: Callable[[str], np.ndarray], *,
+              frames: bool) -> AudioFeatures:
+        """Features of ``keys`` in order; ``render(key)`` gives the waveform of a missing key.
+
+        With ``frames=True`` every key must have the same duration (frames are not padded).
+        """
+        keys = list(keys)
+        fields = ("pooled", "frames") if frames else ("pooled",)
+        self._audio.load(keys)
+        missing = list(dict.fromkeys(k for k in keys if not self._audio.has(k, fields)))
+        if missing:
+            self._compute_audio(missing, render, frames)
+        rows = [self._audio.mem[k] for k in keys]
+        if not rows:
+            raise ValueError("TrunkCache.audio needs at least one key")
+        pooled = torch.stack([r["pooled"] for r in rows]).float()  # (B, C)
+        fr = None
+        if frames:
+            lengths = {r["frames"].shape[0] for r in rows}
+            if len(lengths) > 1:
+                raise ValueError(f"frames of different lengths {sorted(lengths)} in one request: "
+                                 "ask for clips of one duration at a time (frames are not padded)")
+            fr = torch.stack([r["frames"] for r in rows]).float()  # (B, T, C)
+        return AudioFeatures(pooled=pooled, frames=fr).to(self.device)
+
+    def _compute_audio(self, keys: list[str], render: Callable[[str], np.ndarray],
+                       frames: bool) -> None:
+        buckets: dict[int, list[tuple[str, np.ndarray]]] = defaultdict(list)
+        bar = tqdm(total=len(keys), desc="trunk cache: audio", unit="clip",
+                   disable=not self.progress)
+        for key in keys:
+            wave = np.asarray(render(key), dtype=np.float32)
+            if wave.ndim != 1 or wave.size == 0:
+                raise ValueError(f"render({key!r}) must return a non-empty 1-D array, "
+                                 f"got shape {wave.shape}")
+            bucket = buckets[wave.size]
+            bucket.append((key, wave))
+            if len(bucket) == self.batch_size:
+                self._run_audio(bucket, frames, bar)
+                bucket.clear()
+        for bucket in buckets.values():
+            if bucket:
+                self._run_audio(bucket, frames, bar)
+        bar.close()
+
+    def _run_audio(self, batch: list[tuple[str, np.ndarray]], frames: bool, bar) -> None:
+        wave = torch.from_numpy(np.stack([w for _, w in batch])).to(self.device)  # (B, S)
+        with torch.no_grad():
+            feats = self.backbone.audio_trunk(wave, frames=frames)
+        items = {}
+        for i, (key, _) in enumerate(batch):
+            item = {"pooled": feats.pooled[i].detach().to("cpu", self.dtype).clone()}
+            if frames:
+                item["frames"] = feats.frames[i].detach().to("cpu", self.dtype).clone()
+            items[key] = item
+        self._audio.put(items)
+        bar.update(len(batch))
+
+    # ---- text -------------------------------------------------------------------------
+    def text(self, texts: list[str]) -> TextFeatures:
+        """Text-trunk features of ``texts`` in order, padded (zeros, mask 0) to the longest."""
+        texts = [str(t) for t in texts]
+        if not texts:
+            raise ValueError("TrunkCache.text needs at least one text")
+        self._text.load(texts)
+        missing = list(dict.fromkeys(t for t in texts if not self._text.has(t, ("hidden",))))
+        bar = tqdm(total=len(missing), desc="trunk cache: text", unit="text",
+                   disable=not self.progress or not missing)
+        for k in range(0, len(missing), self.batch_size):
+            chunk = missing[k:k + self.batch_size]
+            with torch.no_grad():
+                feats = self.backbone.text_trunk(chunk)
+            items = {}
+            for i, t in enumerate(chunk):
+                mask = feats.mask[i].bool()
+                n = int(mask.sum())
+                if not mask[:n].all():
+                    raise ValueError("the text trunk must pad on the right (mask 1…1 0…0)")
+                items[t] = {"hidden": feats.hidden[i, :n].detach().to("cpu", self.dtype).clone()}
+            self._text.put(items)
+            bar.update(len(chunk))
+        bar.close()
+        rows = [self._text.mem[t]["hidden"] for t in texts]
+        length = max(r.shape[0] for r in rows)
+        hidden = torch.zeros(len(rows), length, rows[0].shape[1])  # (B, L, H)
+        mask = torch.zeros(len(rows), length, dtype=torch.long)  # (B, L)
+        for i, r in enumerate(rows):
+            hidden[i, : r.shape[0]] = r.float()
+            mask[i, : r.shape[0]] = 1
+        return TextFeatures(hidden=hidden, mask=mask).to(self.device)

@@ -1,0 +1,1 @@
+"""Base sets (ESC-50, the embedded world), clips and temporal pair manifests (SPEC §1)."""

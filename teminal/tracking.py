@@ -1,0 +1,174 @@
+"""Small MLflow helpers, one job each.
+
+The store is a SQLite database at ``<repo>/mlruns/mlflow.db`` with artifacts under
+``<repo>/mlruns/artifacts`` (MLflow 3 refuses a bare ``./mlruns`` file store). The URI is
+absolute, resolved from the repository root, so the pipeline, papermill kernels and nbval
+all write to the same store. ``TEMINAL_TRACKING_URI`` (or an explicit ``tracking_uri``)
+points elsewhere — the tests use it to keep the user's store untouched.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+EXPERIMENT = "teminal"
+
+
+def repo_root() -> Path:
+    """The repository root: the folder above the ``teminal`` package."""
+    return Path(__file__).resolve().parents[1]
+
+
+def workdir() -> Path:
+    """Where runs/, data/ and cache/ live: ``TEMINAL_WORKDIR`` or the repository root."""
+    return Path(os.environ.get("TEMINAL_WORKDIR") or repo_root())
+
+
+def default_tracking_uri() -> str:
+    """``TEMINAL_TRACKING_URI`` if set, else ``sqlite:///<repo>/mlruns/mlflow.db``."""
+    env = os.environ.get("TEMINAL_TRACKING_URI", "")
+    if env:
+        return env
+    return f"sqlite:///{repo_root() / 'mlruns' / 'mlflow.db'}"
+
+
+def artifact_root(tracking_uri: str) -> str:
+    """Artifacts live beside the SQLite file: ``<dir of mlflow.db>/artifacts``."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
+    return (repo_root() / "mlruns" / "artifacts").as_uri()
+
+
+def setup(tracking_uri: str = "", experiment: str = EXPERIMENT) -> str:
+    """Point MLflow at the store and make sure ``experiment`` exists; returns its id."""
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    exp_id = found.experiment_id if found else client.create_experiment(
+        experiment, artifact_location=f"{artifact_root(uri)}/{experiment}"
+    )
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def create_run(*, run_name: str, parent_run_id: str = "", tags: dict[str, str] | None = None,
+               experiment: str = EXPERIMENT) -> str:
+    """Create a run (a child of ``parent_run_id`` when given) and return its id without
+    making it active: the pipeline creates the run, the notebook fills it."""
+    exp_id = setup(mlflow.get_tracking_uri(), experiment)
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = MlflowClient().create_run(exp_id, run_name=run_name, tags=all_tags)
+    return run.info.run_id
+
+
+@contextmanager
+def run(*, run_id: str = "", run_name: str = "", parent_run_id: str = "",
+        tags: dict[str, str] | None = None, tracking_uri: str = "",
+        experiment: str = EXPERIMENT) -> Iterator[mlflow.ActiveRun]:
+    """Activate ``run_id`` (made by the pipeline) or start a new run; on an exception the
+    run ends FAILED, never lost."""
+    if not (tracking_uri == "" and mlflow.active_run() is not None):
+        setup(tracking_uri, experiment)
+    nested = mlflow.active_run() is not None
+    if run_id:
+        active = mlflow.start_run(run_id=run_id, nested=nested)
+    else:
+        active = mlflow.start_run(run_name=run_name or None, nested=nested,
+                                  parent_run_id=parent_run_id or None)
+    if tags:
+        mlflow.set_tags(tags)
+    try:
+        yield active
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def open_run(*, run_id: str = "", run_name: str = "", parent_run_id: str = "",
+             tags: dict[str, str] | None = None, tracking_uri: str = "",
+             experiment: str = EXPERIMENT) -> mlflow.ActiveRun:
+    """Notebook form of ``run``: activate or start a run and leave it active. Close it with
+    ``close_run`` in the last cell; the pipeline marks it FAILED if the notebook fails."""
+    setup(tracking_uri, experiment)
+    while mlflow.active_run() is not None:  # a re-executed notebook in the same kernel
+        mlflow.end_run()
+    if run_id:
+        active = mlflow.start_run(run_id=run_id)
+    else:
+        active = mlflow.start_run(run_name=run_name or None, parent_run_id=parent_run_id or None)
+    if tags:
+        mlflow.set_tags(tags)
+    return active
+
+
+def close_run(status: str = "FINISHED") -> None:
+    if mlflow.active_run() is not None:
+        mlflow.end_run(status=status)
+
+
+def set_terminated(run_id: str, status: str) -> None:
+    """Close ``run_id`` with ``status`` (FINISHED / FAILED) from outside the notebook."""
+    MlflowClient().set_terminated(run_id, status=status)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log a whole parameter dict; values are stringified, long ones truncated by MLflow."""
+    clean = {k: ("" if v is None else v) for k, v in params.items()}
+    mlflow.log_params({k: str(v)[:6000] for k, v in clean.items()})
+
+
+def config_hash(payload: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-able dict (parameters and input identities)."""
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def file_sha1(path: str | Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_finished_run(*, tag: str, value: str, experiment: str = EXPERIMENT) -> str | None:
+    """The newest FINISHED run whose tag ``tag`` equals ``value``, or None."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{tag}` = '{value}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    return dict(MlflowClient().get_run(run_id).data.metrics)
+
+
+def run_tags(run_id: str) -> dict[str, str]:
+    return dict(MlflowClient().get_run(run_id).data.tags)
+
+
+def log_dataframe(df, artifact_file: str) -> None:
+    """Log a DataFrame as an MLflow table (viewable in the UI) and as CSV."""
+    mlflow.log_table(data=df.reset_index(drop=True), artifact_file=artifact_file)
+    mlflow.log_text(df.to_csv(index=False), artifact_file.rsplit(".", 1)[0] + ".csv")

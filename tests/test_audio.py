@@ -1,0 +1,146 @@
+"""The composition operators of SPEC §1 (teminal.audio), audio keys, T and clip rendering."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from teminal.audio import Recipe, compose, concat, overlay, peak_limit, read_audio, rms, tile
+from teminal.data.clips import ClipStore, audio_key, parse_key, render, temporal_inverse
+from teminal.data.esc50 import load
+
+RAW = Recipe(sample_rate=8000, level_rms=None, peak_limit=None, tile_overlay=False)
+
+
+@pytest.fixture
+def ab():
+    rng = np.random.default_rng(0)
+    a = (0.2 * rng.standard_normal(800)).astype(np.float32)
+    b = (0.05 * rng.standard_normal(500)).astype(np.float32)
+    return a, b
+
+
+def test_concat_length_and_order(ab):
+    a, b = ab
+    out = concat(a, b)
+    assert len(out) == len(a) + len(b)
+    np.testing.assert_array_equal(out[: len(a)], a)
+    np.testing.assert_array_equal(out[len(a):], b)
+
+
+def test_seq_begins_with_first_clip(ab):
+    a, b = ab
+    np.testing.assert_array_equal(compose(a, b, "seq", RAW)[: len(a)], a)
+    levelled = compose(a, b, "seq", Recipe(sample_rate=8000, peak_limit=None))
+    np.testing.assert_allclose(levelled[: len(a)], a * (0.1 / rms(a)), rtol=1e-5)
+
+
+def test_temporal_inverse_twice_is_identity():
+    key = "seq|a.wav|b.wav"
+    assert temporal_inverse(key) == "seq|b.wav|a.wav"
+    assert temporal_inverse(temporal_inverse(key)) == key
+    assert temporal_inverse("mix|a.wav|b.wav") == "mix|b.wav|a.wav"
+    with pytest.raises(ValueError, match="single"):
+        temporal_inverse("single|a.wav")
+
+
+def test_seq_swapped_is_order_reversed_not_time_reversed(ab):
+    a, b = ab
+    fwd, rev = compose(a, b, "seq", RAW), compose(b, a, "seq", RAW)
+    np.testing.assert_array_equal(rev[: len(b)], b)  # b first, b's samples not reversed
+    np.testing.assert_array_equal(np.sort(fwd), np.sort(rev))
+
+
+def test_overlay_is_a_sum(ab):
+    a, b = ab
+    out = overlay(a, b)
+    assert len(out) == max(len(a), len(b))
+    expected = a.copy()
+    expected[: len(b)] += b
+    np.testing.assert_allclose(out, expected)
+    np.testing.assert_allclose(compose(a, b, "mix", RAW), expected)
+
+
+def test_overlay_tiled_to_concat_length(ab):
+    a, b = ab
+    out = compose(a, b, "mix", Recipe(sample_rate=8000, level_rms=None, peak_limit=None))
+    assert len(out) == len(compose(a, b, "seq", RAW)) == len(a) + len(b)
+    np.testing.assert_allclose(out[len(a): len(a) + 500], overlay(a, b)[:500])
+    assert len(tile(np.arange(3, dtype=np.float32), 7)) == 7
+
+
+def test_levelling_brings_parts_to_same_rms(ab):
+    a, b = ab
+    r = Recipe(sample_rate=8000, level_rms=0.1, peak_limit=None)
+    out = compose(a, b, "seq", r)
+    assert rms(out[: len(a)]) == pytest.approx(0.1, rel=1e-4)
+    assert rms(out[len(a):]) == pytest.approx(0.1, rel=1e-4)
+    silence = np.zeros(100, np.float32)
+    assert not compose(silence, None, "single", r).any()
+
+
+def test_peak_limit_scales_down_never_up(ab):
+    a, b = ab
+    loud = Recipe(sample_rate=8000, level_rms=0.9, peak_limit=0.99)
+    assert np.max(np.abs(compose(a, b, "mix", loud))) <= 0.99 + 1e-6
+    quiet = np.full(10, 0.1, np.float32)
+    np.testing.assert_array_equal(peak_limit(quiet, 0.99), quiet)
+
+
+def test_read_audio_mono_and_resampled(tmp_path):
+    t = np.arange(8000) / 8000
+    stereo = np.stack([np.sin(2 * np.pi * 100 * t), np.zeros_like(t)], axis=1) * 0.5
+    path = tmp_path / "s.wav"
+    sf.write(str(path), stereo.astype(np.float32), 8000, subtype="FLOAT")
+    same = read_audio(path)
+    assert same.ndim == 1 and same.dtype == np.float32 and len(same) == 8000
+    np.testing.assert_allclose(same, stereo.mean(axis=1), atol=1e-6)
+    up = read_audio(path, sample_rate=16000)
+    assert len(up) == 16000
+
+
+def test_errors(tmp_path, ab):
+    a, b = ab
+    with pytest.raises(ValueError, match="relation"):
+        compose(a, b, "reverse", RAW)
+    with pytest.raises(ValueError, match="two clips"):
+        compose(a, None, "seq", RAW)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"not a wav at all" * 10)
+    with pytest.raises(ValueError, match="garbage.wav"):
+        read_audio(garbage)
+    with pytest.raises(ValueError, match="empty"):
+        tile(np.zeros(0, np.float32), 5)
+
+
+def test_audio_keys_roundtrip_and_errors():
+    assert audio_key("single", "a.wav") == "single|a.wav"
+    assert audio_key("seq", "a.wav", "b.wav") == "seq|a.wav|b.wav"
+    for key in ("single|a.wav", "seq|a.wav|b.wav", "mix|a.wav|b.wav"):
+        assert audio_key(*parse_key(key)) == key
+    assert parse_key("single|a.wav") == ("single", "a.wav", None)
+    for bad in ("a.wav", "seq|a.wav", "single|a.wav|b.wav", "mix||b.wav", "rev|a.wav|b.wav", ""):
+        with pytest.raises(ValueError, match="bad audio key"):
+            parse_key(bad)
+    with pytest.raises(ValueError, match="two clips"):
+        audio_key("seq", "a.wav")
+    with pytest.raises(ValueError, match="relation"):
+        audio_key("concat", "a.wav", "b.wav")
+
+
+def test_clip_store_and_render(esc50_like):
+    base = load(esc50_like)
+    store = ClipStore(base, sample_rate=16000)
+    a, b = base.clips["filename"].iloc[:2]
+    store.preload([a, b, a])
+    assert len(store) == 2 and store[a] is store[a]  # memoized
+    assert len(store[a]) == int(0.25 * 16000)  # resampled from 8 kHz
+    recipe = Recipe(sample_rate=16000)
+    fwd = render(audio_key("seq", a, b), store, recipe)
+    np.testing.assert_allclose(fwd, compose(store[a], store[b], "seq", recipe))
+    assert len(render(audio_key("mix", a, b), store, recipe)) == len(fwd)
+    assert len(render(audio_key("single", a), store, recipe)) == len(store[a])
+    with pytest.raises(KeyError, match="nope.wav"):
+        store["nope.wav"]
+    with pytest.raises(ValueError, match="sample_rate"):
+        render(audio_key("single", a), store, Recipe(sample_rate=8000))
