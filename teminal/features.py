@@ -97,18 +97,28 @@ def manifest_texts(manifests) -> list[str]:
 
 
 def build_bank(*, cache, manifests, render: Callable[[str], np.ndarray], frames: bool,
-               device: torch.device, extra_texts: Iterable[str] = ()) -> FeatureBank:
-    """Fetch (or compute once) every trunk feature the manifests need and move it to ``device``."""
+               device: torch.device, extra_texts: Iterable[str] = (), cache_frames: bool = True) -> FeatureBank:
+    """Fetch (or compute once) every trunk feature the manifests need and move it to ``device``.
+
+    ``cache_frames`` stores frame-level features in the cache even when this head reads only
+    pooled ones, so a later order-aware head never runs the trunk again; they are moved to
+    ``device`` only when ``frames`` (the head reads them).
+    """
     single_keys, pair_keys = manifest_audio_keys(manifests)
     texts = list(_index(list(manifest_texts(manifests)) + list(extra_texts)))
-    singles = cache.audio(single_keys, render, frames=frames)
-    pairs = cache.audio(pair_keys, render, frames=frames)
+    ask = frames or cache_frames
+    singles = _keep_frames(cache.audio(single_keys, render, frames=ask), frames)
+    pairs = _keep_frames(cache.audio(pair_keys, render, frames=ask), frames)
     text = cache.text(texts)
     return FeatureBank(
         singles=FeatureTable(index=_index(single_keys), feats=singles.to(device)),
         pairs=FeatureTable(index=_index(pair_keys), feats=pairs.to(device)),
         text=TextTable(index=_index(texts), feats=text.to(device)),
     )
+
+
+def _keep_frames(feats: AudioFeatures, frames: bool) -> AudioFeatures:
+    return feats if frames else AudioFeatures(pooled=feats.pooled, frames=None)
 
 
 def embed_audio(backbone: Backbone, table: FeatureTable, keys: list[str], *,

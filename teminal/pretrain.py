@@ -82,7 +82,7 @@ def pretrain_embedded(S, data):
     P = S.P
     width = int(P["tiny_width"])
     config = TinyConfig(sample_rate=int(P["world_sample_rate"]), seed=int(P["seed"]),
-                        channels=(width, 2 * width, 4 * width, 8 * width))
+                        hop=int(P["tiny_hop"]), channels=(width, 2 * width, 4 * width, 8 * width))
     model = TinyClap(config=config).to(S.device).pretraining(True)
     render = data.renderer(recipe(P, model.sample_rate))
     singles = data.manifests.singles

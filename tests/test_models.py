@@ -61,7 +61,8 @@ def test_order_head_equals_pooled_at_init_then_order_sensitive():
 # ---- TinyClap -----------------------------------------------------------------------------
 def test_tiny_shapes(tiny, waves):
     feats = tiny.audio_trunk(waves, frames=True)
-    assert feats.pooled.shape == (3, 256) and feats.frames.shape == (3, 12, 256)  # ~12 fps
+    c = tiny.config.channels[-1] * tiny.config.freq_bands  # channels × kept frequency bands
+    assert feats.pooled.shape == (3, c) and feats.frames.shape == (3, 12, c)  # ~12 fps
     assert torch.equal(feats.pooled, time_pool(feats.frames))
     assert tiny.audio_trunk(waves).frames is None
     text = tiny.text_trunk(TEXTS)

@@ -25,6 +25,7 @@ import torch
 import torchaudio
 from msclap.models.audio import ConvBlock
 from msclap.models.clap import Projection
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
@@ -47,6 +48,7 @@ class TinyConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)
     time_pools: tuple[int, ...] = (2, 2, 2, 1)
     freq_pools: tuple[int, ...] = (2, 2, 2, 2)
+    freq_bands: int = 4  # frequency bands kept per frame (flattened with channels); 1 = Cnn14's mean
     audio_hidden: int = 512  # fc1 width
     embed_dim: int = 256
     projection_dropout: float = 0.5  # msclap's Projection default
@@ -69,7 +71,7 @@ class TinyConfig:
             raise ValueError(f"audio_head must be 'pooled' or 'order', got {self.audio_head!r}")
 
     # fields that change what the trunks compute (the cache key hashes them)
-    TRUNK_FIELDS = ("sample_rate", "n_fft", "hop", "n_mels", "f_min", "f_max", "channels",
+    TRUNK_FIELDS = ("sample_rate", "n_fft", "hop", "n_mels", "f_min", "f_max", "channels", "freq_bands",
                     "time_pools", "freq_pools", "text_trainable_layers", "text_max_len")
 
 
@@ -102,7 +104,7 @@ class TinyClap(Backbone):
             ins = (1,) + c.channels[:-1]
             self.blocks = nn.ModuleList(ConvBlock(i, o) for i, o in zip(ins, c.channels))
             # ---- audio head
-            pooled = PooledAudioHead(in_dim=c.channels[-1], hidden=c.audio_hidden,
+            pooled = PooledAudioHead(in_dim=c.channels[-1] * c.freq_bands, hidden=c.audio_hidden,
                                      embed_dim=c.embed_dim, projection_dropout=c.projection_dropout)
             self.audio_head_module = build_audio_head(
                 kind=c.audio_head, pooled=pooled, max_frames=c.max_frames, d_model=c.order_dim,
@@ -185,7 +187,10 @@ class TinyClap(Backbone):
             x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # BN over mel bins, as Cnn14
             for block, pt, pf in zip(self.blocks, self.config.time_pools, self.config.freq_pools):
                 x = block(x, pool_size=(pt, pf), pool_type="avg")  # (B, C, T/pt, M/pf)
-            fr = x.mean(dim=3).transpose(1, 2)  # (B, T', C)
+            # Cnn14 averages frequency away; with few channels that loses the spectral detail
+            # that separates close classes, so keep ``freq_bands`` coarse bands per frame.
+            x = F.adaptive_avg_pool2d(x, (x.shape[2], self.config.freq_bands))  # (B, C, T', bands)
+            fr = x.permute(0, 2, 1, 3).flatten(2)  # (B, T', C·bands)
             return AudioFeatures(pooled=time_pool(fr), frames=fr if frames else None)
 
     def audio_head(self, feats: AudioFeatures) -> torch.Tensor:
