@@ -56,7 +56,8 @@ def machine_info(device: torch.device) -> dict:
     """What the figures were measured on."""
     info = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform(), "device": str(device)}
+            "platform": platform.platform(), "device": str(device),
+            "load_avg_1m_at_start": os.getloadavg()[0]}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
@@ -67,12 +68,40 @@ def machine_info(device: torch.device) -> dict:
 def describe(info: dict) -> str:
     gpu = f", GPU {info['gpu']} ({info['gpu_memory_gib']} GiB)" if "gpu" in info else ", no GPU"
     return (f"machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']} with "
-            f"{info['torch_threads']} threads{gpu}; device {info['device']}")
+            f"{info['torch_threads']} threads{gpu}; device {info['device']}; load average "
+            f"{info['load_avg_1m_at_start']:.1f} at start")
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def busy_seconds() -> float | None:
+    """CPU-seconds all processes of the machine have spent busy (``/proc/stat``), or None."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def contention_note(figures: dict) -> str:
+    """A warning when other processes used the CPUs during a phase (> 10 % of one core)."""
+    busy = {k: v for k, v in figures.items() if isinstance(v, dict)
+            and (v.get("other_cpu_seconds") or 0) > 0.1 * v.get("seconds", 0) + 0.5}
+    if busy:
+        worst = max(busy, key=lambda k: busy[k]["other_cpu_seconds"] / busy[k]["seconds"])
+        return (f"warning: other processes used the CPUs during {', '.join(busy)} (up to "
+                f"{busy[worst]['other_cpu_seconds']:.0f} CPU-s in {busy[worst]['seconds']:.0f} s of "
+                f"{worst}): those wall times are inflated; compare cpu_seconds")
+    return ""
 
 
 def _reset_maxrss() -> bool:
@@ -85,23 +114,32 @@ def _reset_maxrss() -> bool:
 
 
 @contextmanager
-def phase(name: str, device: torch.device, record: dict):
+def phase(name: str, device: torch.device, record: dict, *, echo: bool = False):
     """Time a phase and take its peak memory into ``record[name]``.
 
     ``maxrss_mib``: ``resource.getrusage`` peak RSS, reset at the start of the phase when the
     kernel allows (``maxrss_reset``; otherwise it is the process's peak so far).
     ``cuda_max_allocated_mib``: ``torch.cuda.max_memory_allocated`` over the phase (CUDA only).
+    ``cpu_seconds``: CPU time of this process (all threads); ``other_cpu_seconds``: CPU time
+    the rest of the machine used meanwhile (``/proc/stat``) — well above 0, the phase shared
+    the cores and its wall time is inflated.
     """
     reset = _reset_maxrss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sync(device)
-    start = time.perf_counter()
+    cpu0, busy0, start = _cpu_seconds(), busy_seconds(), time.perf_counter()
     out: dict = {}
     record[name] = out
     yield out
     sync(device)
     out["seconds"] = time.perf_counter() - start
+    out["cpu_seconds"] = _cpu_seconds() - cpu0
+    busy1 = busy_seconds()
+    out["other_cpu_seconds"] = (None if busy0 is None or busy1 is None
+                                else max(0.0, busy1 - busy0 - out["cpu_seconds"]))
+    if echo:
+        print(f"[{name}] {out['seconds']:.2f} s", flush=True)
     out["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["maxrss_reset"] = reset
     if device.type == "cuda":
@@ -109,7 +147,10 @@ def phase(name: str, device: torch.device, record: dict):
 
 
 def memory_text(fig: dict) -> str:
-    text = f"maxrss {fig['maxrss_mib']:.0f} MiB" + ("" if fig["maxrss_reset"] else " (process peak)")
+    """CPU time and peak memory of a phase, for a printed line."""
+    text = f"CPU {fig['cpu_seconds']:.1f} s, maxrss {fig['maxrss_mib']:.0f} MiB" + ("" if fig["maxrss_reset"] else " (process peak)")
+    if (fig.get("other_cpu_seconds") or 0) > 0.5:
+        text += f" [other processes: {fig['other_cpu_seconds']:.0f} CPU-s]"
     if "cuda_max_allocated_mib" in fig:
         text += f", cuda max allocated {fig['cuda_max_allocated_mib']:.0f} MiB"
     return text

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe, machine_info, write_json  # noqa: E402
+from _common import busy_seconds, describe, machine_info, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DONE = re.compile(r"^teminal: done → (.+)$")
@@ -40,8 +41,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_pipeline(params: str) -> tuple[Path, float]:
-    """Run the pipeline in a child process, echoing its output; its run folder and wall time."""
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_pipeline(params: str) -> tuple[Path, float, float | None]:
+    """Run the pipeline in a child process, echoing its output; its run folder, wall time and
+    the CPU-seconds other processes of the machine used meanwhile (None if unknown)."""
     path = Path(params)
     path = path if path.is_absolute() else REPO / path
     if not path.is_file():
@@ -49,22 +56,25 @@ def run_pipeline(params: str) -> tuple[Path, float]:
     cmd = [sys.executable, "-m", "teminal", "run", str(path)]
     print("running:", " ".join(cmd), flush=True)
     run_dir = None
-    start = time.perf_counter()
+    busy0, cpu0, start = busy_seconds(), _children_cpu(), time.perf_counter()
     with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, bufsize=1, env=dict(os.environ, PYTHONUNBUFFERED="1")) as proc:
         for line in proc.stdout:
-            print("  | " + line, end="", flush=True)
+            if "[IPKernelApp] WARNING" not in line:  # one per notebook kernel, says nothing here
+                print("  | " + line, end="", flush=True)
             found = DONE.match(line.rstrip("\n")) or STARTED.match(line.rstrip("\n"))
             if found:
                 run_dir = Path(found.group(1).strip())
         code = proc.wait()
     wall = time.perf_counter() - start
+    busy1 = busy_seconds()
+    other = None if busy0 is None or busy1 is None else max(0.0, busy1 - busy0 - (_children_cpu() - cpu0))
     if code != 0:
         where = f"; its record is in {run_dir / 'pipeline.json'}" if run_dir else ""
         raise SystemExit(f"the pipeline failed (exit code {code}) after {wall:.0f} s{where}")
     if run_dir is None:
         raise SystemExit("the pipeline finished but printed no run folder (teminal: done → …)")
-    return run_dir, wall
+    return run_dir, wall, other
 
 
 def read_record(run_dir: Path) -> dict:
@@ -88,11 +98,11 @@ def table(record: dict) -> tuple[list[dict], float]:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     info = machine_info(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    wall = None
+    wall = other = None
     if args.run_dir:
         run_dir = Path(args.run_dir)
     else:
-        run_dir, wall = run_pipeline(args.params)
+        run_dir, wall, other = run_pipeline(args.params)
     record = read_record(run_dir)
     rows, total = table(record)
     print(describe(info))
@@ -104,9 +114,11 @@ def main(argv=None) -> dict:
     print(f"{'total (notebooks)':<{width}}  {total:>9.1f}")
     if wall is not None:
         print(f"{'wall (incl. start-up)':<{width}}  {wall:>9.1f}")
+    if other is not None and other > 0.1 * (wall or 0) + 1:
+        print(f"warning: other processes used {other:.0f} CPU-s during the run: the times are inflated")
     figures = {"machine": info, "params": None if args.run_dir else args.params, "run_dir": str(run_dir),
                "pipeline": record.get("name"), "status": record.get("status"), "notebooks": rows,
-               "total_seconds": total, "wall_seconds": wall,
+               "total_seconds": total, "wall_seconds": wall, "other_cpu_seconds": other,
                "env": {k: os.environ.get(k, "") for k in ("TEMINAL_WORKDIR", "TEMINAL_TRACKING_URI")}}
     write_json(args.out, figures)
     return figures

@@ -60,7 +60,7 @@ pretrain_epochs = 3               # embedded backbone: CLAP-style pretraining ep
 pretrain_batch_size = 64          # embedded backbone: pretraining batch size
 pretrain_lr = 0.001               # embedded backbone: pretraining learning rate
 tiny_width = 16                   # embedded backbone: channels of the first CNN block (doubling per block)
-tiny_hop = 320                    # embedded backbone: STFT hop in samples (log-mel frame rate)
+tiny_hop = 160                    # embedded backbone: STFT hop in samples (log-mel frame rate)
 '''
 
 TRAIN = '''\

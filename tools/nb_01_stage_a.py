@@ -1,4 +1,4 @@
-from make_notebooks import BACKBONE, DATA, HEADER, RUNNER, TRAIN, code, md, params
+from make_notebooks import PRETRAIN, BACKBONE, DATA, HEADER, RUNNER, TRAIN, code, md, params
 
 NAME = "01_stage_a"
 
@@ -19,7 +19,7 @@ N doubles `(a_i ⊕ a_j, "combined sound of x_i and x_j")` in one 2N × 2N contr
 Negatives that share a class with the anchor are weighted by `α_same`, others by `α_diff`.
 Only the heads train (SPEC §2); trunk features come from the on-disk cache.
 """),
-        params(RUNNER, DATA, BACKBONE, TRAIN, STAGE_A),
+        params(RUNNER, DATA, BACKBONE, PRETRAIN, TRAIN, STAGE_A),
         code(HEADER + "from teminal import plots, widgets\n\n"
              "S = workflow.start(\"01_stage_a\", globals(), tags={\"teminal.stage\": \"A\"})"),
         code("""

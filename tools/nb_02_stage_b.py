@@ -1,9 +1,9 @@
-from make_notebooks import BACKBONE, DATA, HEADER, RUNNER, TRAIN, ZSTE, code, md, params
+from make_notebooks import PRETRAIN, BACKBONE, DATA, HEADER, RUNNER, TRAIN, ZSTE, code, md, params
 
 NAME = "02_stage_b"
 
 STAGE_B = '''\
-start_from = "A"                  # A: from stage A's checkpoint (T-AB), or pretrained (T-B)
+start_from = "pretrained"         # A: from stage A's checkpoint (T-AB), or pretrained (T-B)
 stage_a_tag = ""                  # stage A checkpoint folder; empty: A (or A-order)
 loss = "teminal"                  # teminal (TNCE, SPEC §3) or tclap (the L_c + λ L_t baseline)
 alpha_st = 1.0                    # α_st: the same pair's reversed (and, for o, reversed) caption
@@ -27,7 +27,7 @@ table (α_st, α_ct, α_so, α_co) decides how hard the temporally inverted and 
 push back; `β` weighs the text→audio direction. Starting from stage A gives **T-AB**, from
 the pretrained model **T-B**. `loss = "tclap"` trains the T-CLAP baseline on the same rows.
 """),
-        params(RUNNER, DATA, BACKBONE, TRAIN, STAGE_B, ZSTE),
+        params(RUNNER, DATA, BACKBONE, PRETRAIN, TRAIN, STAGE_B, ZSTE),
         code(HEADER + "from teminal import plots, widgets\n\n"
              "S = workflow.start(\"02_stage_b\", globals(), tags={\"teminal.stage\": \"B\"})"),
         code("""

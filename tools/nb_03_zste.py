@@ -1,9 +1,9 @@
-from make_notebooks import BACKBONE, DATA, HEADER, RUNNER, ZSTE, code, md, params
+from make_notebooks import PRETRAIN, BACKBONE, DATA, HEADER, RUNNER, ZSTE, code, md, params
 
 NAME = "03_zste"
 
 MODELS = '''\
-models = "pretrained,T-AB"        # comma list: "pretrained", checkpoint tags of this run, or .pt paths
+models = "pretrained"             # comma list: "pretrained", checkpoint tags of this run, or .pt paths
 audio_head = "pooled"             # audio head of the evaluated checkpoints ("pooled" | "order")
 '''
 
@@ -18,7 +18,7 @@ pairs. Every model is evaluated in its own MLflow run (tag `teminal.model`), nes
 notebook's run. The paper's figures are shown beside ours for orientation only: they were
 measured on another model (msclap) and other data (ESC-50).
 """),
-        params(RUNNER, DATA, BACKBONE, ZSTE, MODELS),
+        params(RUNNER, DATA, BACKBONE, PRETRAIN, ZSTE, MODELS),
         code(HEADER + "from teminal import plots, widgets, zste\n\n"
              "S = workflow.start(\"03_zste\", globals())"),
         code("""

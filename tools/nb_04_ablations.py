@@ -1,4 +1,4 @@
-from make_notebooks import BACKBONE, DATA, HEADER, RUNNER, TRAIN, ZSTE, code, md, params
+from make_notebooks import PRETRAIN, BACKBONE, DATA, HEADER, RUNNER, TRAIN, ZSTE, code, md, params
 
 NAME = "04_ablations"
 
@@ -22,7 +22,7 @@ Each row is a papermill run of the stage notebooks (`01_stage_a`, `02_stage_b` w
 not retrained. The default grid is the paper's Table 2:
 `{α_st, α_ct, α_so, α_co, β} ∈ {(0,0,0,0,1), (1,0,1,0,1), (0,1,0,1,1), (1,1,1,1,1)} × {T-B, T-AB}`.
 """),
-        params(RUNNER, DATA, BACKBONE, TRAIN, ZSTE, GRID),
+        params(RUNNER, DATA, BACKBONE, PRETRAIN, TRAIN, ZSTE, GRID),
         code(HEADER + "from teminal import ablation, plots\n\n"
              "S = workflow.start(\"04_ablations\", globals())"),
         code("""

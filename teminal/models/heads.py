@@ -16,6 +16,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from msclap.models.clap import Projection
@@ -73,6 +75,16 @@ class PooledAudioHead(nn.Module):
         return self.forward_pooled(feats.pooled)
 
 
+def sinusoids(n: int, d: int) -> torch.Tensor:
+    """(n, d) sinusoidal position table (Vaswani et al., 2017)."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
+    table = torch.zeros(n, d)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: d // 2])
+    return table
+
+
 class FrameMixer(nn.Module):
     """Positional encoding + one transformer layer on frames, added back residually.
 
@@ -85,7 +97,10 @@ class FrameMixer(nn.Module):
         super().__init__()
         self.max_frames = max_frames
         self.down = nn.Linear(channels, d_model)
-        self.pos = nn.Parameter(torch.randn(max_frames, d_model) * 0.02)  # (T_max, D)
+        # learned, initialised to unit-scale sinusoids: a tiny random init gives attention no
+        # usable notion of position at the start, and an order-blind audio side makes the
+        # contrastive loss pull "x before y" and "y before x" together on the text side
+        self.pos = nn.Parameter(sinusoids(max_frames, d_model))  # (T_max, D)
         self.layer = nn.TransformerEncoderLayer(
             d_model, n_heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True,
             norm_first=True)

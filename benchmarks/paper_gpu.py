@@ -1,0 +1,176 @@
+"""The paper configuration end to end, timed per stage — meant for a CUDA machine.
+
+ESC-50-shaped data made up on the spot (default: 50 classes × 40 clips of 5 s at 44.1 kHz,
+5 folds), msclap 2022 (Cnn14 + BERT-base, the paper's trainable layers) with random weights,
+``pairing: paper`` (one clip per class, 70/30 by unordered pair), Adam lr 1e-4, batch 256,
+bf16 autocast on CUDA (paper B.5). Stages, each timed with its peak memory:
+
+1. data generation — the ESC-50-shaped folder, ``esc50.load`` (validation), ``build_manifests``;
+2. cache build — ``TrunkCache`` + ``build_bank``: every single clip, composite and caption
+   through the frozen trunks once, in batches of ``--eval-batch-size``;
+3. stage A epochs — ``StageATask`` + ``train.fit`` (checkpoints included);
+4. stage B epochs — ``StageBTask`` + ``train.fit`` from stage A's heads (T-AB);
+5. ZSTE — ``evaluate.run_zste`` (heads in batches of 1024, prompts through the text trunk).
+
+The weights are random, so the ZSTE figures sit at chance: only the times mean something.
+On a CPU it runs at a toy size to check it works:
+
+    .venv/bin/python benchmarks/paper_gpu.py --classes 6 --clips-per-class 5 --epochs 1 --device cpu
+    .venv/bin/python benchmarks/paper_gpu.py --out benchmarks/out/paper_gpu.json     # a CUDA machine
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (bert_tokenizer_folder, describe, machine_info, make_esc50_like,  # noqa: E402
+                     contention_note, memory_text, phase, pick_device, write_json)
+
+from teminal import evaluate, losses, tracking, train  # noqa: E402
+from teminal.audio import Recipe  # noqa: E402
+from teminal.cache import TrunkCache  # noqa: E402
+from teminal.data import esc50  # noqa: E402
+from teminal.data.pairs import PairingConfig, build_manifests  # noqa: E402
+from teminal.features import build_bank, manifest_audio_keys, manifest_texts  # noqa: E402
+from teminal.models import build_backbone  # noqa: E402
+from teminal.stages import StageATask, StageBTask  # noqa: E402
+from teminal.workflow import RunData  # noqa: E402
+from teminal.zste_prompts import ZsteTemplates  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--classes", type=int, default=50, help="ESC-50: 50")
+    p.add_argument("--clips-per-class", type=int, default=40, help="ESC-50: 40 (≥ 5 folds)")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--epochs", type=int, default=50, help="epochs of each stage (paper B.5: 50)")
+    p.add_argument("--batch-size", type=int, default=256, help="pairs per step (paper B.5: 256)")
+    p.add_argument("--eval-batch-size", type=int, default=256, help="clips per trunk batch")
+    p.add_argument("--n-boot", type=int, default=1000, help="ZSTE bootstrap resamples")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", default="", help="keep data, cache, checkpoints and MLflow "
+                   "here (default: a temporary folder, deleted at the end)")
+    p.add_argument("--out", default="", help="write every figure to this JSON file")
+    args = p.parse_args(argv)
+    if args.classes < 3 or args.clips_per_class < 5 or args.epochs < 1:
+        p.error("need --classes ≥ 3 (pairs of distinct classes), --clips-per-class ≥ 5 (5 folds) "
+                "and --epochs ≥ 1")
+    return args
+
+
+def fit_stage(task, bb, *, args, out_dir: Path, device: torch.device, tag: str) -> dict:
+    config = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-4,
+                               optimizer="adam", seed=args.seed, bf16=True)
+    result = train.fit(task=task, model=bb, params=bb.trainable_parameters(), config=config,
+                       out_dir=out_dir, device=device, metric_prefix=f"{tag}/", progress=False)
+    bb.load_head_state_dict(train.load_checkpoint_head(out_dir / "best.pt"))
+    steps = max(1, task.n_train // args.batch_size)
+    return {"train_rows": task.n_train, "val_rows": task.n_val, "steps_per_epoch": steps,
+            "epochs": args.epochs, "best_val": result.best_val,
+            "last_train_loss": result.history[-1]["train_loss"]}
+
+
+def run(args, device: torch.device, work: Path, figures: dict) -> None:
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    with phase("data_generation", device, figures, echo=True) as fig:
+        make_esc50_like(work / "esc50", classes=args.classes, clips_per_class=args.clips_per_class,
+                        seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed)
+        base = esc50.load(work / "esc50", expect_classes=args.classes)
+        m = build_manifests(base, pairing=PairingConfig(pairing="paper", seed=args.seed))
+        fig.update(clips=len(base.clips), classes=len(base.classes), **{
+            f"stage_b_{s}": int(n) for s, n in m.stage_b["split"].value_counts().items()})
+    data = RunData(base=base, manifests=m, manifest_dir=work / "esc50")
+
+    with phase("model_build", device, figures, echo=True):
+        bb = build_backbone(name="msclap-2022", random_init=True, download=False, seed=args.seed,
+                            tokenizer=bert_tokenizer_folder(), audio_head="pooled", device=device)
+    recipe = Recipe(sample_rate=bb.sample_rate)
+
+    with phase("cache_build", device, figures, echo=True) as fig:
+        cache = TrunkCache(root=work / "cache", backbone=bb, recipe=recipe, device=device,
+                           batch_size=args.eval_batch_size, progress=False)
+        with autocast():
+            bank = build_bank(cache=cache, manifests=m, render=data.renderer(recipe),
+                              frames=bb.needs_frames, device=device)
+        singles, pairs = manifest_audio_keys(m)
+        fig.update(singles=len(singles), composites=len(pairs), captions=len(manifest_texts(m)))
+
+    k = len(base.classes)
+    with phase("stage_a", device, figures, echo=True) as fig:
+        task = StageATask(weights=losses.StageAWeights(), backbone=bb, bank=bank,
+                          manifest=m.stage_a, n_classes=k, replay=None)
+        fig.update(fit_stage(task, bb, args=args, out_dir=work / "checkpoints" / "A", device=device, tag="A"))
+    with phase("stage_b", device, figures, echo=True) as fig:
+        task = StageBTask(weights=losses.StageBWeights(), backbone=bb, bank=bank,
+                          manifest=m.stage_b, n_classes=k, replay=None)
+        fig.update(fit_stage(task, bb, args=args, out_dir=work / "checkpoints" / "T-AB", device=device, tag="B"))
+
+    with phase("zste", device, figures, echo=True) as fig:
+        templates = ZsteTemplates(n_candidates_4=min(50, 2 * k * (k - 1)),
+                                  n_candidates_5b=min(50, k * (k - 1)))
+        with autocast():
+            result = evaluate.run_zste(bb, bank, cache, data, device=device, seed=args.seed,
+                                       n_boot=args.n_boot, templates=templates)
+        fig["table"] = result.table.to_dict(orient="records")
+    print(result.table.round(1).to_string(index=False))
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # dropout in the heads
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # the store's table-creation chatter
+    device = pick_device(args.device)
+    info = machine_info(device)
+    print(describe(info), flush=True)
+    figures: dict = {"machine": info, "args": vars(args), "bf16_autocast": device.type == "cuda"}
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="teminal-paper-"))
+    work.mkdir(parents=True, exist_ok=True)
+    stages: dict = {}
+    try:
+        tracking.setup(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}", experiment="paper_gpu")
+        with tracking.run(run_name="paper_gpu"):  # train.fit logs here, never to the repo's mlruns/
+            run(args, device, work, stages)
+    except BaseException as exc:
+        figures["error"] = repr(exc)  # still report the stages that finished
+        raise
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+        figures["stages"] = stages
+        report(figures, args)
+    return figures
+
+
+def report(figures: dict, args) -> None:
+    stages = {k: v for k, v in figures["stages"].items() if "seconds" in v}  # finished ones
+    print(f"\n{'stage':<16} {'seconds':>9}  memory")
+    for name, fig in stages.items():
+        extra = f"  ({fig['seconds'] / args.epochs:.2f} s/epoch)" if name.startswith("stage_") else ""
+        print(f"{name:<16} {fig['seconds']:>9.2f}  {memory_text(fig)}{extra}")
+    figures["total_seconds"] = sum(f["seconds"] for f in stages.values())
+    print(f"{'total':<16} {figures['total_seconds']:>9.2f}")
+    if {"cache_build", "stage_a", "stage_b"} <= set(stages):
+        c, a, b = stages["cache_build"], stages["stage_a"], stages["stage_b"]
+        print(f"cache: {c['singles']} singles + {c['composites']} composites + {c['captions']} captions; "
+              f"stage A {a['train_rows']} rows × {a['epochs']} epochs ({a['steps_per_epoch']} steps "
+              f"each), stage B {b['train_rows']} rows ({b['steps_per_epoch']} steps each)")
+    if contention_note(stages):
+        print(contention_note(stages))
+    write_json(args.out, figures)
+
+if __name__ == "__main__":
+    main()
