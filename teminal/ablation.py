@@ -7,6 +7,7 @@ inputs are identical (same parameters, same manifests, same starting checkpoint 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -62,8 +63,11 @@ def plan(P: Mapping[str, Any]) -> pd.DataFrame:
         if e not in EXTRA_ROWS:
             raise ValueError(f"extra_rows: {e!r} is not one of {EXTRA_ROWS}")
     a_epochs = int(P["stage_a_epochs"])
+    # T-AB rows start from a stage A checkpoint already in the run folder (the pipeline's own
+    # 01_stage_a) or from one the ablation trains itself
+    a_tag = str(P.get("stage_a_from") or "").strip() or "abl-A"
     rows: list[Row] = []
-    if "A" in starts:
+    if "A" in starts and a_tag == "abl-A":
         rows.append(Row("stage A", "01_stage_a", {"audio_head": "pooled", "epochs": a_epochs, "tag": "abl-A"}))
     if "order-head" in extras:
         rows.append(Row("stage A (order head)", "01_stage_a",
@@ -74,8 +78,8 @@ def plan(P: Mapping[str, Any]) -> pd.DataFrame:
             name = f"{'T-AB' if start == 'A' else 'T-B'} {_label(setting)}"
             tag = f"abl-{'T-AB' if start == 'A' else 'T-B'}-{'-'.join(f'{v:g}' for v in setting)}"
             rows.append(Row(name, "02_stage_b", _stage_b(
-                setting, start_from=start, stage_a_tag="abl-A", audio_head="pooled", loss="teminal", tag=tag),
-                depends_on="abl-A" if start == "A" else ""))
+                setting, start_from=start, stage_a_tag=a_tag, audio_head="pooled", loss="teminal", tag=tag),
+                depends_on=a_tag if start == "A" else ""))
     if "tclap" in extras:
         rows.append(Row("T-CLAP loss", "02_stage_b", _stage_b(
             (1, 1, 1, 1, 1), start_from="pretrained", audio_head="pooled", loss="tclap", tag="abl-tclap")))
@@ -83,7 +87,7 @@ def plan(P: Mapping[str, Any]) -> pd.DataFrame:
         setting = parse_setting(str(P["order_setting"]), name="order_setting")
         rows.append(Row(f"T-AB+order-head {_label(setting)}", "02_stage_b", _stage_b(
             setting, start_from="A", stage_a_tag="abl-A-order", audio_head="order", loss="teminal",
-            tag="abl-T-AB-order"), depends_on="abl-A-order"))
+            epochs=int(P["order_epochs"]), tag="abl-T-AB-order"), depends_on="abl-A-order"))
     return pd.DataFrame([r.__dict__ for r in rows])
 
 
@@ -114,17 +118,40 @@ def input_key(S, notebook: str, params: Mapping[str, Any], depends_on: str) -> s
     return tracking.config_hash(payload)
 
 
+def check_starts(S, plan_df: pd.DataFrame) -> None:
+    """Every checkpoint a row starts from is written by an earlier row or already in the run
+    folder (``stage_a_from``); otherwise a clear error before anything runs."""
+    written: set[str] = set()
+    for r in plan_df.itertuples():
+        if r.depends_on and r.depends_on not in written:
+            ckpt = S.run_dir / "checkpoints" / r.depends_on / "best.pt"
+            if not ckpt.exists():
+                raise FileNotFoundError(
+                    f"ablation row {r.row!r} starts from {ckpt}, which does not exist: run "
+                    f"01_stage_a into this run folder first, or set stage_a_from = \"\" to let "
+                    f"the ablation train its own stage A")
+            meta = ckpt.parent / "meta.json"
+            head = json.loads(meta.read_text()).get("audio_head") if meta.exists() else None
+            if head is not None and head != r.params["audio_head"]:
+                raise ValueError(f"ablation row {r.row!r} ({r.params['audio_head']} head) cannot start from "
+                                 f"{ckpt}, a {head}-head checkpoint; check stage_a_from")
+        if r.notebook == "01_stage_a":
+            written.add(r.params["tag"])
+
+
 def run(S, plan_df: pd.DataFrame) -> pd.DataFrame:
     """Execute (or reuse) every row; returns the plan with ``status`` and ``run_id``."""
+    check_starts(S, plan_df)
     out = []
     for r in plan_df.itertuples():
         params = child_params(S.P, r.notebook, r.params)
         params["run_dir"] = str(S.run_dir)
         key = input_key(S, r.notebook, {k: v for k, v in params.items() if k != "run_dir"}, r.depends_on)
-        # Stage A rows write the checkpoints later rows start from, so they always execute
-        # (``train.fit`` returns at once when this run folder already holds them finished).
+        # A stage A row is reused only when its checkpoint is in this run folder: later rows
+        # start from that file (stage B rows need nothing but their logged ZSTE tables).
         found = None
-        if S.P["reuse"] and r.notebook != "01_stage_a":
+        here = r.notebook != "01_stage_a" or (S.run_dir / "checkpoints" / params["tag"] / "best.pt").exists()
+        if S.P["reuse"] and here:
             found = tracking.find_finished_run(tag="teminal.ablation_key", value=key)
         if found:
             status, run_id = "reused", found

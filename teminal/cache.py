@@ -2,7 +2,8 @@
 its input, so its output may be computed once).
 
 Layout: ``root/<backbone.cache_key()>/<recipe.hash>/{audio,text}/`` each holding an
-append-only set of shard files (``<uuid>.pt``, ``{key: {field: tensor}}``) and ``index.json``
+append-only set of shard files (``<uuid>.pt``: per field, the keys, one flat tensor and the
+shapes, see ``pack``; thousands of small tensors would make loading slow) and ``index.json``
 (``{key: {"shard": name, "fields": [...]}}``) written atomically (temp file + ``os.replace``).
 The directory key changes with the trunk weights, the trunk preprocessing and the recipe, so
 a stale cache is never reused. Tensors are stored as ``dtype`` (float16 by default) and
@@ -52,6 +53,35 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
+def pack(items: dict[str, dict[str, torch.Tensor]]) -> dict:
+    """``{key: {field: tensor}}`` → ``{"format": 2, "fields": {field: {"keys", "flat", "shapes"}}}``:
+    each field's tensors flattened and concatenated (one tensor to unpickle, not thousands)."""
+    fields: dict[str, dict] = {}
+    for name in sorted({f for v in items.values() for f in v}):
+        keys = [k for k, v in items.items() if name in v]
+        parts = [items[k][name] for k in keys]
+        if len({t.dtype for t in parts}) != 1 or len({t.dim() for t in parts}) != 1:
+            raise ValueError(f"cache field {name!r} mixes dtypes or ranks across entries")
+        fields[name] = {"keys": keys,
+                        "flat": torch.cat([t.reshape(-1) for t in parts]),
+                        "shapes": torch.tensor([list(t.shape) for t in parts], dtype=torch.int64)}
+    return {"format": 2, "fields": fields}
+
+
+def unpack(blob: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """Inverse of ``pack`` (views into the flat tensors); a shard written before the packed
+    format (``{key: {field: tensor}}``) is returned as it is."""
+    if blob.get("format") != 2:
+        return blob
+    items: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
+    for name, f in blob["fields"].items():
+        shapes = f["shapes"].tolist()
+        sizes = [int(np.prod(s)) for s in shapes]  # np.prod([]) = 1 for scalars
+        for key, part, shape in zip(f["keys"], torch.split(f["flat"], sizes), shapes):
+            items[key][name] = part.view(shape)
+    return dict(items)
+
+
 class _ShardStore:
     """Append-only shards of ``{key: {field: tensor}}`` plus an atomically written index."""
 
@@ -85,7 +115,7 @@ class _ShardStore:
             by_shard[entry["shard"]].append(key)
         for shard in sorted(shards):
             try:
-                blob = torch.load(self.path / shard, map_location="cpu", weights_only=True)
+                blob = unpack(torch.load(self.path / shard, map_location="cpu", weights_only=True))
             except Exception:  # missing or corrupt shard: forget its entries
                 blob = {}
             for key in by_shard[shard]:
@@ -103,7 +133,7 @@ class _ShardStore:
                 raise ValueError(f"trunk output does not fit {self.dtype} (inf/nan); build the "
                                  "TrunkCache with dtype=torch.float32")
         shard = f"{uuid.uuid4().hex}.pt"
-        _write_atomic(self.path / shard, lambda p: torch.save(items, p))
+        _write_atomic(self.path / shard, lambda p: torch.save(pack(items), p))
         current = self._read_index()  # merge with what another writer may have added
         current.update(self.index)
         for key, fields in items.items():

@@ -193,6 +193,7 @@ def run_pipeline(config: PipelineConfig, *, tracking_uri: str = "",
     if config.source:
         client.log_artifact(parent, str(config.source), artifact_path="params")
     record = {"name": config.name, "parent_run_id": parent, "tracking_uri": mlflow.get_tracking_uri(),
+              "params_file": str(config.source.resolve()) if config.source else "",
               "notebooks": {}, "status": "RUNNING"}
     _write_record(run_dir, record)
     print(f"teminal: pipeline {config.name!r} → {run_dir}  (MLflow parent run {parent})", flush=True)
@@ -223,6 +224,52 @@ def run_pipeline(config: PipelineConfig, *, tracking_uri: str = "",
     return run_dir
 
 
+def rerun_notebook(run_dir: str | Path, notebook: str, *, config: PipelineConfig | None = None,
+                   tracking_uri: str = "") -> str:
+    """Execute one notebook of a finished pipeline again, into the same run folder.
+
+    The executed copy is a new file (``notebooks/<nb>.rerun-<timestamp>.ipynb``) and the MLflow
+    run a new child of the pipeline's parent run; nothing earlier is overwritten. The notebook
+    itself decides what it can reuse (``04_ablations`` reuses its finished child runs,
+    ``train.fit`` a finished checkpoint). ``config`` defaults to the YAML file the pipeline ran
+    with. Returns the new MLflow run id.
+    """
+    import mlflow
+
+    run_dir = Path(run_dir).resolve()
+    record_file = run_dir / "pipeline.json"
+    if not record_file.is_file():
+        raise PipelineError(f"{run_dir} is not a pipeline run folder (no pipeline.json); "
+                            "run `python -m teminal run params/<name>.yaml` first")
+    record = json.loads(record_file.read_text())
+    if config is None:
+        if not record.get("params_file"):
+            raise PipelineError(f"{record_file} does not name its parameter file; pass --params")
+        config = load_config(record["params_file"])
+    if notebook not in config.notebooks:
+        raise PipelineError(f"{notebook!r} is not a notebook of this pipeline: {config.notebooks}")
+    tracking.setup(tracking_uri or record["tracking_uri"])
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    output = run_dir / "notebooks" / f"{notebook}.rerun-{stamp}.ipynb"
+    k = 2
+    while output.exists():
+        output, k = run_dir / "notebooks" / f"{notebook}.rerun-{stamp}-{k}.ipynb", k + 1
+    print(f"teminal: ▶ {notebook} again in {run_dir}", flush=True)
+    start = time.perf_counter()
+    child = execute_notebook(
+        notebook=notebooks_dir() / f"{notebook}.ipynb", output=output,
+        parameters=dict(parameters_for(config, notebook), run_dir=str(run_dir)),
+        run_name=f"{notebook} (rerun)", parent_run_id=record["parent_run_id"],
+        tracking_uri=mlflow.get_tracking_uri(), tags={"teminal.rerun": "true"},
+    )
+    seconds = time.perf_counter() - start
+    record.setdefault("reruns", []).append({"notebook": notebook, "run_id": child,
+                                            "seconds": round(seconds, 1), "executed": output.name})
+    _write_record(run_dir, record)
+    print(f"teminal: ✓ {notebook} in {seconds:.0f} s (run {child}) → {output}", flush=True)
+    return child
+
+
 def _write_record(run_dir: Path, record: dict) -> None:
     tmp = run_dir / "pipeline.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
@@ -237,8 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     run_p = sub.add_parser("run", help="run the notebook pipeline on a params/*.yaml file")
     run_p.add_argument("params", help="e.g. params/default.yaml")
     run_p.add_argument("--tracking-uri", default="", help="MLflow store (default: mlruns/mlflow.db)")
+    re_p = sub.add_parser("rerun", help="execute one notebook of a finished run again, in its folder "
+                                        "(e.g. 04_ablations, which reuses its finished rows)")
+    re_p.add_argument("run_dir", help="e.g. runs/default-20261122-101500")
+    re_p.add_argument("notebook", help="e.g. 04_ablations")
+    re_p.add_argument("--params", default="", help="parameter file (default: the one the run used)")
+    re_p.add_argument("--tracking-uri", default="", help="MLflow store (default: the run's)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "rerun":
+            config = load_config(args.params) if args.params else None
+            rerun_notebook(args.run_dir, args.notebook, config=config, tracking_uri=args.tracking_uri)
+            return 0
         config = load_config(args.params)
         run_dir = run_pipeline(config, tracking_uri=args.tracking_uri)
     except PipelineError as exc:

@@ -9,7 +9,7 @@ import torch
 from model_fixtures import grads, info_nce, synth_wave
 
 from teminal.audio import Recipe
-from teminal.cache import TrunkCache
+from teminal.cache import TrunkCache, pack, unpack
 from teminal.models.msclap import MsClap
 from teminal.models.tiny import TinyClap, TinyConfig
 
@@ -114,6 +114,34 @@ def test_order_head_on_cached_frames_equals_pooled_at_init(tiny, recipe, tmp_pat
     feats = _cache(tmp_path / "c", order, recipe).audio(SINGLES, Renderer(16000), frames=True)
     with torch.no_grad():
         assert torch.allclose(order.audio_head(feats), tiny.audio_head(feats), atol=1e-2)
+
+
+def test_pack_round_trip_keeps_every_tensor():
+    items = {"a": {"pooled": torch.randn(8).half(), "frames": torch.randn(5, 8).half(),
+                   "mask": torch.tensor([1, 1, 0])},
+             "b": {"pooled": torch.randn(8).half(), "frames": torch.randn(2, 8).half(),
+                   "mask": torch.tensor([1])},
+             "c": {"pooled": torch.randn(8).half()}}
+    back = unpack(pack(items))
+    assert back.keys() == items.keys()
+    for k, fields in items.items():
+        assert back[k].keys() == fields.keys()
+        for name, t in fields.items():
+            assert back[k][name].dtype == t.dtype and torch.equal(back[k][name], t)
+    with pytest.raises(ValueError, match="pooled"):
+        pack({"a": {"pooled": torch.zeros(2)}, "b": {"pooled": torch.zeros(2, 2)}})
+
+
+def test_shards_of_the_earlier_unpacked_format_are_still_read(tiny, recipe, tmp_path):
+    c = TrunkCache(root=tmp_path, backbone=tiny, recipe=recipe, progress=False)
+    texts = ["a dog barks", "rain"]
+    want = c.text(texts)
+    for shard in (c.dir / "text").glob("*.pt"):  # rewrite as {key: {field: tensor}}
+        torch.save(unpack(torch.load(shard, weights_only=True)), shard)
+    again = TrunkCache(root=tmp_path, backbone=tiny, recipe=recipe, progress=False)
+    again.backbone = None  # would fail if anything were recomputed
+    got = again.text(texts)
+    assert torch.equal(got.hidden, want.hidden) and torch.equal(got.mask, want.mask)
 
 
 def test_broken_shard_is_recomputed(tiny, recipe, tmp_path):

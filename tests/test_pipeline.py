@@ -73,6 +73,32 @@ def test_pipeline_logs_data_training_and_zste(ci_run):
     assert "ablation_table.json" in names and "ablation_heatmap.png" in names
 
 
+def test_ablation_rerun_reuses_finished_rows_and_keeps_earlier_files(ci_run):
+    run_dir, uri = ci_run
+    first_copy = (run_dir / "notebooks" / "04_ablations.ipynb").read_bytes()
+    ckpts = {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").rglob("*.pt")}
+    run_id = pipeline.rerun_notebook(run_dir, "04_ablations")
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    record = __import__("json").loads((run_dir / "pipeline.json").read_text())
+    assert [r["run_id"] for r in record["reruns"]] == [run_id]
+    rerun = client.get_run(run_id)
+    assert rerun.data.tags["mlflow.parentRunId"] == record["parent_run_id"]
+    assert _children(client, run_id) == []  # every row reused: no stage notebook ran again
+    assert (run_dir / "notebooks" / record["reruns"][0]["executed"]).exists()
+    assert (run_dir / "notebooks" / "04_ablations.ipynb").read_bytes() == first_copy
+    assert {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").rglob("*.pt")} == ckpts
+    first = client.get_run(record["notebooks"]["04_ablations"]["run_id"])
+    tables = [__import__("json").loads(Path(client.download_artifacts(r.info.run_id, "ablation_table.json")).read_text())
+              for r in (first, rerun)]
+    assert tables[0] == tables[1]
+
+
+def test_rerun_of_a_folder_without_a_record_is_a_clear_error(tmp_path):
+    with pytest.raises(pipeline.PipelineError, match="not a pipeline run folder"):
+        pipeline.rerun_notebook(tmp_path, "04_ablations")
+
+
 def test_failing_notebook_names_cell_and_copy(store, tmp_path):
     root, uri = store
     bad = tmp_path / "bad.yaml"

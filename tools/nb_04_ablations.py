@@ -8,6 +8,8 @@ starts = "A"                      # comma list of starts: "pretrained" (T-B) and
 extra_rows = ""                   # comma list of extra rows: "tclap", "order-head"
 order_setting = "1,1,1,1,1"       # α/β of the order-aware head's T-AB row
 stage_a_epochs = 2                # epochs of the stage A runs the grid starts from
+stage_a_from = ""                 # tag of a stage A checkpoint in the run folder for T-AB rows (empty: train one)
+order_epochs = 2                  # stage B epochs of the order-head row (it learns order late)
 reuse = True                      # reuse finished child runs with identical inputs
 '''
 
