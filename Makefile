@@ -1,14 +1,15 @@
 # teminal — two commands on a fresh machine:
 #   make run    the whole notebook pipeline on the embedded default (offline, CPU, minutes)
-#   make test   all tests: unit, reference, papermill pipeline and nbval notebooks
+#   make test   all tests: unit, reference, papermill pipeline, nbval notebooks, browser
 # Each target creates and fills .venv first if it is absent.
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PARAMS ?= params/default.yaml
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: install run test test-fast lab mlflow bench clean-notebooks
+.PHONY: install run test test-fast notebooks lab mlflow bench profile
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +23,14 @@ run: install
 	$(PY) -m teminal run $(PARAMS)
 
 test: install
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(PY) -m pytest tests notebooks $(NBVAL) -p no:cacheprovider
 
 test-fast: install
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider
+
+# re-execute the committed notebooks on their smoke defaults and store the outputs nbval checks
+notebooks: install
+	$(PY) -m teminal.notebook_tools refresh notebooks/*.ipynb
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks
@@ -35,7 +40,7 @@ mlflow: install
 
 bench: install
 	$(PY) benchmarks/trunk_cache.py
-	$(PY) benchmarks/pipeline.py
+	$(PY) benchmarks/profile_run.py
 
-clean-notebooks: install
-	$(PY) -m teminal.notebook_tools strip notebooks/*.ipynb
+profile: install
+	$(PY) benchmarks/profile_run.py --params $(PARAMS)

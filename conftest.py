@@ -2,17 +2,20 @@
 
 Every test and every notebook kernel started by nbval or papermill writes to a temporary
 MLflow store and work folder, never the user's ``mlruns/``, ``runs/``, ``data/`` or ``cache/``.
-Kernels inherit these environment variables from the pytest process.
+Kernels inherit these environment variables from the pytest process; ``make notebooks``
+executes the committed notebooks under the very same environment
+(``teminal.notebook_tools.test_environment``), so nbval compares like with like.
 """
 import os
 import tempfile
 
 
 def pytest_configure(config):
+    from teminal.notebook_tools import test_environment
+
     root = tempfile.mkdtemp(prefix="teminal-tests-")
-    os.environ["TEMINAL_WORKDIR"] = root
-    os.environ["TEMINAL_TRACKING_URI"] = f"sqlite:///{root}/mlruns/mlflow.db"
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for key, value in test_environment(root).items():
+        if key in ("TEMINAL_WORKDIR", "TEMINAL_TRACKING_URI"):
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)

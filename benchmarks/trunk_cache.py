@@ -97,9 +97,10 @@ def uncached_loss(bb, rows, store, recipe, n_classes, device, render_seconds: li
     texts = list(rows["caption_f"]) + list(rows["caption_r"]) + list(rows["caption_o"])
     z_a = bb.audio_head(bb.audio_trunk(wave, frames=bb.needs_frames))  # (3N, d)
     z_c = bb.text_head(bb.text_trunk(texts))  # (3N, d)
-    events = losses.stage_b_events(torch.tensor(rows["i"].to_numpy()), torch.tensor(rows["j"].to_numpy()),
-                                   n_classes=n_classes).to(device)
-    return losses.stage_b_loss(z_a, z_c, bb.logit_scale, events=events, weights=losses.StageBWeights())
+    i = torch.tensor(rows["i"].to_numpy(), device=device)  # (N,)
+    j = torch.tensor(rows["j"].to_numpy(), device=device)  # (N,)
+    return losses.stage_b_loss(z_a, z_c, bb.logit_scale, i=i, j=j, n_classes=n_classes,
+                               weights=losses.StageBWeights())
 
 
 def run_epoch(bb, steps, loss_of, *, lr: float, seed: int, autocast) -> list[float]:
@@ -196,7 +197,8 @@ def main(argv=None) -> dict:
         fig["render_seconds"] = sum(render_s)
 
         with phase("cache_build", device, figures) as fig:
-            cache = TrunkCache(root=tmp / "cache", backbone=bb, recipe=recipe, device=device,
+            cache = TrunkCache(root=tmp / "cache", backbone=bb, recipe=recipe,
+                               base_fingerprint=base.fingerprint, device=device,
                                batch_size=3 * args.batch_size, progress=False)
             with autocast():
                 bank = build_bank(cache=cache, manifests=m, render=lambda key: render(key, store, recipe),

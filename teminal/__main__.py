@@ -1,7 +1,7 @@
-"""``python -m teminal run params/default.yaml`` — see ``teminal.pipeline``."""
+"""``python -m teminal run params/default.yaml`` — see ``teminal.cli``."""
 import sys
 
-from .pipeline import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,9 +3,11 @@
 - ``read_audio``: soundfile → mono float32 → resampled with torchaudio.
 - ``concat`` (⊕): ``a`` then ``b`` in time.
 - ``overlay`` (∧): sample-wise sum aligned at the start, the shorter zero-padded.
-- ``compose``: one composite clip of a pair, by relation, with RMS levelling before and peak
-  limiting after, and the overlay tiled to the length of the concatenation so every composite
-  of a pair has the same duration (SPEC §1).
+- ``compose``: one clip by relation (``RELATIONS``): each part brought to one RMS level before
+  combining, the composite brought back to that level after combining (a sum of two parts is
+  otherwise ~3 dB louder than their concatenation), then peak limited; the overlay is tiled to
+  the length of the concatenation and the stage-A single (``loop``) to the length of a double,
+  so every composite of a pair has the same duration and loudness (SPEC §1).
 
 ``T`` (temporal inversion) is not an operation on samples: it swaps the order of the events,
 ``T(a_i ⊕ a_j) = a_j ⊕ a_i`` (``compose(b, a, "seq")``); it never reverses time.
@@ -22,21 +24,28 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-RELATIONS = ("single", "seq", "mix")
-"""single: one clip; seq: a ⊕ b (a then b); mix: a ∧ b tiled to the length of a ⊕ b."""
+RELATIONS = ("single", "loop", "seq", "mix")
+"""single: one clip; loop: one clip tiled to twice its length (the stage-A single, as long as a
+double); seq: a ⊕ b (a then b); mix: a ∧ b tiled to the length of a ⊕ b (symmetric in a, b)."""
+ONE_CLIP = ("single", "loop")
+"""The relations that take one clip; the others take two."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
-    """How composite clips are made (SPEC §1). Its ``hash`` keys the trunk cache."""
+    """How composite clips are made (SPEC §1). Its ``hash`` keys the trunk cache and covers
+    every field."""
 
     sample_rate: int
     level_rms: float | None = 0.1  # each part brought to this RMS before combining; None = off
-    peak_limit: float | None = 0.99  # mix scaled down so |x| <= this after combining; None = off
+    peak_limit: float | None = 0.99  # scaled down so |x| <= this after combining; None = off
     tile_overlay: bool = True  # overlay looped to the length of the concatenation
+    renormalize: bool = True  # composite brought back to level_rms after combining (if set)
+    loop_single: bool = True  # the "loop" single tiled to twice its length (a double's length)
 
     @property
     def hash(self) -> str:
+        """12 hex digits of sha1 over every field (``asdict``)."""
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
 
@@ -104,26 +113,34 @@ def tile(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def compose(a: np.ndarray, b: np.ndarray | None, relation: str, recipe: Recipe) -> np.ndarray:
-    """One clip for ``relation`` in ``RELATIONS`` built from parts ``a`` (and ``b``).
+    """One clip for ``relation`` in ``RELATIONS`` built from parts ``a`` [S_a] (and ``b`` [S_b]).
 
-    single: level(a); seq: level(a) ⊕ level(b); mix: level(a) ∧ level(b), tiled to
-    ``len(a) + len(b)`` when ``recipe.tile_overlay``. Peak limited after combining.
+    SPEC §1. Each part is first levelled to ``recipe.level_rms``. Then
+    single: level(a); loop: level(a) tiled to ``2 * len(a)`` when ``recipe.loop_single`` (else
+    level(a)); seq: level(a) ⊕ level(b); mix: level(a) ∧ level(b), tiled to ``len(a) + len(b)``
+    when ``recipe.tile_overlay``. loop/seq/mix are brought back to ``level_rms`` when
+    ``recipe.renormalize`` (and ``level_rms`` is set); every clip is then peak limited. ``mix`` is
+    symmetric: ``compose(a, b, "mix") == compose(b, a, "mix")`` bit for bit.
     """
     if relation not in RELATIONS:
         raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
-    if relation != "single" and b is None:
+    if relation not in ONE_CLIP and b is None:
         raise ValueError(f"relation {relation!r} needs two clips")
-    parts = [a] if relation == "single" else [a, b]
+    parts = [a] if relation in ONE_CLIP else [a, b]
     if recipe.level_rms is not None:
         parts = [level(p, recipe.level_rms) for p in parts]
     if relation == "single":
         out = parts[0].astype(np.float32)
+    elif relation == "loop":
+        out = tile(parts[0], 2 * len(parts[0])) if recipe.loop_single else parts[0].astype(np.float32)
     elif relation == "seq":
         out = concat(parts[0], parts[1])
     else:
         out = overlay(parts[0], parts[1])
         if recipe.tile_overlay:
             out = tile(out, len(parts[0]) + len(parts[1]))
+    if relation != "single" and recipe.renormalize and recipe.level_rms is not None:
+        out = level(out, recipe.level_rms)
     if recipe.peak_limit is not None:
         out = peak_limit(out, recipe.peak_limit)
     return out

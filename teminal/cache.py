@@ -1,17 +1,28 @@
 """On-disk cache of frozen-trunk outputs (SPEC §2: the trunk is eval-mode, a pure function of
 its input, so its output may be computed once).
 
-Layout: ``root/<backbone.cache_key()>/<recipe.hash>/{audio,text}/`` each holding an
-append-only set of shard files (``<uuid>.pt``: per field, the keys, one flat tensor and the
-shapes, see ``pack``; thousands of small tensors would make loading slow) and ``index.json``
-(``{key: {"shard": name, "fields": [...]}}``) written atomically (temp file + ``os.replace``).
-The directory key changes with the trunk weights, the trunk preprocessing and the recipe, so
-a stale cache is never reused. Tensors are stored as ``dtype`` (float16 by default) and
-returned as float32. A shard that is missing or unreadable is dropped from the index and its
-entries are recomputed. One writer per directory at a time (a second writer only loses index
-entries, which are then recomputed).
+Layout (``<key>`` = ``backbone.cache_key()``: trunk weights, trunk preprocessing, tokenizer)::
 
-Loaded entries stay in memory (the size of what was asked for, as float16).
+    root/<key>/audio-<h>/     audio features; h = audio_entry_hash(recipe, base_fingerprint, dtype)
+    root/<key>/text-<dtype>/  text-trunk features, shared by every recipe and base set
+
+The audio key covers every ``Recipe`` field (``asdict``, whatever fields it has), the base
+set's content fingerprint (the clips a key like ``seq|a.wav|b.wav`` names) and the storage
+dtype; text features depend only on the backbone and the dtype, so captions are computed once
+for all recipes and base sets. Changing any one of these never reuses a stale entry. Each
+folder holds ``meta.json`` (what its key covers, human readable), an append-only set of shard
+files (``<uuid>.pt``: per field, the keys, one flat tensor and the shapes, see ``pack``;
+thousands of small tensors would make loading slow) and ``index.json`` (``{key: {"shard":
+name, "fields": [...]}}``) written atomically (temp file + ``os.replace``). Tensors are
+stored as ``dtype`` (float16 by default) and returned as float32. A shard that is missing or
+unreadable is dropped from the index and its entries are recomputed. One writer per folder at
+a time (a second writer only loses index entries, which are then recomputed).
+
+Memory: loaded and computed entries stay in memory (``_ShardStore.mem``, the size of what was
+asked for, as ``dtype``: per clip C numbers pooled, plus T×C frames when asked). Missing audio
+is rendered one clip at a time and encoded in batches of ``batch_size`` clips of one length;
+at most ``2 · batch_size`` rendered waveforms are held at once (never a list of all of them),
+and each batch's features are written to a shard before the next batch is rendered.
 """
 from __future__ import annotations
 
@@ -26,9 +37,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .audio import Recipe
+from .progress import progress as progress_bar
 from .models.base import AudioFeatures, Backbone, TextFeatures
 
 
@@ -144,33 +155,73 @@ class _ShardStore:
                       lambda p: p.write_text(json.dumps(self.index)))
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float16`` → ``"float16"`` (folder names and meta.json)."""
+    return str(dtype).removeprefix("torch.")
+
+
+def audio_entry_hash(recipe: Recipe, base_fingerprint: str, dtype: torch.dtype) -> str:
+    """The ``h`` of ``audio-<h>/``: every field of ``recipe``, the base set's content
+    fingerprint and the storage dtype (SPEC §2)."""
+    blob = json.dumps(_audio_covers(recipe, base_fingerprint, dtype), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def _audio_covers(recipe: Recipe, base_fingerprint: str, dtype: torch.dtype) -> dict:
+    return {"recipe": asdict(recipe), "base_fingerprint": base_fingerprint,
+            "dtype": dtype_name(dtype)}
+
+
+def _write_meta(folder: Path, info: dict) -> None:
+    """``folder/meta.json`` once (an existing one is kept: never overwrite earlier results)."""
+    meta = folder / "meta.json"
+    if not meta.exists():
+        _write_atomic(meta, lambda p: p.write_text(json.dumps(info, indent=1, default=str)))
+
+
 class TrunkCache:
-    """Frozen-trunk features on disk under ``root/<backbone.cache_key()>/<recipe.hash>/``.
+    """Frozen-trunk features on disk: audio under ``root/<backbone.cache_key()>/audio-<h>/``,
+    text under ``root/<backbone.cache_key()>/text-<dtype>/`` (SPEC §2; see the module docstring).
 
     ``audio(keys, render, frames=)`` and ``text(texts)`` return features in the order asked
     (duplicates allowed), computing only the missing ones on ``device`` in batches of
-    ``batch_size``. The key is taken when the cache is built: build a new ``TrunkCache``
-    after changing the trunk weights (e.g. after ``TinyClap.pretraining``). Features are
-    returned on ``device`` as float32.
+    ``batch_size``. ``base_fingerprint`` is the content fingerprint of the base set whose clips
+    the audio keys name (``BaseSet.fingerprint``). The key is taken when the cache is built:
+    build a new ``TrunkCache`` after changing the trunk weights (e.g. after
+    ``TinyClap.pretraining``). Features are returned on ``device`` as float32.
     """
 
     def __init__(self, *, root: str | Path, backbone: Backbone, recipe: Recipe,
-                 device: str | torch.device = "cpu", batch_size: int = 64,
+                 base_fingerprint: str, device: str | torch.device = "cpu", batch_size: int = 64,
                  dtype: torch.dtype = torch.float16, progress: bool = True) -> None:
         if recipe.sample_rate != backbone.sample_rate:
             raise ValueError(f"recipe.sample_rate={recipe.sample_rate} but the backbone expects "
                              f"{backbone.sample_rate} Hz audio; build the Recipe at its rate")
+        if not isinstance(base_fingerprint, str) or not base_fingerprint:
+            raise ValueError(f"base_fingerprint must be a non-empty string, got {base_fingerprint!r}; "
+                             "pass the base set's content fingerprint (BaseSet.fingerprint)")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating torch dtype (e.g. torch.float16), got {dtype!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backbone, self.recipe, self.device = backbone, recipe, torch.device(device)
+        self.base_fingerprint = base_fingerprint
         self.batch_size, self.dtype, self.progress = int(batch_size), dtype, progress
         self.key = backbone.cache_key()
-        self.dir = Path(root) / self.key / recipe.hash
-        self._audio = _ShardStore(self.dir / "audio", dtype)
-        self._text = _ShardStore(self.dir / "text", dtype)
-        meta = self.dir / "meta.json"
-        if not meta.exists():
-            info = {"backbone": type(backbone).__name__, "cache_key": self.key,
-                    "recipe": asdict(recipe), "dtype": str(dtype)}
-            _write_atomic(meta, lambda p: p.write_text(json.dumps(info, indent=1, default=str)))
+        folder = Path(root) / self.key
+        self.audio_dir = folder / f"audio-{audio_entry_hash(recipe, base_fingerprint, dtype)}"
+        self.text_dir = folder / f"text-{dtype_name(dtype)}"
+        self._audio = _ShardStore(self.audio_dir, dtype)
+        self._text = _ShardStore(self.text_dir, dtype)
+        backbone_info = {"backbone": type(backbone).__name__, "cache_key": self.key}
+        _write_meta(self.audio_dir, {
+            "kind": "audio", **backbone_info, **_audio_covers(recipe, base_fingerprint, dtype),
+            "covers": "frozen audio-trunk features of clips rendered from the base set with this "
+                      "fingerprint by this recipe, stored as this dtype (SPEC §2)"})
+        _write_meta(self.text_dir, {
+            "kind": "text", **backbone_info, "dtype": dtype_name(dtype),
+            "covers": "frozen text-trunk features (tokenizer + text trunk of this backbone), "
+                      "stored as this dtype; shared by every recipe and base set (SPEC §2)"})
 
     # ---- audio ------------------------------------------------------------------------
     def audio(self, keys: list[str], render: Callable[[str], np.ndarray], *,
@@ -200,22 +251,22 @@ class TrunkCache:
 
     def _compute_audio(self, keys: list[str], render: Callable[[str], np.ndarray],
                        frames: bool) -> None:
+        """Render ``keys`` one at a time and encode them in batches of one length; at most
+        ``2 · batch_size`` waveforms wait at once (the fullest bucket is flushed first)."""
         buckets: dict[int, list[tuple[str, np.ndarray]]] = defaultdict(list)
-        bar = tqdm(total=len(keys), desc="trunk cache: audio", unit="clip",
+        bar = progress_bar(total=len(keys), desc="trunk cache: audio", unit="clip",
                    disable=not self.progress)
         for key in keys:
             wave = np.asarray(render(key), dtype=np.float32)
             if wave.ndim != 1 or wave.size == 0:
                 raise ValueError(f"render({key!r}) must return a non-empty 1-D array, "
                                  f"got shape {wave.shape}")
-            bucket = buckets[wave.size]
-            bucket.append((key, wave))
-            if len(bucket) == self.batch_size:
-                self._run_audio(bucket, frames, bar)
-                bucket.clear()
+            buckets[wave.size].append((key, wave))
+            if (len(buckets[wave.size]) == self.batch_size
+                    or sum(map(len, buckets.values())) >= 2 * self.batch_size):
+                self._run_audio(buckets.pop(max(buckets, key=lambda n: len(buckets[n]))), frames, bar)
         for bucket in buckets.values():
-            if bucket:
-                self._run_audio(bucket, frames, bar)
+            self._run_audio(bucket, frames, bar)
         bar.close()
 
     def _run_audio(self, batch: list[tuple[str, np.ndarray]], frames: bool, bar) -> None:
@@ -239,7 +290,7 @@ class TrunkCache:
             raise ValueError("TrunkCache.text needs at least one text")
         self._text.load(texts)
         missing = list(dict.fromkeys(t for t in texts if not self._text.has(t, ("hidden",))))
-        bar = tqdm(total=len(missing), desc="trunk cache: text", unit="text",
+        bar = progress_bar(total=len(missing), desc="trunk cache: text", unit="text",
                    disable=not self.progress or not missing)
         for k in range(0, len(missing), self.batch_size):
             chunk = missing[k:k + self.batch_size]

@@ -1,73 +1,98 @@
-"""Evaluate any backbone on a run's held-out data: ZSTE (SPEC §4) and zero-shot classification.
+"""Feed ZSTE (SPEC §4), zero-shot classification and the level/duration probe from a run's
+manifests and feature bank. Explicit arguments only; the notebook glue is ``teminal.run``.
 
 Everything is computed from the feature bank (each unique clip through the frozen trunk once)
 and one text pass over the unique prompts; the heads run in large batches without gradients.
+Evaluation sets are manifest splits: ``test`` (held-out class pairs, held-out clips) and
+``seen`` (training class pairs, held-out clips); Task 1 reads the ``test`` singles.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Callable
 
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
 
-from . import retrieval, tracking, zste
+from . import probe, retrieval, zste
+from .data.captions import HELDOUT_FAMILY
 from .data.clips import audio_key
+from .data.pairs import Manifests
 from .features import FeatureBank, embed_audio, embed_texts
 from .models.base import Backbone
-from .zste_prompts import ZsteTemplates, zste_prompts
+
+EVAL_SPLITS = ("test", "seen")
+TASKS_SEEN = tuple(t for t in zste.TASKS if t != "1A")  # 1A reads the same singles on both sets
 
 
-def test_rows(data) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The held-out stage-B rows and single clips of a run (split ``test``)."""
-    sb, singles = data.manifests.stage_b, data.manifests.singles
-    rows = sb[sb["split"] == "test"].reset_index(drop=True)
+def eval_rows(manifests: Manifests, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stage-B rows of evaluation split ``split`` and the Task-1 singles (split ``test``)."""
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
+    sb, singles = manifests.stage_b, manifests.singles
+    rows = sb[sb["split"] == split].reset_index(drop=True)
     clips = singles[singles["split"] == "test"].reset_index(drop=True)
     if rows.empty or clips.empty:
-        raise ValueError(f"the run's manifests in {data.manifest_dir} have no test rows/clips to evaluate on")
+        raise ValueError(f"the manifests have no {split!r} pair rows or no test singles to "
+                         "evaluate on (pairing 'paper' has no 'seen' set)")
     return rows, clips
 
 
-def zste_inputs(backbone: Backbone, bank: FeatureBank, data) -> zste.ZsteInputs:
-    """Embeddings of the held-out singles and of each test pair's seq / rev / mix audio."""
-    rows, clips = test_rows(data)
+def composite_keys(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Audio keys of each row's ``a_i ⊕ a_j`` (seq), ``a_j ⊕ a_i`` (rev), ``a_i ∧ a_j`` (mix)."""
     ci, cj = list(rows["clip_i"]), list(rows["clip_j"])
+    return {"seq": [audio_key("seq", a, b) for a, b in zip(ci, cj)],
+            "rev": [audio_key("seq", b, a) for a, b in zip(ci, cj)],
+            "mix": [audio_key("mix", a, b) for a, b in zip(ci, cj)]}
+
+
+def zste_inputs(backbone: Backbone, bank: FeatureBank, manifests: Manifests,
+                class_names: list[str], *, split: str = "test") -> zste.ZsteInputs:
+    """Embeddings and identities of the singles and of each evaluation row's three audios."""
+    rows, clips = eval_rows(manifests, split)
+    keys = composite_keys(rows)
+    singles = [audio_key("single", c) for c in clips["clip"]]
     return zste.ZsteInputs(
-        class_names=list(data.base.classes),
-        single_audio=embed_audio(backbone, bank.singles, [audio_key("single", c) for c in clips["clip"]]),
-        single_labels=clips["target"].to_numpy().astype(np.int64),
+        class_names=list(class_names),
+        single_audio=embed_audio(backbone, bank.singles, singles),
+        single_labels=clips["target"].to_numpy().astype(np.int64), single_keys=singles,
         pairs=rows[["i", "j"]].to_numpy().astype(np.int64),
-        seq_audio=embed_audio(backbone, bank.pairs, [audio_key("seq", a, b) for a, b in zip(ci, cj)]),
-        rev_audio=embed_audio(backbone, bank.pairs, [audio_key("seq", b, a) for a, b in zip(ci, cj)]),
-        mix_audio=embed_audio(backbone, bank.pairs, [audio_key("mix", a, b) for a, b in zip(ci, cj)]),
-    )
+        **{f"{k}_audio": embed_audio(backbone, bank.pairs, v) for k, v in keys.items()},
+        **{f"{k}_keys": v for k, v in keys.items()})
 
 
-def run_zste(backbone: Backbone, bank: FeatureBank, cache, data, *, device: torch.device,
-             seed: int = 0, n_boot: int = 1000, templates: ZsteTemplates | None = None) -> zste.ZsteResult:
-    """All ZSTE subtasks for ``backbone`` on the run's test split."""
+def text_embedder(backbone: Backbone, cache, device: torch.device) -> Callable[[list[str]], torch.Tensor]:
+    """texts → z_c [U, d] through the cached text trunk and the text head."""
+    return lambda texts: embed_texts(backbone, cache, list(texts), device=device)
+
+
+def zste_sets(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests,
+              class_names: list[str], *, device: torch.device, n_boot: int, seed: int,
+              seen: bool = True, heldout: bool = True) -> dict[str, zste.ZsteResult]:
+    """``zste`` (held-out pairs), ``zste_seen`` (seen combinations, when the manifests have
+    them) and ``zste_heldout`` (held-out phrasings on the held-out pairs), SPEC §4."""
     backbone.eval()
-    inputs = zste_inputs(backbone, bank, data)
-    prompts = zste_prompts(inputs.class_names, inputs.pairs, templates, seed=seed)
-    text_emb = embed_texts(backbone, cache, prompts.texts, device=device)
-    return zste.evaluate(inputs, prompts, text_emb, n_boot=n_boot, seed=seed)
+    embed = text_embedder(backbone, cache, device)
+    test = zste_inputs(backbone, bank, manifests, class_names, split="test")
+    out = {"zste": zste.evaluate(test, embed, n_boot=n_boot, seed=seed)}
+    if seen and (manifests.stage_b["split"] == "seen").any():
+        inputs = zste_inputs(backbone, bank, manifests, class_names, split="seen")
+        out["zste_seen"] = zste.evaluate(inputs, embed, tasks=TASKS_SEEN, n_boot=n_boot, seed=seed)
+    if heldout:
+        out["zste_heldout"] = zste.evaluate_phrasings(test, embed, family=HELDOUT_FAMILY,
+                                                      n_boot=n_boot, seed=seed)
+    return out
 
 
-def log_zste(result: zste.ZsteResult) -> None:
-    """``zste/<task>`` metrics (percent) and the table (``zste/table.json`` and ``.csv``)."""
-    mlflow.log_metrics(result.metrics())
-    tracking.log_dataframe(result.table, "zste/table.json")
-
-
-def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, data, *, device: torch.device,
-                    prompt: str = "The sound of {x}") -> pd.DataFrame:
+def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests,
+                    class_names: list[str], *, device: torch.device,
+                    prompt: str = retrieval.ZERO_SHOT_PROMPT) -> pd.DataFrame:
     """Zero-shot top-1 / top-5 accuracy (%) on the single clips of each split (paper Table 4)."""
     backbone.eval()
-    classes = list(data.base.classes)
-    class_text = embed_texts(backbone, cache, [prompt.format(x=c) for c in classes], device=device)
+    class_text = embed_texts(backbone, cache, retrieval.zero_shot_prompts(class_names, prompt),
+                             device=device)
     rows = []
-    singles = data.manifests.singles
+    singles = manifests.singles
     for split in ("train", "val", "test"):
         part = singles[singles["split"] == split]
         if part.empty:
@@ -76,88 +101,32 @@ def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, data, *, devic
         labels = part["target"].to_numpy()
         rows.append({"split": split, "clips": len(part),
                      "top1": 100 * retrieval.zero_shot_accuracy(audio, labels, class_text),
-                     "top5": 100 * retrieval.zero_shot_topk_accuracy(audio, labels, class_text,
-                                                                      k=min(5, len(classes))),
-                     "chance_top1": 100 / len(classes)})
+                     "top5": 100 * retrieval.zero_shot_topk_accuracy(
+                         audio, labels, class_text, k=min(5, len(class_names))),
+                     "chance_top1": 100 / len(class_names)})
     return pd.DataFrame(rows)
 
 
-@dataclass
-class PairView:
-    """The 3 audios × 3 captions of test pair ``k`` for the similarity explorer."""
-
-    backbone: Backbone
-    bank: FeatureBank
-    cache: object
-    rows: pd.DataFrame
-    device: torch.device
-
-    @property
-    def n_batches(self) -> int:
-        return len(self.rows)
-
-    def get(self, k: int) -> dict:
-        r = self.rows.iloc[k]
-        keys = [audio_key("seq", r.clip_i, r.clip_j), audio_key("seq", r.clip_j, r.clip_i),
-                audio_key("mix", r.clip_i, r.clip_j)]
-        captions = [f"{r.label_i} before {r.label_j}", f"{r.label_j} before {r.label_i}",
-                    f"{r.label_i} while {r.label_j}"]
-        z_a = embed_audio(self.backbone, self.bank.pairs, keys)
-        z_c = embed_texts(self.backbone, self.cache, captions, device=self.device)
-        sim = torch.nn.functional.normalize(z_a, dim=-1) @ torch.nn.functional.normalize(z_c, dim=-1).T
-        return {"sim": sim.cpu().numpy(), "log_weights": None, "block_labels": ["f", "r", "o"],
-                "row_captions": [f"audio {k}" for k in ("i⊕j", "j⊕i", "i∧j")], "col_captions": captions}
-
-
-# ------------------------------------------------------------ notebook-level (a Session S)
-def model_label(name: str) -> str:
-    """The ``teminal.model`` tag of a model name: ``T-AB-order`` → ``T-AB+order-head``."""
-    return name[: -len("-order")] + "+order-head" if name.endswith("-order") else name
-
-
-def zero_shot_report(S, model: Backbone, data, *, bank: FeatureBank | None = None) -> pd.DataFrame:
-    """Zero-shot top-1/top-5 per split, logged as ``zero_shot/<split>/top1|top5`` and a table."""
-    from .modeling import feature_bank
-
-    bank = bank or feature_bank(S, model, data)
-    table = zero_shot_table(model, bank, S._cache, data, device=S.device)
-    for r in table.itertuples():
-        mlflow.log_metrics({f"zero_shot/{r.split}/top1": r.top1, f"zero_shot/{r.split}/top5": r.top5})
-    tracking.log_dataframe(table, "zero_shot.json")
-    return table
-
-
-def zste_for(S, model: Backbone, data, *, bank: FeatureBank | None = None) -> zste.ZsteResult:
-    """ZSTE of ``model`` on the run's test split, logged to the active run."""
-    from .modeling import feature_bank
-
-    bank = bank or feature_bank(S, model, data)
-    result = run_zste(model, bank, S._cache, data, device=S.device, seed=int(S.P["zste_seed"]),
-                      n_boot=int(S.P["n_boot"]))
-    log_zste(result)
-    return result
-
-
-def evaluate_model(S, data, name: str) -> zste.ZsteResult:
-    """Load ``name`` (pretrained / tag / path) and run ZSTE and zero-shot classification in
-    its own MLflow run nested under the notebook's run, tagged ``teminal.model``."""
-    from .modeling import feature_bank, load_model
-
-    model = load_model(S, data, name)
-    with tracking.run(run_name=f"zste: {name}", parent_run_id=S.run_id,
-                      tags={"teminal.model": model_label(name), "teminal.checkpoint": name}):
-        bank = feature_bank(S, model, data)
-        result = zste_for(S, model, data, bank=bank)
-        zero_shot_report(S, model, data, bank=bank)
-    S._views = getattr(S, "_views", {})
-    S._views[name] = PairView(backbone=model, bank=bank, cache=S._cache,
-                              rows=test_rows(data)[0], device=S.device)
-    return result
-
-
-def eval_pair_views(S, data, name: str) -> PairView:
-    """The similarity explorer's data for the test pairs of a model evaluated above."""
-    views = getattr(S, "_views", {})
-    if name not in views:
-        evaluate_model(S, data, name)
-    return S._views[name]
+def probe_sets(manifests: Manifests, class_names: list[str], *,
+               render: Callable[[str], np.ndarray], sample_rate: int, n_boot: int,
+               seed: int) -> dict[str, zste.ZsteResult]:
+    """The level/duration probe (SPEC §4): fit on the training rows' composites (sequential vs
+    overlay), scored on 3A, 3A-o and 3B of each evaluation set."""
+    sb = manifests.stage_b
+    train = composite_keys(sb[sb["split"] == "train"].reset_index(drop=True))
+    seqs = sorted(set(train["seq"]) | set(train["rev"]))
+    mixes = sorted(set(train["mix"]))
+    stats = probe.composite_stats(seqs + mixes, render, sample_rate)
+    fitted = probe.fit_probe(stats, np.r_[np.zeros(len(seqs)), np.ones(len(mixes))].astype(bool))
+    out = {}
+    for split, name in (("test", "zste"), ("seen", "zste_seen")):
+        if not (sb["split"] == split).any():
+            continue
+        rows, _ = eval_rows(manifests, split)
+        keys = composite_keys(rows)
+        out[name] = probe.probe_zste(
+            fitted, class_names=list(class_names), pairs=rows[["i", "j"]].to_numpy(),
+            **{f"{k}_keys": v for k, v in keys.items()},
+            **{f"{k}_stats": probe.composite_stats(v, render, sample_rate) for k, v in keys.items()},
+            n_boot=n_boot, seed=seed)
+    return out

@@ -1,14 +1,22 @@
 """A feature bank: every frozen-trunk output a stage or an evaluation needs, computed once.
 
 The trunk runs in eval mode, so its output is a pure function of the input (SPEC §2). The
-bank asks the on-disk ``TrunkCache`` for every unique clip (singles and each composite of the
-manifests) and every unique caption once, keeps them on the training device, and hands
-out rows by index, so a training step only runs the heads. Single clips and composite clips
-have different lengths (and so different frame counts), so they live in two tables.
+bank asks the on-disk ``TrunkCache`` for every unique clip and every unique caption of the
+manifests once, keeps them on the training device, and hands out rows by index, so a training
+step only runs the heads. Clips of one duration share a table (frames are not padded):
+
+- ``singles``: single clips at clip length (Task 1, replay, zero-shot);
+- ``pairs``: composites at the length of a double (SPEC §1: every composite of a pair has the
+  same duration) — stage-B forward and reversed ``seq``, the canonical ``mix``, stage-A
+  ``seq`` doubles and ``loop`` singles — of every split (train, val, test, seen).
+
+Frame-level features are always computed and cached on disk, so a later order-aware head never
+runs the trunk again; the bank keeps them (as float16, cast to float32 by ``take``) only when
+the head reads them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -17,6 +25,14 @@ import torch
 
 from .data.clips import audio_key
 from .models.base import AudioFeatures, Backbone, TextFeatures
+
+REQUEST_KEYS = 512  # keys per cache request: bounds the float32 frames held at once
+CAPTION_COLUMNS = {
+    "singles": ("caption",),
+    "stage_a": ("caption_single", "caption_double"),
+    "stage_b": ("caption_f", "caption_r", "caption_o", "para_f", "para_r", "para_o"),
+}
+"""Caption columns of each manifest table (``para_*`` are read when the table has them)."""
 
 
 def _index(items: Iterable[str]) -> dict[str, int]:
@@ -28,20 +44,25 @@ def _index(items: Iterable[str]) -> dict[str, int]:
 
 @dataclass
 class FeatureTable:
-    """Audio features of equal-length clips, addressed by key."""
+    """Audio features of equal-length clips, addressed by key.
+
+    ``feats.pooled`` [M, C] float32; ``feats.frames`` [M, T, C] float16 or None.
+    """
 
     index: dict[str, int]
     feats: AudioFeatures
 
     def rows(self, keys: Iterable[str]) -> torch.Tensor:
+        """[B] long row indices of ``keys``; a KeyError names a key the bank lacks."""
         try:
             return torch.tensor([self.index[k] for k in keys], dtype=torch.long)
         except KeyError as exc:
             raise KeyError(f"audio {exc} is not in the feature bank (was it in the manifests?)") from None
 
     def take(self, rows: torch.Tensor) -> AudioFeatures:
+        """Features of ``rows`` [B]: pooled [B, C] and frames [B, T, C], both float32."""
         rows = rows.to(self.feats.pooled.device)
-        frames = None if self.feats.frames is None else self.feats.frames[rows]
+        frames = None if self.feats.frames is None else self.feats.frames[rows].float()
         return AudioFeatures(pooled=self.feats.pooled[rows], frames=frames)
 
 
@@ -67,58 +88,101 @@ class TextTable:
 
 @dataclass
 class FeatureBank:
-    """Singles, composites and captions of a run's manifests, on ``device``."""
+    """Singles, composites and captions of a run's manifests, on one device."""
 
     singles: FeatureTable
     pairs: FeatureTable
     text: TextTable
-    extra: dict = field(default_factory=dict)
+
+
+def stage_b_keys(stage_b: pd.DataFrame) -> list[str]:
+    """Composite keys of stage-B rows: forward ``seq``, reversed ``seq``, canonical ``mix``."""
+    keys = []
+    for ci, cj in zip(stage_b["clip_i"], stage_b["clip_j"]):
+        keys += [audio_key("seq", ci, cj), audio_key("seq", cj, ci), audio_key("mix", ci, cj)]
+    return keys
+
+
+def _composite_keys(manifests) -> tuple[list[str], list[str]]:
+    """Unique two-clip composites (stage B, stage-A doubles) and stage-A ``loop`` singles."""
+    sa = manifests.stage_a
+    doubles = [audio_key("seq", ci, cj) for ci, cj in zip(sa["clip_i"], sa["clip_j"])]
+    loops = [audio_key("loop", c) for c in sa["clip_i"]]
+    return list(_index(stage_b_keys(manifests.stage_b) + doubles)), list(_index(loops))
 
 
 def manifest_audio_keys(manifests) -> tuple[list[str], list[str]]:
-    """Unique single-clip keys and composite keys (``seq`` f and r, ``mix``) of all manifests."""
-    singles = [audio_key("single", c) for c in manifests.singles["clip"]]
-    sb = manifests.stage_b
-    sa = manifests.stage_a
-    singles += [audio_key("single", c) for c in pd.concat([sa["clip_i"], sa["clip_j"]])]
-    pairs = []
-    for ci, cj in zip(sb["clip_i"], sb["clip_j"]):
-        pairs += [audio_key("seq", ci, cj), audio_key("seq", cj, ci), audio_key("mix", ci, cj)]
-    pairs += [audio_key("seq", ci, cj) for ci, cj in zip(sa["clip_i"], sa["clip_j"])]
-    return list(_index(singles)), list(_index(pairs))
+    """Unique single-clip keys (clip length) and composite keys (double length, SPEC §1) of
+    every row of every split of the manifests."""
+    singles = list(_index(audio_key("single", c) for c in manifests.singles["clip"]))
+    composites, loops = _composite_keys(manifests)
+    return singles, composites + loops
 
 
 def manifest_texts(manifests) -> list[str]:
-    """Unique captions of all manifests."""
-    sb, sa = manifests.stage_b, manifests.stage_a
-    cols = [manifests.singles["caption"], sa["caption_single"], sa["caption_double"],
-            sb["caption_f"], sb["caption_r"], sb["caption_o"]]
+    """Unique captions of all manifests (``CAPTION_COLUMNS``, paraphrases included)."""
+    cols = []
+    for table, names in CAPTION_COLUMNS.items():
+        df = getattr(manifests, table)
+        cols += [df[name] for name in names if name in df.columns]
     return list(_index(pd.concat(cols).astype(str)))
 
 
+def _fetch(cache, keys: list[str], render: Callable[[str], np.ndarray], *,
+           keep_frames: bool) -> AudioFeatures:
+    """Features of ``keys`` (clips of one duration) in order, on the cache's device.
+
+    Frames are always computed and cached; they are returned (float16) only when
+    ``keep_frames``. Requests go in chunks of ``REQUEST_KEYS`` keys.
+    """
+    if not keys:
+        raise ValueError("the manifests name no clips of this kind (an empty singles or "
+                         "stage-B table?); rebuild them with the data notebook")
+    pooled, frames = [], []
+    for start in range(0, len(keys), REQUEST_KEYS):
+        feats = cache.audio(keys[start:start + REQUEST_KEYS], render, frames=True)
+        pooled.append(feats.pooled)  # (b, C)
+        if keep_frames:
+            frames.append(feats.frames.half())  # (b, T, C)
+    return AudioFeatures(pooled=torch.cat(pooled), frames=torch.cat(frames) if keep_frames else None)
+
+
+def _join(a: AudioFeatures, b: AudioFeatures) -> AudioFeatures:
+    """Rows of ``a`` then ``b``; the frame counts must agree."""
+    if a.frames is None:
+        return AudioFeatures(pooled=torch.cat([a.pooled, b.pooled]))
+    if a.frames.shape[1:] != b.frames.shape[1:]:
+        raise ValueError(
+            f"stage-A singles ('loop' keys) have frames {tuple(b.frames.shape[1:])} but the "
+            f"composites {tuple(a.frames.shape[1:])}: the order head needs the single looped to "
+            "the length of a double (Recipe(loop_single=True), SPEC §1)")
+    return AudioFeatures(pooled=torch.cat([a.pooled, b.pooled]), frames=torch.cat([a.frames, b.frames]))
+
+
 def build_bank(*, cache, manifests, render: Callable[[str], np.ndarray], frames: bool,
-               device: torch.device, extra_texts: Iterable[str] = (), cache_frames: bool = True) -> FeatureBank:
+               device: torch.device) -> FeatureBank:
     """Fetch (or compute once) every trunk feature the manifests need and move it to ``device``.
 
-    ``cache_frames`` stores frame-level features in the cache even when this head reads only
-    pooled ones, so a later order-aware head never runs the trunk again; they are moved to
-    ``device`` only when ``frames`` (the head reads them).
+    Args:
+        cache: a ``TrunkCache`` (``audio(keys, render, frames=)``, ``text(texts)``).
+        manifests: ``Manifests`` (``singles``, ``stage_a``, ``stage_b`` tables).
+        render: ``render(key)`` → the waveform of an audio key, for keys not cached yet.
+        frames: keep frame-level features in the bank (the order-aware head reads them);
+            they are computed and cached on disk either way.
+        device: where the bank lives (the training device).
     """
-    single_keys, pair_keys = manifest_audio_keys(manifests)
-    texts = list(_index(list(manifest_texts(manifests)) + list(extra_texts)))
-    ask = frames or cache_frames
-    singles = _keep_frames(cache.audio(single_keys, render, frames=ask), frames)
-    pairs = _keep_frames(cache.audio(pair_keys, render, frames=ask), frames)
-    text = cache.text(texts)
+    single_keys, _ = manifest_audio_keys(manifests)
+    composite_keys, loop_keys = _composite_keys(manifests)
+    singles = _fetch(cache, single_keys, render, keep_frames=frames)
+    pairs = _fetch(cache, composite_keys, render, keep_frames=frames)
+    if loop_keys:
+        pairs = _join(pairs, _fetch(cache, loop_keys, render, keep_frames=frames))
+    texts = manifest_texts(manifests)
     return FeatureBank(
         singles=FeatureTable(index=_index(single_keys), feats=singles.to(device)),
-        pairs=FeatureTable(index=_index(pair_keys), feats=pairs.to(device)),
-        text=TextTable(index=_index(texts), feats=text.to(device)),
+        pairs=FeatureTable(index=_index(composite_keys + loop_keys), feats=pairs.to(device)),
+        text=TextTable(index=_index(texts), feats=cache.text(texts).to(device)),
     )
-
-
-def _keep_frames(feats: AudioFeatures, frames: bool) -> AudioFeatures:
-    return feats if frames else AudioFeatures(pooled=feats.pooled, frames=None)
 
 
 def embed_audio(backbone: Backbone, table: FeatureTable, keys: list[str], *,

@@ -20,11 +20,13 @@ Conventions shared by every function:
   :func:`stage_a_events` (or any integer labelling with that meaning).
 * Arithmetic is done in float32 (float64 inputs stay float64) with autocast switched off, so
   the losses can be called inside a bf16/fp16 autocast region on CPU or CUDA.
+* The ``*_log_weights`` functions return exactly the weights their loss uses, false
+  negatives included (weight 0).
 
 Public API: :func:`weighted_info_nce`, :func:`logits`, :func:`false_negative_mask`,
-:func:`stage_b_events`, :func:`stage_a_events`, :class:`StageBWeights`,
-:func:`table2_settings`, :func:`stage_b_log_weights`, :func:`stage_b_loss`,
-:class:`StageAWeights`, :func:`stage_a_log_weights`, :func:`stage_a_loss`, :func:`info_nce`,
+:func:`stage_b_events`, :func:`stage_a_events`, :class:`StageBWeights`, :data:`TABLE2_GRID`,
+:data:`WEIGHTS_BY`, :func:`stage_b_log_weights`, :func:`stage_b_loss`, :class:`StageAWeights`,
+:func:`stage_a_log_weights`, :func:`stage_a_loss`, :func:`info_nce`,
 :func:`tclap_temporal_loss`, :func:`tclap_loss`.
 """
 from __future__ import annotations
@@ -39,8 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "TABLE2_GRID",
+    "WEIGHTS_BY",
     "StageAWeights",
     "StageBWeights",
+    "Table2Setting",
     "false_negative_mask",
     "info_nce",
     "logits",
@@ -50,7 +55,6 @@ __all__ = [
     "stage_b_events",
     "stage_b_log_weights",
     "stage_b_loss",
-    "table2_settings",
     "tclap_loss",
     "tclap_temporal_loss",
     "weighted_info_nce",
@@ -303,69 +307,135 @@ class StageBWeights:
         _validate_non_negative(self)
 
 
-def table2_settings() -> dict[str, StageBWeights]:
-    """The paper's Table 2 grid ``(α_st, α_ct, α_so, α_co, β)`` by name (SPEC §5).
+@dataclass(frozen=True, kw_only=True)
+class Table2Setting:
+    """One named row of the paper's Table 2 grid (SPEC §5)."""
 
-    ``none`` (0,0,0,0,1), ``same_pair`` (1,0,1,0,1), ``other_pairs`` (0,1,0,1,1),
-    ``all`` (1,1,1,1,1).
+    name: str
+    weights: StageBWeights
+
+
+def _table2(name: str, st: float, ct: float, so: float, co: float, beta: float) -> Table2Setting:
+    weights = StageBWeights(alpha_st=st, alpha_ct=ct, alpha_so=so, alpha_co=co, beta=beta)
+    return Table2Setting(name=name, weights=weights)
+
+
+TABLE2_GRID: tuple[Table2Setting, ...] = (
+    _table2("none", 0, 0, 0, 0, 1),
+    _table2("same_pair", 1, 0, 1, 0, 1),
+    _table2("other_pairs", 0, 1, 0, 1, 1),
+    _table2("all", 1, 1, 1, 1, 1),
+)
+"""The paper's Table 2 grid ``(α_st, α_ct, α_so, α_co, β)`` (SPEC §5), in the paper's order."""
+
+WEIGHTS_BY = ("meaning", "block")
+"""How stage B decides "same pair" (SPEC §3): by unordered class pair, or by batch row."""
+
+
+def _check_stage_b_pairs(i: Tensor, j: Tensor) -> None:
+    if i.ndim != 1 or i.shape != j.shape or i.numel() == 0:
+        raise ValueError(f"i and j must be non-empty [N], got {tuple(i.shape)}, {tuple(j.shape)}")
+    if i.is_floating_point() or j.is_floating_point():
+        raise ValueError("i and j must be integer class ids")
+    if bool((i == j).any()):
+        raise ValueError("stage B pairs two different classes: i and j must differ in every row")
+
+
+def _block_tables(weights: StageBWeights, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The SPEC §3 table as two [3, 3] float64 tables (anchor block × column block, f/r/o):
+    entries for columns of the same pair, and for columns of other pairs."""
+    st, ct, so, co = weights.alpha_st, weights.alpha_ct, weights.alpha_so, weights.alpha_co
+    same = torch.tensor([[1, st, so], [st, 1, so], [1, st, 1]], dtype=torch.float64)  # (3, 3)
+    other = torch.tensor([[1, ct, co], [ct, 1, co], [1, ct, 1]], dtype=torch.float64)  # (3, 3)
+    return same.to(device), other.to(device)
+
+
+def _by_meaning(same_order: Tensor, overlay: Tensor, weights: StageBWeights) -> Tensor:
+    """[3N, 3N] weights between anchors and columns of the SAME unordered class pair.
+
+    Sequence anchor: the inverted sequence ``α_st``, the overlay ``α_so`` (the same sequence
+    is a false negative, masked by the caller). Overlay anchor of row (i, j): ``"x_i before x_j"``
+    1, ``"x_j before x_i"`` ``α_st`` (eq. 5–6; an overlay column is a false negative).
     """
-    grid = {
-        "none": (0, 0, 0, 0, 1),
-        "same_pair": (1, 0, 1, 0, 1),
-        "other_pairs": (0, 1, 0, 1, 1),
-        "all": (1, 1, 1, 1, 1),
-    }
-    return {
-        name: StageBWeights(alpha_st=st, alpha_ct=ct, alpha_so=so, alpha_co=co, beta=beta)
-        for name, (st, ct, so, co, beta) in grid.items()
-    }
+    st = torch.full_like(same_order, weights.alpha_st, dtype=torch.float64)  # (3N, 3N)
+    one = torch.ones_like(st)  # (3N, 3N)
+    to_sequence = torch.where(same_order, one, st)  # (3N, 3N) column is a sequence
+    seq_anchor = torch.where(overlay[None, :], one * weights.alpha_so, to_sequence)
+    overlay_anchor = torch.where(overlay[None, :], one, to_sequence)
+    return torch.where(overlay[:, None], overlay_anchor, seq_anchor)
 
 
 def stage_b_log_weights(
-    n: int,
+    i: Tensor,
+    j: Tensor,
     weights: StageBWeights,
     *,
-    device: torch.device | str | None = None,
+    weights_by: str = "meaning",
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """``log w`` of SPEC §3's stage-B table for blocks ``[f; r; o]`` of N pairs each.
+    """``log w`` of a stage-B batch ``[f; r; o]`` (SPEC §3 table, paper eq. 4–6).
 
-    Rows are anchor blocks, columns candidate blocks; ``x / y`` = same pair / other pair::
+    Rows are anchors, columns candidates; ``x / y`` = same pair / other pair::
 
         anchor \\ column   f            r            o
         f                 1            α_st / α_ct  α_so / α_co
         r                 α_st / α_ct  1            α_so / α_co
         o                 1            α_st / α_ct  1
 
-    (o row per eq. 5–6.) False negatives are *not* masked here (see :func:`stage_b_loss`).
+    ``weights_by="meaning"`` (SPEC §3 "Same pair by meaning"): "same pair" is the same
+    *unordered class pair*, and within it the weight follows what a column says: for a
+    sequence anchor, the temporally inverted sequence gets ``α_st`` and the overlay ``α_so``
+    (so with rows (i, j) and (j, i) in one batch, row (j, i)'s forward caption is the anchor's
+    inversion, ``α_st``); for an overlay anchor of row (i, j), ``"x_i before x_j"`` gets 1 and
+    ``"x_j before x_i"`` ``α_st``. Columns of other pairs use the table's ``α_ct / α_co``
+    entries by block. ``weights_by="block"``: the paper's literal table, "same pair" = same
+    batch row. In both, false negatives (same event as the positive, SPEC §3) get weight 0 and
+    the diagonal (the positives) 1. Text rows against audio columns use the same table.
 
     Args:
-        n: N, pairs per block.
+        i: [N] class heard first in the forward clip ``a_i ⊕ a_j``.
+        j: [N] class heard second (``j != i``).
         weights: the coefficients (β is not used here).
+        weights_by: ``"meaning"`` (default) or ``"block"``.
+        dtype: dtype of the result.
 
     Returns:
-        [3N, 3N] ``log w`` with ``log 0 = -inf``; 0 on the diagonal.
+        [3N, 3N] ``log w`` on ``i``'s device with ``log 0 = -inf``; 0 on the diagonal.
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    st, ct, so, co = weights.alpha_st, weights.alpha_ct, weights.alpha_so, weights.alpha_co
-    f64 = torch.float64
-    same_pair = torch.tensor([[1, st, so], [st, 1, so], [1, st, 1]], dtype=f64)  # (3, 3)
-    other_pair = torch.tensor([[1, ct, co], [ct, 1, co], [1, ct, 1]], dtype=f64)  # (3, 3)
-    eye = torch.eye(n, dtype=f64)  # (N, N)
-    table = torch.kron(same_pair, eye) + torch.kron(other_pair, 1 - eye)  # (3N, 3N)
-    return table.log().to(device=device, dtype=dtype)
+    if weights_by not in WEIGHTS_BY:
+        raise ValueError(f"weights_by must be one of {WEIGHTS_BY}, got {weights_by!r}")
+    _check_stage_b_pairs(i, j)
+    n, device = i.shape[0], i.device
+    block = torch.arange(3, device=device).repeat_interleave(n)  # (3N,) 0 f, 1 r, 2 o
+    first, second = torch.cat([i, j, i]), torch.cat([j, i, j])  # (3N,) events, o in row order
+    same_order = (first[:, None] == first[None, :]) & (second[:, None] == second[None, :])
+    swapped = (first[:, None] == second[None, :]) & (second[:, None] == first[None, :])
+    same_pair = same_order | swapped  # (3N, 3N) same unordered class pair
+    overlay = block == 2  # (3N,)
+    both_seq = ~overlay[:, None] & ~overlay[None, :]  # (3N, 3N)
+    both_overlay = overlay[:, None] & overlay[None, :]  # (3N, 3N)
+    same_event = (both_seq & same_order) | (both_overlay & same_pair)  # (3N, 3N)
+    same_table, other_table = _block_tables(weights, device)
+    by_block = other_table[block[:, None], block[None, :]]  # (3N, 3N)
+    if weights_by == "meaning":
+        table = torch.where(same_pair, _by_meaning(same_order, overlay, weights), by_block)
+    else:
+        row = torch.arange(3 * n, device=device) % n  # (3N,)
+        same_row = row[:, None] == row[None, :]  # (3N, 3N)
+        table = torch.where(same_row, same_table[block[:, None], block[None, :]], by_block)
+    table = table.masked_fill(same_event, 0.0)  # false negatives (and the diagonal, reset next)
+    table = table.fill_diagonal_(1.0)  # (3N, 3N) positives
+    return table.log().to(dtype)
 
 
-def _check_blocks(z_a: Tensor, z_c: Tensor, events: Tensor, n_blocks: int) -> int:
-    """N for ``[n_blocks·N, d]`` embeddings and ``[n_blocks·N]`` events."""
-    rows = z_a.shape[0]
-    if z_c.shape[0] != rows or events.shape != (rows,) or rows == 0 or rows % n_blocks:
+def _check_blocks(z_a: Tensor, z_c: Tensor, n: int, n_blocks: int) -> None:
+    """z_a and z_c must be ``[n_blocks·N, d]`` for N = ``n``."""
+    rows = n_blocks * n
+    if z_a.shape[0] != rows or z_c.shape[0] != rows:
         raise ValueError(
-            f"expected z_a, z_c [{n_blocks}N, d] and events [{n_blocks}N], got "
-            f"{tuple(z_a.shape)}, {tuple(z_c.shape)}, {tuple(events.shape)}"
+            f"expected z_a, z_c [{n_blocks}N, d] with N = {n} pairs, got "
+            f"{tuple(z_a.shape)} and {tuple(z_c.shape)}"
         )
-    return rows // n_blocks
 
 
 def stage_b_loss(
@@ -373,29 +443,37 @@ def stage_b_loss(
     z_c: Tensor,
     logit_scale: Tensor | float,
     *,
-    events: Tensor,
+    i: Tensor,
+    j: Tensor,
+    n_classes: int,
     weights: StageBWeights,
+    weights_by: str = "meaning",
 ) -> Tensor:
     """TeminAL B loss ``L_B = L_a2t + β · L_t2a`` (SPEC §3, paper eq. 3–7).
 
-    Audio rows against text columns use :func:`stage_b_log_weights`; text rows against audio
-    columns use the same table. False negatives (same event as the positive) get weight 0.
-    Each direction is the mean over its 3N rows.
+    Both directions use :func:`stage_b_log_weights` (false negatives removed). Each direction
+    is the mean over its 3N rows.
 
     Args:
         z_a: [3N, d] audio ``[A_f; A_r; A_o]``, row k of each block from pair k.
         z_c: [3N, d] texts ``[C_f; C_r; C_o]``.
         logit_scale: ``s``, already exponentiated (see :func:`logits`).
-        events: [3N] event ids, e.g. :func:`stage_b_events`.
+        i: [N] class heard first in the forward clip of pair k.
+        j: [N] class heard second.
+        n_classes: K (class ids must lie in ``[0, K)``).
         weights: the α/β coefficients.
+        weights_by: ``"meaning"`` (default, SPEC §3) or ``"block"`` (the paper's literal table).
 
     Returns:
         Scalar loss.
     """
-    n = _check_blocks(z_a, z_c, events, n_blocks=3)
+    _check_pairs(i, j, n_classes)
+    _check_stage_b_pairs(i, j)
+    _check_blocks(z_a, z_c, i.shape[0], n_blocks=3)
     sim = logits(z_a, z_c, logit_scale)  # (3N, 3N)
-    log_w = stage_b_log_weights(n, weights, device=sim.device, dtype=sim.dtype)  # (3N, 3N)
-    return _both_directions(sim, _mask_false_negatives(log_w, events), beta=weights.beta)
+    log_w = stage_b_log_weights(i.to(sim.device), j.to(sim.device), weights,
+                                weights_by=weights_by, dtype=sim.dtype)  # (3N, 3N)
+    return _both_directions(sim, log_w, beta=weights.beta)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -421,16 +499,17 @@ def stage_a_log_weights(
 
     Single anchor: single columns 1; double columns ``α_same`` if the double contains the
     anchor's class, else ``α_diff``. Double anchor: double columns 1; single columns
-    ``α_same`` if that single's class is in the double, else ``α_diff``. False negatives are
-    not masked here (see :func:`stage_a_loss`).
+    ``α_same`` if that single's class is in the double, else ``α_diff``. False negatives (two
+    singles of one class, two doubles of one unordered pair) get weight 0.
 
     Args:
         i: [N] class of single k and first class of double k.
         j: [N] second class of double k.
         weights: the coefficients (β is not used here).
+        dtype: dtype of the result.
 
     Returns:
-        [2N, 2N] ``log w`` on ``i``'s device, ``log 0 = -inf``.
+        [2N, 2N] ``log w`` on ``i``'s device, ``log 0 = -inf``; 0 on the diagonal.
     """
     if i.ndim != 1 or i.shape != j.shape or i.numel() == 0:
         raise ValueError(f"i and j must be non-empty [N], got {tuple(i.shape)}, {tuple(j.shape)}")
@@ -440,11 +519,16 @@ def stage_a_log_weights(
     alpha_same = torch.tensor(weights.alpha_same, dtype=f64, device=i.device)
     alpha_diff = torch.tensor(weights.alpha_diff, dtype=f64, device=i.device)
     single_double = torch.where(contains, alpha_same, alpha_diff)  # (N, N) single rows
-    ones = torch.ones_like(single_double)  # (N, N)
+    same_class = (i[:, None] == i[None, :]).to(f64)  # (N, N) 1 → false negative
+    same_pair = ((i[:, None] == i[None, :]) & (j[:, None] == j[None, :])) | (
+        (i[:, None] == j[None, :]) & (j[:, None] == i[None, :])
+    )  # (N, N) doubles k and m of one unordered pair
+    singles = 1 - same_class  # (N, N)
+    doubles = 1 - same_pair.to(f64)  # (N, N)
     table = torch.cat(
-        [torch.cat([ones, single_double], dim=1), torch.cat([single_double.T, ones], dim=1)]
+        [torch.cat([singles, single_double], dim=1), torch.cat([single_double.T, doubles], dim=1)]
     )  # (2N, 2N)
-    return table.log().to(dtype)
+    return table.fill_diagonal_(1.0).log().to(dtype)
 
 
 def stage_a_loss(
@@ -459,11 +543,11 @@ def stage_a_loss(
 ) -> Tensor:
     """TeminAL A loss ``L_A = L_a2t + β_A · L_t2a`` (SPEC §3, paper eq. 8–9, 22–26).
 
-    Weights from :func:`stage_a_log_weights` in both directions; false negatives (two singles
-    of one class, two doubles of one unordered pair) get weight 0. Mean over the 2N rows.
+    Weights from :func:`stage_a_log_weights` in both directions (false negatives removed).
+    Mean over the 2N rows.
 
     Args:
-        z_a: [2N, d] audio ``[a_i ; a_i ⊕ a_j]``.
+        z_a: [2N, d] audio ``[loop(a_i) ; a_i ⊕ a_j]`` (singles looped to a double's length).
         z_c: [2N, d] texts ``["single sound of x_i" ; "combined sound of x_i and x_j"]``.
         logit_scale: ``s``, already exponentiated.
         i: [N] class of single k and first class of double k.
@@ -474,11 +558,13 @@ def stage_a_loss(
     Returns:
         Scalar loss.
     """
-    events = stage_a_events(i, j, n_classes=n_classes)  # (2N,)
-    _check_blocks(z_a, z_c, events, n_blocks=2)
+    _check_pairs(i, j, n_classes)
+    if i.numel() == 0:
+        raise ValueError("stage A needs at least one pair")
+    _check_blocks(z_a, z_c, i.shape[0], n_blocks=2)
     sim = logits(z_a, z_c, logit_scale)  # (2N, 2N)
     log_w = stage_a_log_weights(i.to(sim.device), j.to(sim.device), weights, dtype=sim.dtype)
-    return _both_directions(sim, _mask_false_negatives(log_w, events), beta=weights.beta)
+    return _both_directions(sim, log_w, beta=weights.beta)
 
 
 # --------------------------------------------------------------------------- plain / T-CLAP
@@ -517,8 +603,8 @@ def tclap_temporal_loss(
 
     Args:
         z_a: [N, d] audio embeddings.
-        candidates: K tensors [N, d]; ``candidates[0][k]`` is audio k's caption (the
-            positive), the others its temporal negatives (swapped order, overlay).
+        candidates: K >= 2 tensors [N, d]; ``candidates[0][k]`` is audio k's caption (the
+            positive), the others its temporal negatives (e.g. the swapped order).
         logit_scale: ``s``, already exponentiated.
 
     Returns:
@@ -536,35 +622,48 @@ def tclap_temporal_loss(
 
 
 def tclap_loss(
-    z_a_f: Tensor,
-    z_c_f: Tensor,
-    z_c_r: Tensor,
+    z_a: Tensor,
+    z_c: Tensor,
+    z_c_swapped: Tensor,
     logit_scale: Tensor | float,
     *,
-    z_c_o: Tensor | None = None,
+    i: Tensor,
+    j: Tensor,
+    n_classes: int,
     lam: float = 0.5,
-    events: Tensor | None = None,
 ) -> Tensor:
-    """T-CLAP baseline ``L = L_c + λ L_t`` (seed 002, SPEC §3).
+    """T-CLAP baseline ``L = L_c + λ L_t`` (seed 002, a reading of its abstract; SPEC §3).
 
-    ``L_c`` is :func:`info_nce` on the forward pairs; ``L_t`` is :func:`tclap_temporal_loss`
-    with candidates {own caption, own temporally swapped caption (, own overlay caption)}.
+    ``L_c``: :func:`info_nce` over ``[A_f; A_o] × [C_f; C_o]`` — forward pairs *and* overlay
+    samples with their "while" captions as positives (T-CLAP's mixed-up strategy); columns of
+    the positive's event are false negatives (e.g. the overlays of (i, j) and (j, i)).
+    ``L_t``: for each forward audio, cross-entropy over {its caption, its temporally swapped
+    caption} (:func:`tclap_temporal_loss`, two candidates).
 
     Args:
-        z_a_f: [N, d] forward audio ``a_i ⊕ a_j``.
-        z_c_f: [N, d] its captions ``"x_i before x_j"``.
-        z_c_r: [N, d] the swapped captions ``"x_j before x_i"``.
+        z_a: [2N, d] audio ``[A_f; A_o]``: forward ``a_i ⊕ a_j``, overlay ``a_i ∧ a_j``.
+        z_c: [2N, d] texts ``[C_f; C_o]``: ``"x_i before x_j"``, ``"x_i while x_j"``.
+        z_c_swapped: [N, d] the swapped captions ``T(C_f)`` = ``"x_j before x_i"``.
         logit_scale: ``s``, already exponentiated.
-        z_c_o: optional [N, d] overlay captions ``"x_i while x_j"``, an extra negative.
+        i: [N] class heard first in the forward clip of pair k.
+        j: [N] class heard second.
+        n_classes: K.
         lam: λ >= 0 (0.5 in T-CLAP).
-        events: optional [N] event ids of the forward pairs for masking in ``L_c``
-            (e.g. ``stage_b_events(i, j, n_classes=K)[:N]``).
 
     Returns:
         Scalar loss.
     """
     if not (math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-    contrastive = info_nce(z_a_f, z_c_f, logit_scale, events=events)
-    candidates = [z_c_f, z_c_r] + ([] if z_c_o is None else [z_c_o])
-    return contrastive + lam * tclap_temporal_loss(z_a_f, candidates, logit_scale)
+    _check_pairs(i, j, n_classes)
+    _check_stage_b_pairs(i, j)
+    n = i.shape[0]
+    _check_blocks(z_a, z_c, n, n_blocks=2)
+    if z_c_swapped.shape != (n, z_c.shape[1]):
+        raise ValueError(f"z_c_swapped must be [N, d] = [{n}, {z_c.shape[1]}], "
+                         f"got {tuple(z_c_swapped.shape)}")
+    events = stage_b_events(i, j, n_classes=n_classes)  # (3N,) [f; r; o]
+    events = torch.cat([events[:n], events[2 * n:]]).to(z_a.device)  # (2N,) [f; o]
+    contrastive = info_nce(z_a, z_c, logit_scale, events=events)
+    temporal = tclap_temporal_loss(z_a[:n], [z_c[:n], z_c_swapped], logit_scale)
+    return contrastive + lam * temporal

@@ -1,27 +1,67 @@
-"""Notebook hygiene: ``python -m teminal.notebook_tools strip notebooks/*.ipynb``.
+"""Notebook hygiene: paired jupytext twins, committed smoke outputs, parameters cells.
 
-Notebooks are committed with outputs stripped (executed copies are MLflow artifacts), and
-their parameters cell holds only plain scalar assignments (papermill injects ``params/*.yaml``).
+Every pipeline notebook ``notebooks/NN_name.ipynb`` has a percent-format twin
+``notebooks/NN_name.py`` (the reviewable source). Edit either: ``jupytext --sync`` (or
+JupyterLab with jupytext) carries the edit to the other, and ``check_pair`` (a test) fails when
+the two disagree. The ``.ipynb`` files are committed **with the outputs of their smoke
+configuration** (the parameters cell's defaults); nbval re-executes them in ``make test`` and
+compares, so a changed number fails. After an intended change::
+
+    make notebooks        # = python -m teminal.notebook_tools refresh notebooks/*.ipynb
+
+executes every notebook exactly as nbval does (a fresh temporary work folder and MLflow store,
+progress bars off) and writes the outputs back. Executed copies of real runs are MLflow
+artifacts, never committed.
 """
 from __future__ import annotations
 
 import ast
+import os
 import sys
+import tempfile
 from pathlib import Path
 
+import jupytext
 import nbformat
 
+KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
-def strip(path: str | Path) -> bool:
-    """Remove outputs and execution counts; returns True when the file changed."""
-    nb = nbformat.read(str(path), as_version=4)
-    changed = False
-    for cell in nb.cells:
-        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
-            cell.outputs, cell.execution_count, changed = [], None, True
-    if changed:
-        nbformat.write(nb, str(path))
-    return changed
+
+def test_environment(root: str | Path) -> dict[str, str]:
+    """The environment nbval's and refresh's kernels share (the tests set the same)."""
+    root = Path(root)
+    return {"TEMINAL_WORKDIR": str(root),
+            "TEMINAL_TRACKING_URI": f"sqlite:///{root}/mlruns/mlflow.db",
+            "MPLBACKEND": "Agg", "TEMINAL_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONWARNINGS": "ignore"}
+
+
+def twin(path: str | Path) -> Path:
+    return Path(path).with_suffix(".py")
+
+
+def cells_of(nb) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(type, source, tags) of every cell: what the pair must agree on."""
+    return [(c.cell_type, c.source.strip(), tuple(c.get("metadata", {}).get("tags", [])))
+            for c in nb.cells]
+
+
+def check_pair(path: str | Path) -> list[str]:
+    """Differences between ``NN_name.ipynb`` and its twin ``NN_name.py`` (empty: in sync)."""
+    path = Path(path)
+    if not twin(path).is_file():
+        return [f"{path.name}: no jupytext twin {twin(path).name}"]
+    a = cells_of(nbformat.read(str(path), as_version=4))
+    b = cells_of(jupytext.read(twin(path)))
+    problems = []
+    if len(a) != len(b):
+        problems.append(f"{path.name} has {len(a)} cells, {twin(path).name} has {len(b)}")
+    for k, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            problems.append(f"cell {k}: {path.name} and {twin(path).name} differ "
+                            f"({x[1][:50]!r} vs {y[1][:50]!r})")
+    return problems
 
 
 def parameters_cell(nb) -> str:
@@ -32,26 +72,71 @@ def parameters_cell(nb) -> str:
     raise ValueError("no cell tagged 'parameters'")
 
 
-def check_parameters(source: str) -> list[str]:
-    """Problems with a parameters cell: anything but ``name = <plain scalar literal>``."""
-    problems = []
+def parameters(source: str) -> dict:
+    """``name = literal`` lines of a parameters cell → {name: value}; anything else (a
+    computation, an import) is a ``ValueError`` naming the line."""
+    out = {}
     for node in ast.parse(source).body:
-        ok = (isinstance(node, ast.Assign) and len(node.targets) == 1
-              and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)
-              and type(node.value.value) in (str, int, float, bool))
+        ok = isinstance(node, ast.Assign) and len(node.targets) == 1 \
+            and isinstance(node.targets[0], ast.Name)
+        try:
+            value = ast.literal_eval(node.value) if ok else None
+        except ValueError:
+            ok = False
         if not ok:
-            problems.append(f"line {node.lineno}: {ast.unparse(node)[:60]!r} is not `name = scalar`")
-    return problems
+            raise ValueError(f"line {node.lineno}: {ast.unparse(node)[:60]!r} is not "
+                             "`name = literal` (nothing computed in a parameters cell)")
+        out[node.targets[0].id] = value
+    return out
+
+
+def execute(path: Path, *, env: dict[str, str]) -> nbformat.NotebookNode:
+    """Run a notebook on its defaults in ``notebooks/`` as nbval does; returns it executed."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["kernelspec"] = dict(KERNEL)
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        client = NotebookClient(nb, kernel_name="python3", timeout=1800, record_timing=False,
+                                store_widget_state=False,
+                                resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    return nb
+
+
+def refresh(paths: list[str]) -> None:
+    """Execute each notebook on its smoke defaults and write the outputs back (both twins)."""
+    with tempfile.TemporaryDirectory(prefix="teminal-refresh-") as root:
+        env = test_environment(root)
+        for p in map(Path, paths):
+            problems = check_pair(p)
+            if problems:
+                raise SystemExit(f"{p} and its twin disagree; run `jupytext --sync {p}` "
+                                 "first:\n  " + "\n  ".join(problems))
+            print(f"executing {p} …", flush=True)
+            nb = execute(p, env=env)
+            nbformat.write(nb, str(p))
+            jupytext.write(nb, twin(p), fmt="py:percent")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] != "strip":
-        print("usage: python -m teminal.notebook_tools strip NOTEBOOK...", file=sys.stderr)
+    if len(argv) < 2 or argv[0] not in ("refresh", "check"):
+        print("usage: python -m teminal.notebook_tools refresh|check NOTEBOOK.ipynb...",
+              file=sys.stderr)
         return 2
-    for p in argv[1:]:
-        if strip(p):
-            print(f"stripped {p}")
-    return 0
+    if argv[0] == "refresh":
+        refresh(argv[1:])
+        return 0
+    bad = [msg for p in argv[1:] for msg in check_pair(p)]
+    print("\n".join(bad) or "in sync")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

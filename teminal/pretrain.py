@@ -4,10 +4,16 @@ Symmetric InfoNCE on single clips of the training split with captions like "the 
 {x}" (same-class columns masked as false negatives, SPEC §3), training the whole audio CNN and
 the text head. The result is the "pretrained baseline" every later stage starts from; with
 msclap the published weights play this role and nothing here runs.
+
+A library function with explicit arguments (no notebook session): ``pretrain_tiny``. Waves are
+rendered when a batch is drawn, so memory grows with the batch size, not with the number of
+clips. Saving the model (``model.save``) is the caller's job.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -16,6 +22,8 @@ import torch
 from . import losses, train
 from .data.clips import audio_key
 from .models.base import TextFeatures
+
+SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,41 +35,48 @@ class Augment:
     noise_rms: float = 0.005
 
     def __call__(self, wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """wave [B, S] → augmented [B, S], random draws from ``generator``."""
         b, s = wave.shape
-        gain = 10 ** ((torch.rand(b, 1, generator=generator) * 2 - 1) * self.gain_db / 20)
-        shifts = (torch.rand(b, generator=generator) * self.shift * s).long()
+        gain = 10 ** ((torch.rand(b, 1, generator=generator) * 2 - 1) * self.gain_db / 20)  # (B, 1)
+        shifts = (torch.rand(b, generator=generator) * self.shift * s).long()  # (B,)
         out = torch.stack([torch.roll(w, int(k)) for w, k in zip(wave, shifts)])  # (B, S)
         return out * gain + self.noise_rms * torch.randn(b, s, generator=generator)
 
 
 class PretrainTask:
-    """Singles of the train / val splits against their class captions (a ``StageTask``)."""
+    """Singles of the train / val splits against their class captions (a ``train.StageTask``).
 
-    def __init__(self, *, model, waves: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                 class_text: TextFeatures, augment: Augment | None, device: torch.device, seed: int) -> None:
-        self.model, self.waves, self.targets = model, waves, targets
+    Only clip names are held; ``render(audio_key("single", clip))`` is called for the clips of
+    a batch when the batch is drawn.
+    """
+
+    def __init__(self, *, model, clips: dict[str, list[str]], targets: dict[str, torch.Tensor],
+                 render: Callable[[str], np.ndarray], class_text: TextFeatures,
+                 augment: Augment | None, device: torch.device, seed: int) -> None:
+        self.model, self.clips, self.targets, self.render = model, clips, targets, render
         self.class_text, self.augment, self.device = class_text, augment, device
-        self.n_train, self.n_val = len(targets["train"]), len(targets.get("val", []))
+        self.n_train, self.n_val = len(clips["train"]), len(clips.get("val", []))
         self.generator = torch.Generator().manual_seed(seed)
 
+    def generators(self) -> list[torch.Generator]:
+        return [self.generator]
+
+    def waves(self, rows: torch.Tensor, *, split: str) -> torch.Tensor:
+        """[B, S] float32 waveforms of the batch ``rows`` [B] of ``split``, rendered now."""
+        names = self.clips[split]
+        return torch.from_numpy(np.stack([self.render(audio_key("single", names[k]))
+                                          for k in rows.tolist()]).astype(np.float32))
+
     def loss(self, rows: torch.Tensor, *, split: str) -> torch.Tensor:
-        wave = self.waves[split][rows]  # (B, S)
+        wave = self.waves(rows, split=split)  # (B, S)
         if split == "train" and self.augment is not None:
             wave = self.augment(wave, self.generator)
-        target = self.targets[split][rows].to(self.device)
-        z_a = self.model.audio_head(self.model.audio_trunk(wave.to(self.device), frames=self.model.needs_frames))
+        target = self.targets[split][rows].to(self.device)  # (B,)
+        feats = self.model.audio_trunk(wave.to(self.device), frames=self.model.needs_frames)
+        z_a = self.model.audio_head(feats)  # (B, d)
         text = TextFeatures(hidden=self.class_text.hidden[target], mask=self.class_text.mask[target])
         z_c = self.model.text_head(text)  # (B, d)
         return losses.info_nce(z_a, z_c, self.model.logit_scale, events=target)
-
-
-def single_waves(singles: pd.DataFrame, render, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stacked waveforms (M, S) and class targets (M,) of one split's single clips."""
-    part = singles[singles["split"] == split]
-    if part.empty:
-        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
-    waves = np.stack([render(audio_key("single", c)) for c in part["clip"]])
-    return torch.from_numpy(waves), torch.from_numpy(part["target"].to_numpy()).long()
 
 
 def trained_state(model) -> dict[str, torch.Tensor]:
@@ -72,43 +87,66 @@ def trained_state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in named if id(v) not in frozen}
 
 
-def pretrain_embedded(S, data):
-    """Pretrain the embedded backbone on the run's training singles and save it to
-    ``checkpoints/pretrained/model.pt``; returns (model, history). Resumable like any stage."""
-    from .modeling import checkpoint_dir, pretrained_path
-    from .models.tiny import TinyClap, TinyConfig
-    from .workflow import caption_templates, recipe
+def _split_singles(singles: pd.DataFrame, n_classes: int) -> tuple[dict, dict]:
+    """Clip names and targets [M] of the train and val singles; targets must be class ids."""
+    for column in ("clip", "target", "split"):
+        if column not in singles.columns:
+            raise ValueError(f"the singles table has no column {column!r}: rebuild the manifests")
+    bad = singles[(singles["target"] < 0) | (singles["target"] >= n_classes)]
+    if len(bad):
+        raise ValueError(f"singles targets must lie in [0, {n_classes}) (one per class name); "
+                         f"e.g. clip {bad['clip'].iloc[0]!r} has {bad['target'].iloc[0]}")
+    clips, targets = {}, {}
+    for split in SPLITS:
+        part = singles[singles["split"] == split]
+        clips[split] = [str(c) for c in part["clip"]]
+        targets[split] = torch.tensor(part["target"].to_numpy(), dtype=torch.long)
+    return clips, targets
 
-    P = S.P
-    width = int(P["tiny_width"])
-    config = TinyConfig(sample_rate=int(P["world_sample_rate"]), seed=int(P["seed"]),
-                        hop=int(P["tiny_hop"]), channels=(width, 2 * width, 4 * width, 8 * width))
-    model = TinyClap(config=config).to(S.device).pretraining(True)
-    render = data.renderer(recipe(P, model.sample_rate))
-    singles = data.manifests.singles
-    waves, targets = {}, {}
-    for split in ("train", "val"):
-        waves[split], targets[split] = single_waves(singles, render, split)
-    templates = caption_templates(P)
-    class_text = model.text_trunk([templates.class_prompt.format(x=c) for c in data.base.classes])
-    task = PretrainTask(model=model, waves=waves, targets=targets, class_text=class_text.to(S.device),
-                        augment=Augment(), device=S.device, seed=int(P["seed"]))
-    config_t = train.TrainConfig(epochs=int(P["pretrain_epochs"]), batch_size=int(P["pretrain_batch_size"]),
-                                 lr=float(P["pretrain_lr"]), optimizer="adamw", weight_decay=1e-4,
-                                 schedule="cosine", warmup_steps=0, seed=int(P["seed"]))
-    params = model.pretrain_parameters()
-    result = train.fit(
-        task=task, model=model, params=params, config=config_t,
-        out_dir=checkpoint_dir(S, "pretrain-train"), device=S.device, metric_prefix="pretrain/",
-        fingerprint_extra={"manifests": data.manifests.hashes, "model": config.__repr__()},
-        head_state=lambda: trained_state(model),
-        load_head_state=lambda state: model.load_state_dict(state, strict=False),
-    )
-    model.load_state_dict(train.load_checkpoint_head(result.out_dir / "best.pt"), strict=False)
-    model.pretraining(False)
-    out = pretrained_path(S)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        raise FileExistsError(f"{out} exists already; a run folder holds one pretrained backbone")
-    model.save(out)
-    return model, result.history
+
+def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.ndarray],
+                  class_names: list[str], class_prompt: str, config: train.TrainConfig,
+                  out_dir: str | Path, device: torch.device, augment: Augment | None = Augment(),
+                  fingerprint_extra: dict | None = None, progress: bool = True) -> train.FitResult:
+    """Pretrain ``model`` (a ``TinyClap`` on ``device``) CLAP-style on its training singles.
+
+    Trains ``model.pretrain_parameters()`` (audio CNN, audio head, text head, logit scale) on
+    the singles of split "train" (split "val" gives ``pretrain/val/loss``), with
+    ``train.fit``'s gate, checkpoints, resume and fingerprint (``fingerprint_extra`` plus the
+    model config, class prompt and names, augmentation), metrics under ``pretrain/``. Loads
+    ``best.pt`` into ``model`` and leaves it frozen again (``pretraining(False)``).
+
+    Args:
+        singles: the singles manifest (``clip``, ``target``, ``split``); targets index
+            ``class_names``.
+        render: ``render(key)`` → waveform of an audio key at the model's sample rate.
+        class_names: [K] label texts; the caption of class k is ``class_prompt.format(x=...)``.
+        class_prompt: e.g. ``"the sound of {x}"``.
+        config: optimisation settings (``batch_size`` ≤ the number of training singles).
+        out_dir: checkpoint folder (``best.pt``, ``last.pt``).
+        augment: waveform augmentation of training batches (None: off).
+
+    Returns:
+        ``train.FitResult`` of the pretraining run.
+    """
+    clips, targets = _split_singles(singles, len(class_names))
+    extra = {"pretrain": {"class_prompt": class_prompt, "class_names": list(class_names),
+                          "augment": None if augment is None else asdict(augment),
+                          "model": repr(model.config)}, **(fingerprint_extra or {})}
+    model.pretraining(True)
+    try:
+        class_text = model.text_trunk([class_prompt.format(x=c) for c in class_names]).to(device)
+        task = PretrainTask(model=model, clips=clips, targets=targets, render=render,
+                            class_text=class_text, augment=augment, device=device,
+                            seed=config.seed)
+        result = train.fit(
+            task=task, model=model, params=model.pretrain_parameters(), config=config,
+            out_dir=out_dir, device=device, fingerprint_extra=extra, metric_prefix="pretrain/",
+            head_state=lambda: trained_state(model),
+            load_head_state=lambda state: model.load_state_dict(state, strict=False),
+            progress=progress,
+        )
+        model.load_state_dict(train.load_checkpoint_head(result.out_dir / "best.pt"), strict=False)
+    finally:
+        model.pretraining(False)
+    return result

@@ -12,11 +12,13 @@ with ``P@r`` the precision at rank r and ``n_rel`` the number of relevant items;
 captions it is the sum over the audio's captions in the top 10 of ``hits/rank``, divided by 5.
 Audios without any caption stay candidates for t2a but are not a2t queries.
 
-**Zero-shot classification** uses the ZSTE tie rule (expected accuracy under a random tie
+**Zero-shot classification** prompts ``ZERO_SHOT_PROMPT`` = ``"The sound of a {x}"`` (paper
+Table 4) and uses the ZSTE tie rule (expected accuracy under a random tie
 break, :func:`teminal.zste.topk_credit`), so it equals ZSTE task 1A on the same prompts.
 """
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,18 @@ import torch
 from teminal.zste import topk_credit
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+ZERO_SHOT_PROMPT = "The sound of a {x}"
+"""Class prompt of zero-shot classification (paper Table 4; SPEC §4). ZSTE 1A and 2A–2D use
+``"The sound of {x}"`` (``teminal.zste.ZsteTemplates.class_prompt``)."""
 _ROWS = 1024  # queries ranked per chunk
+
+
+def zero_shot_prompts(class_names, prompt: str = ZERO_SHOT_PROMPT) -> list[str]:
+    """One prompt per class [K]: ``prompt`` with ``{x}`` = the class label text (SPEC §4)."""
+    fields = {f for _, f, _, _ in string.Formatter().parse(prompt) if f is not None}
+    if fields != {"x"}:
+        raise ValueError(f"prompt: expected a template whose only placeholder is {{x}}, got {prompt!r}")
+    return [prompt.format(x=n) for n in class_names]
 
 
 def zero_shot_accuracy(audio, labels, class_text, *, tie_tol: float = 1e-6) -> float:

@@ -1,29 +1,63 @@
 """The training stages as ``StageTask``s for ``train.fit`` (SPEC §3).
 
 Each task turns a batch of manifest rows into the audio and text rows of its contrastive
-matrix, runs only the heads on cached trunk features, and calls one loss of
-``teminal.losses``:
+matrix, runs only the heads on cached trunk features (``features.FeatureBank``; every clip a
+task reads has the length of a double, SPEC §1), and calls one loss of ``teminal.losses``:
 
-- ``StageATask``  — TeminAL A: N singles and N doubles, 2N × 2N (eq. 8–9, 22–26);
-- ``StageBTask``  — TeminAL B: forward, reversed and overlay, 3N × 3N (eq. 3–7);
-- ``TclapTask``   — the T-CLAP baseline loss on the same rows (seed 002);
-- optional replay: ``λ_replay ·`` InfoNCE on single clips with their class captions.
+- ``StageATask`` — TeminAL A: N looped singles and N doubles, 2N × 2N (eq. 8–9, 22–26);
+- ``StageBTask`` — TeminAL B: forward, reversed and overlay, 3N × 3N (eq. 3–7);
+- ``TclapTask``  — the T-CLAP baseline: forward and overlay, 2N × 2N, plus its temporal term;
+- ``Replay``     — optional ``λ_replay ·`` InfoNCE on single clips with their class captions.
+
+Every task has ``n_train``, ``n_val`` and ``loss(rows, split=)`` (``train.StageTask``),
+``generators()`` (its random generators, saved with ``last.pt`` so a resumed run is exact),
+``log_weights(rows, split=)`` (the weights its loss uses) and ``similarity(rows, split=)``
+(one batch's matrix, for the similarity explorer).
 """
 from __future__ import annotations
 
+import abc
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 
 from . import losses
 from .data.clips import audio_key
 from .features import FeatureBank
 from .models.base import Backbone
 
+SPLITS = ("train", "val")
+CAPTIONS = {"paper": ("caption_f", "caption_r", "caption_o"),
+            "paraphrase": ("para_f", "para_r", "para_o")}
+"""Stage-B caption columns (forward, reversed, overlay): the paper's templates or one draw
+from the training paraphrase family (SPEC §1)."""
+
 
 def _split(df: pd.DataFrame, split: str) -> pd.DataFrame:
     return df[df["split"] == split].reset_index(drop=True)
+
+
+def _column(df: pd.DataFrame, name: str) -> pd.Series:
+    if name not in df.columns:
+        raise ValueError(f"the manifest has no column {name!r} (it has {list(df.columns)}): "
+                         "rebuild the manifests with the data notebook (para_* columns need "
+                         "the current data layer), or train with captions='paper'")
+    return df[name]
+
+
+def _classes(df: pd.DataFrame, name: str) -> Tensor:
+    return torch.tensor(_column(df, name).to_numpy(), dtype=torch.long)  # (M,)
+
+
+def caption_columns(captions: str) -> tuple[str, str, str]:
+    """The (forward, reversed, overlay) caption columns of ``captions`` ("paper" | "paraphrase")."""
+    if captions not in CAPTIONS:
+        raise ValueError(f"captions must be one of {tuple(CAPTIONS)}, got {captions!r}")
+    return CAPTIONS[captions]
 
 
 @dataclass
@@ -31,15 +65,16 @@ class Replay:
     """Symmetric InfoNCE on a random batch of training singles (SPEC §3 "Replay")."""
 
     weight: float
-    rows: torch.Tensor  # single-table rows of the training singles
-    text_rows: torch.Tensor  # their class captions
-    targets: torch.Tensor
+    rows: Tensor  # [M] single-table rows of the training singles
+    text_rows: Tensor  # [M] their class captions
+    targets: Tensor  # [M]
     batch_size: int
     generator: torch.Generator
 
     @classmethod
     def build(cls, *, bank: FeatureBank, singles: pd.DataFrame, weight: float, batch_size: int,
               seed: int) -> "Replay | None":
+        """None when ``weight`` is 0 or fewer than two training singles exist."""
         train = _split(singles, "train")
         if weight <= 0 or len(train) < 2:
             return None
@@ -49,7 +84,7 @@ class Replay:
                    targets=torch.tensor(train["target"].to_numpy()),
                    batch_size=batch_size, generator=torch.Generator().manual_seed(seed))
 
-    def loss(self, backbone: Backbone, bank: FeatureBank) -> torch.Tensor:
+    def loss(self, backbone: Backbone, bank: FeatureBank) -> Tensor:
         pick = torch.randperm(len(self.rows), generator=self.generator)[: self.batch_size]
         z_a = backbone.audio_head(bank.singles.take(self.rows[pick]))  # (B, d)
         z_c = backbone.text_head(bank.text.take(self.text_rows[pick]))  # (B, d)
@@ -57,102 +92,198 @@ class Replay:
                                              events=self.targets[pick].to(z_a.device))
 
 
-class _PairTask:
-    """Shared row bookkeeping of the pair stages: class indices and feature rows per split."""
+@dataclass(frozen=True)
+class BatchSimilarity:
+    """One batch's matrix: audio rows × text columns, block by block, and its weights."""
+
+    sim: np.ndarray  # [R, R] logits s · cos
+    log_weights: np.ndarray  # [R, R] log w of the loss (-inf: removed)
+    block_labels: tuple[str, ...]  # e.g. ("f", "r", "o")
+    captions: list[str]  # [R] caption of each row's positive (= of each column)
+
+    def as_dict(self) -> dict:
+        """The explorer widget's view: sim, log_weights, block_labels, row/col captions."""
+        return {"sim": self.sim, "log_weights": self.log_weights,
+                "block_labels": list(self.block_labels), "row_captions": self.captions,
+                "col_captions": self.captions}
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """Per split: classes [M] and, per block, feature rows [M] of each manifest row."""
+
+    i: Tensor
+    j: Tensor
+    audio: tuple[Tensor, ...]  # rows of bank.pairs
+    text: tuple[Tensor, ...]  # rows of bank.text
+
+
+class _PairTask(abc.ABC):
+    """Shared bookkeeping of the pair stages: splits, feature rows per block, replay, views."""
+
+    labels: tuple[str, ...] = ()
 
     def __init__(self, *, backbone: Backbone, bank: FeatureBank, manifest: pd.DataFrame,
-                 n_classes: int, replay: Replay | None) -> None:
+                 n_classes: int, replay: Replay | None = None) -> None:
         self.backbone, self.bank, self.n_classes, self.replay = backbone, bank, n_classes, replay
-        self.frames = {s: _split(manifest, s) for s in ("train", "val")}
+        self.frames = {s: _split(manifest, s) for s in SPLITS}
         self.n_train, self.n_val = len(self.frames["train"]), len(self.frames["val"])
-        self.cols = {s: self._columns(df) for s, df in self.frames.items()}
+        self.blocks = {s: self._blocks(df) for s, df in self.frames.items()}
 
-    def _columns(self, df: pd.DataFrame) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _audio_keys(self, df: pd.DataFrame) -> tuple[list[str], ...]:
+        """One list of audio keys per audio block."""
 
-    def _with_replay(self, loss: torch.Tensor, split: str) -> torch.Tensor:
+    @abc.abstractmethod
+    def text_columns(self) -> tuple[str, ...]:
+        """One caption column per text block."""
+
+    def _blocks(self, df: pd.DataFrame) -> _Blocks:
+        text = tuple(self.bank.text.rows(_column(df, c).astype(str)) for c in self.text_columns())
+        return _Blocks(i=_classes(df, "i"), j=_classes(df, "j"),
+                       audio=tuple(self.bank.pairs.rows(k) for k in self._audio_keys(df)), text=text)
+
+    def classes(self, rows: Tensor, *, split: str) -> tuple[Tensor, Tensor]:
+        """i [N], j [N] of the batch ``rows`` [N] of ``split``."""
+        b = self.blocks[split]
+        return b.i[rows], b.j[rows]
+
+    def embed(self, rows: Tensor, *, split: str) -> tuple[Tensor, Tensor]:
+        """z_a, z_c [bN, d]: the b blocks of the batch ``rows`` [N], block after block."""
+        b, bb = self.blocks[split], self.backbone
+        a_rows = torch.cat([block[rows] for block in b.audio])  # (bN,)
+        t_rows = torch.cat([block[rows] for block in b.text])  # (bN,)
+        return bb.audio_head(self.bank.pairs.take(a_rows)), bb.text_head(self.bank.text.take(t_rows))
+
+    def generators(self) -> list[torch.Generator]:
+        return [] if self.replay is None else [self.replay.generator]
+
+    def loss(self, rows: Tensor, *, split: str) -> Tensor:
+        """Mean loss of the batch ``rows`` [N] of ``split``, plus replay when training."""
+        loss = self._loss(rows, split=split)
         if self.replay is None or split != "train":
             return loss
         return loss + self.replay.loss(self.backbone, self.bank)
 
+    @abc.abstractmethod
+    def _loss(self, rows: Tensor, *, split: str) -> Tensor:
+        """The stage's loss of the batch ``rows`` [N], without replay."""
+
+    @abc.abstractmethod
+    def log_weights(self, rows: Tensor, *, split: str) -> Tensor:
+        """[bN, bN] log w of the loss on the batch ``rows`` [N]."""
+
+    @torch.no_grad()
+    def similarity(self, rows: Tensor, *, split: str) -> BatchSimilarity:
+        """The batch's contrastive matrix and weights (for the similarity explorer)."""
+        z_a, z_c = self.embed(rows, split=split)
+        sim = losses.logits(z_a, z_c, self.backbone.logit_scale)  # (bN, bN)
+        df = self.frames[split].iloc[rows.numpy()]
+        captions = [str(t) for col in self.text_columns() for t in df[col]]
+        return BatchSimilarity(sim=sim.float().cpu().numpy(),
+                               log_weights=self.log_weights(rows, split=split).cpu().numpy(),
+                               block_labels=self.labels, captions=captions)
+
 
 class StageATask(_PairTask):
-    """TeminAL A: tell one sound from two (SPEC §3 stage A)."""
+    """TeminAL A: tell one sound from two (SPEC §3 stage A). The single is the ``loop`` clip
+    (looped to a double's length, SPEC §1), the double ``seq|clip_i|clip_j``."""
+
+    labels = ("single", "double")
 
     def __init__(self, *, weights: losses.StageAWeights, **kw) -> None:
-        super().__init__(**kw)
         self.weights = weights
+        super().__init__(**kw)
 
-    def _columns(self, df):
-        b = self.bank
-        return {
-            "i": torch.tensor(df["i"].to_numpy()), "j": torch.tensor(df["j"].to_numpy()),
-            "single": b.singles.rows(audio_key("single", c) for c in df["clip_i"]),
-            "double": b.pairs.rows(audio_key("seq", ci, cj) for ci, cj in zip(df["clip_i"], df["clip_j"])),
-            "t_single": b.text.rows(df["caption_single"]), "t_double": b.text.rows(df["caption_double"]),
-        }
+    def _audio_keys(self, df):
+        ci, cj = _column(df, "clip_i"), _column(df, "clip_j")
+        return ([audio_key("loop", c) for c in ci],
+                [audio_key("seq", a, b) for a, b in zip(ci, cj)])
 
-    def loss(self, rows: torch.Tensor, *, split: str) -> torch.Tensor:
-        c, bb, bank = self.cols[split], self.backbone, self.bank
-        z_a = torch.cat([bb.audio_head(bank.singles.take(c["single"][rows])),
-                         bb.audio_head(bank.pairs.take(c["double"][rows]))])  # (2N, d)
-        z_c = bb.text_head(bank.text.take(torch.cat([c["t_single"][rows], c["t_double"][rows]])))  # (2N, d)
-        i, j = c["i"][rows].to(z_a.device), c["j"][rows].to(z_a.device)
-        loss = losses.stage_a_loss(z_a, z_c, bb.logit_scale, i=i, j=j, n_classes=self.n_classes,
-                                   weights=self.weights)
-        return self._with_replay(loss, split)
+    def text_columns(self):
+        return ("caption_single", "caption_double")
+
+    def log_weights(self, rows, *, split):
+        i, j = self.classes(rows, split=split)
+        return losses.stage_a_log_weights(i, j, self.weights)
+
+    def _loss(self, rows, *, split):
+        z_a, z_c = self.embed(rows, split=split)  # (2N, d) each
+        i, j = (t.to(z_a.device) for t in self.classes(rows, split=split))
+        return losses.stage_a_loss(z_a, z_c, self.backbone.logit_scale, i=i, j=j,
+                                   n_classes=self.n_classes, weights=self.weights)
 
 
 class StageBTask(_PairTask):
-    """TeminAL B: before / after / while (SPEC §3 stage B)."""
+    """TeminAL B: before / after / while (SPEC §3 stage B), weights by meaning or by block,
+    captions of the paper or of the training paraphrase family."""
 
-    def __init__(self, *, weights: losses.StageBWeights, **kw) -> None:
+    labels = ("f", "r", "o")
+
+    def __init__(self, *, weights: losses.StageBWeights, weights_by: str = "meaning",
+                 captions: str = "paper", **kw) -> None:
+        if weights_by not in losses.WEIGHTS_BY:
+            raise ValueError(f"weights_by must be one of {losses.WEIGHTS_BY}, got {weights_by!r}")
+        self.weights, self.weights_by = weights, weights_by
+        self.caption_columns = caption_columns(captions)
         super().__init__(**kw)
-        self.weights = weights
 
-    def _columns(self, df):
-        b = self.bank
-        ci, cj = df["clip_i"], df["clip_j"]
-        return {
-            "i": torch.tensor(df["i"].to_numpy()), "j": torch.tensor(df["j"].to_numpy()),
-            "f": b.pairs.rows(audio_key("seq", a, c) for a, c in zip(ci, cj)),
-            "r": b.pairs.rows(audio_key("seq", c, a) for a, c in zip(ci, cj)),
-            "o": b.pairs.rows(audio_key("mix", a, c) for a, c in zip(ci, cj)),
-            "t_f": b.text.rows(df["caption_f"]), "t_r": b.text.rows(df["caption_r"]),
-            "t_o": b.text.rows(df["caption_o"]),
-        }
+    def _audio_keys(self, df):
+        ci, cj = _column(df, "clip_i"), _column(df, "clip_j")
+        return ([audio_key("seq", a, b) for a, b in zip(ci, cj)],
+                [audio_key("seq", b, a) for a, b in zip(ci, cj)],
+                [audio_key("mix", a, b) for a, b in zip(ci, cj)])
 
-    def embed(self, rows: torch.Tensor, *, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """z_a, z_c [3N, d] in block order [f; r; o] (SPEC §3)."""
-        c, bb, bank = self.cols[split], self.backbone, self.bank
-        a_rows = torch.cat([c["f"][rows], c["r"][rows], c["o"][rows]])  # (3N,)
-        t_rows = torch.cat([c["t_f"][rows], c["t_r"][rows], c["t_o"][rows]])  # (3N,)
-        return bb.audio_head(bank.pairs.take(a_rows)), bb.text_head(bank.text.take(t_rows))
+    def text_columns(self):
+        return self.caption_columns
 
-    def events(self, rows: torch.Tensor, *, split: str) -> torch.Tensor:
-        c = self.cols[split]
-        return losses.stage_b_events(c["i"][rows], c["j"][rows], n_classes=self.n_classes)
+    def log_weights(self, rows, *, split):
+        i, j = self.classes(rows, split=split)
+        return losses.stage_b_log_weights(i, j, self.weights, weights_by=self.weights_by)
 
-    def loss(self, rows: torch.Tensor, *, split: str) -> torch.Tensor:
-        z_a, z_c = self.embed(rows, split=split)
-        events = self.events(rows, split=split).to(z_a.device)
-        loss = losses.stage_b_loss(z_a, z_c, self.backbone.logit_scale, events=events,
-                                   weights=self.weights)
-        return self._with_replay(loss, split)
+    def _loss(self, rows, *, split):
+        z_a, z_c = self.embed(rows, split=split)  # (3N, d) each
+        i, j = (t.to(z_a.device) for t in self.classes(rows, split=split))
+        return losses.stage_b_loss(z_a, z_c, self.backbone.logit_scale, i=i, j=j,
+                                   n_classes=self.n_classes, weights=self.weights,
+                                   weights_by=self.weights_by)
 
 
-class TclapTask(StageBTask):
-    """The T-CLAP baseline loss ``L_c + λ L_t`` on stage B's rows (SPEC §3, seed 002)."""
+class TclapTask(_PairTask):
+    """The T-CLAP baseline ``L_c + λ L_t`` (SPEC §3, seed 002) on stage B's rows: forward and
+    overlay audio with their captions, and each forward clip's swapped caption."""
 
-    def __init__(self, *, lam: float = 0.5, **kw) -> None:
-        kw.setdefault("weights", losses.StageBWeights(alpha_st=1, alpha_ct=1, alpha_so=1, alpha_co=1, beta=1))
-        super().__init__(**kw)
+    labels = ("f", "o")
+
+    def __init__(self, *, lam: float = 0.5, captions: str = "paper", **kw) -> None:
+        if not (math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
         self.lam = lam
+        self.forward, self.swapped, self.overlay = caption_columns(captions)
+        super().__init__(**kw)
+        self.swapped_rows = {s: self.bank.text.rows(_column(df, self.swapped).astype(str))
+                             for s, df in self.frames.items()}
 
-    def loss(self, rows: torch.Tensor, *, split: str) -> torch.Tensor:
-        z_a, z_c = self.embed(rows, split=split)
+    def _audio_keys(self, df):
+        ci, cj = _column(df, "clip_i"), _column(df, "clip_j")
+        return ([audio_key("seq", a, b) for a, b in zip(ci, cj)],
+                [audio_key("mix", a, b) for a, b in zip(ci, cj)])
+
+    def text_columns(self):
+        return (self.forward, self.overlay)
+
+    def log_weights(self, rows, *, split):
+        i, j = self.classes(rows, split=split)
         n = len(rows)
-        events = self.events(rows, split=split)[:n].to(z_a.device)
-        loss = losses.tclap_loss(z_a[:n], z_c[:n], z_c[n:2 * n], self.backbone.logit_scale,
-                                 z_c_o=z_c[2 * n:], lam=self.lam, events=events)
-        return self._with_replay(loss, split)
+        events = losses.stage_b_events(i, j, n_classes=self.n_classes)  # (3N,) [f; r; o]
+        events = torch.cat([events[:n], events[2 * n:]])  # (2N,) [f; o]
+        mask = losses.false_negative_mask(events, torch.arange(2 * n))  # (2N, 2N)
+        return torch.zeros(2 * n, 2 * n).masked_fill(mask, -math.inf)
+
+    def _loss(self, rows, *, split):
+        z_a, z_c = self.embed(rows, split=split)  # (2N, d) each
+        swapped_rows = self.swapped_rows[split][rows]  # (N,)
+        z_swapped = self.backbone.text_head(self.bank.text.take(swapped_rows))  # (N, d)
+        i, j = (t.to(z_a.device) for t in self.classes(rows, split=split))
+        return losses.tclap_loss(z_a, z_c, z_swapped, self.backbone.logit_scale, i=i, j=j,
+                                 n_classes=self.n_classes, lam=self.lam)

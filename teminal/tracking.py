@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,8 @@ def artifact_root(tracking_uri: str) -> str:
 
 def setup(tracking_uri: str = "", experiment: str = EXPERIMENT) -> str:
     """Point MLflow at the store and make sure ``experiment`` exists; returns its id."""
+    for name in ("mlflow", "alembic"):  # their INFO lines (database set-up) are noise here
+        logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)

@@ -2,29 +2,41 @@
 
 A stage is a ``StageTask``: it knows how many training / validation rows it has and how to
 compute the loss of a batch of row indices (features come from the trunk cache, so a step
-only runs the trainable heads). ``fit`` owns the rest: optimizer, schedule, bf16 autocast on
-CUDA, gradient clipping, a progress bar, ``train/loss`` per step and ``val/loss`` per epoch in
-MLflow, ``last.pt`` / ``best.pt`` checkpoints written atomically, and resuming from
-``last.pt`` after an interruption. A checkpoint folder written with another configuration is
-never overwritten: that is an error naming the folder.
+only runs the trainable heads). ``fit`` owns the rest: the sanity gate (SPEC §6), optimizer
+(parameters or parameter groups), schedule, bf16 autocast on CUDA, gradient clipping, a
+progress bar, MLflow metrics (one batch per epoch), checkpoints written atomically, and
+resuming from ``last.pt`` after an interruption:
+
+- ``best.pt`` (heads only) whenever the validation loss improves;
+- ``last.pt`` (heads, optimizer, scheduler, random states, history) at most every
+  ``TrainConfig.checkpoint_every_s`` seconds and always after the last epoch.
+
+A checkpoint folder written with another configuration is never overwritten: that is an
+error naming the folder.
 """
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import mlflow
 import torch
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress as progress_bar
 
+from .gates import SanityError
 from .tracking import config_hash
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
+NOT_FINGERPRINTED = ("checkpoint_every_s",)  # TrainConfig fields that do not change the result
+TIMED = ("train steps", "validation", "checkpoints and metrics")  # FitResult.timings keys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +45,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 256
-    lr: float = 1e-4
+    lr: float = 1e-4  # of every parameter group without an "lr" of its own
     optimizer: str = "adam"
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global grad norm; 0 = off
@@ -41,6 +53,7 @@ class TrainConfig:
     warmup_steps: int = 0
     seed: int = 0
     bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
+    checkpoint_every_s: float = 300.0  # last.pt at most this often (and after the last epoch)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -52,10 +65,21 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not self.checkpoint_every_s >= 0:
+            raise ValueError(f"checkpoint_every_s must be ≥ 0, got {self.checkpoint_every_s}")
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The fields that change what training computes (not ``checkpoint_every_s``)."""
+        return {k: v for k, v in asdict(self).items() if k not in NOT_FINGERPRINTED}
 
 
 class StageTask(Protocol):
-    """What ``fit`` trains: row counts per split and a batch loss on row indices."""
+    """What ``fit`` trains: row counts per split and a batch loss on row indices.
+
+    A task that draws random numbers of its own (replay batches, augmentation) may expose
+    ``generators() -> list[torch.Generator]``; ``fit`` saves and restores their states with
+    ``last.pt`` so a resumed run is exact.
+    """
 
     n_train: int
     n_val: int
@@ -71,16 +95,41 @@ class FitResult:
     best_val: float
     last_epoch: int
     resumed_from: int  # epoch resumed from (0 = fresh start)
-    history: list[dict]
+    history: list[dict]  # per epoch: epoch, step, train_loss, val_loss
+    steps: int = 0  # optimizer steps made by this call (0 when a finished folder is reused)
+    steps_per_epoch: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of this call per phase
 
 
-def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def param_groups(params: list) -> list[dict]:
+    """``params`` as torch parameter groups: a list of parameters becomes one group; a list
+    of group dicts (``{"params": [...], "lr": ...}``) is kept (a group without ``lr`` uses
+    ``TrainConfig.lr``)."""
+    params = list(params)
+    if not params:
+        raise ValueError("params is empty: there is nothing to train")
+    is_group = [isinstance(p, dict) for p in params]
+    if any(is_group) and not all(is_group):
+        raise ValueError("params mixes parameter groups (dicts) and parameters; pass one kind")
+    if not all(is_group):
+        return [{"params": params}]
+    groups = []
+    for k, group in enumerate(params):
+        if not list(group.get("params", [])):
+            raise ValueError(f"parameter group {k} has no 'params'")
+        groups.append({**group, "params": list(group["params"])})
+    return groups
+
+
+def make_optimizer(params: list, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam / AdamW over ``params`` (parameters or parameter groups, see ``param_groups``)."""
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+    return cls(param_groups(params), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
-    """Linear warmup, then constant or cosine decay to 0 at ``total_steps``."""
+    """Linear warmup, then constant or cosine decay to 0 at ``total_steps``; the factor
+    multiplies every group's own learning rate."""
 
     def factor(step: int) -> float:
         if config.warmup_steps and step < config.warmup_steps:
@@ -94,6 +143,19 @@ def lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def check_trainable(n_train: int, batch_size: int, *, where: str) -> None:
+    """SPEC §6: a training split smaller than one batch (no optimizer step) is an error."""
+    if batch_size < 2:
+        raise SanityError(f"{where}: batch_size={batch_size}, but a contrastive batch needs ≥ 2 "
+                          "rows (one positive and a negative): set batch_size ≥ 2")
+    if n_train < batch_size:
+        fix = (f"lower batch_size to ≤ {n_train} or use more data" if n_train >= 2
+               else "use more data (more classes, clips or a smaller test_fraction)")
+        raise SanityError(f"{where}: the training split 'train' has {n_train} rows, fewer than "
+                          f"one batch (batch_size={batch_size}), so no optimizer step would be "
+                          f"made: {fix} (SPEC §6)")
+
+
 def _atomic_save(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -101,19 +163,92 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 
 def _check_out_dir(out_dir: Path, fingerprint: str) -> dict | None:
-    """The resumable ``last.pt`` state, or None for a fresh folder. A folder trained with
-    another configuration is an error (never overwritten)."""
-    last = out_dir / "last.pt"
-    if not last.exists():
-        return None
-    state = torch.load(last, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != fingerprint:
-        raise FileExistsError(
-            f"{out_dir} holds a checkpoint trained with another configuration "
-            f"(fingerprint {state.get('fingerprint')} ≠ {fingerprint}); choose another checkpoint "
-            "folder (tag) or delete it yourself"
-        )
-    return state
+    """The resumable ``last.pt`` state, or None for a fresh start. A folder whose ``last.pt``
+    or ``best.pt`` was trained with another configuration is an error (never overwritten)."""
+    states = {name: torch.load(out_dir / name, map_location="cpu", weights_only=False)
+              for name in ("last.pt", "best.pt") if (out_dir / name).exists()}
+    for name, state in states.items():
+        if state.get("fingerprint") != fingerprint:
+            raise FileExistsError(
+                f"{out_dir / name} was trained with another configuration "
+                f"(fingerprint {state.get('fingerprint')} ≠ {fingerprint}); choose another "
+                "checkpoint folder (tag) or delete it yourself")
+    return states.get("last.pt")
+
+
+def _random_state(generators: list[torch.Generator]) -> dict:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda,
+            "generators": [g.get_state() for g in generators]}
+
+
+def _restore_random_state(state: dict, generators: list[torch.Generator], where: Path) -> None:
+    if len(state["generators"]) != len(generators):
+        raise ValueError(f"{where} holds {len(state['generators'])} random generator states but "
+                         f"this task has {len(generators)}: it was written by another task; "
+                         "choose another checkpoint folder (tag)")
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for g, saved in zip(generators, state["generators"]):
+        g.set_state(saved)
+
+
+class _MetricBatch:
+    """Metrics collected in memory and sent with one ``MlflowClient.log_batch`` per flush;
+    nothing is logged (or kept) when no MLflow run is active."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.pending = prefix, []
+        self.run = mlflow.active_run()
+
+    def add(self, name: str, value: float, step: int) -> None:
+        if self.run is not None:
+            self.pending.append(Metric(key=self.prefix + name, value=float(value),
+                                       timestamp=int(time.time() * 1000), step=int(step)))
+
+    def flush(self) -> None:
+        if self.run is not None and self.pending:
+            MlflowClient().log_batch(self.run.info.run_id, metrics=self.pending)
+        self.pending = []
+
+
+def _resume_random(state: dict, generators: list[torch.Generator], *, n_train: int,
+                   where: Path) -> None:
+    """Restore the random states saved in ``last.pt``; a ``last.pt`` written before they were
+    saved has only the shuffles to replay."""
+    if "random" in state:
+        _restore_random_state(state["random"], generators, where)
+        return
+    for _ in range(state["epoch"]):
+        torch.randperm(n_train, generator=generators[0])
+
+
+def _train_epoch(task: StageTask, batches: torch.Tensor, optimizer: torch.optim.Optimizer,
+                 scheduler, params: list[nn.Parameter], config: TrainConfig,
+                 autocast: Callable) -> tuple[list[float], list[float]]:
+    """One optimizer step per row of ``batches`` [S, B]; the step losses and learning rates
+    (first group), read back with one host sync."""
+    losses_, lrs = [], []
+    for rows in batches:  # (B,)
+        with autocast():
+            loss = task.loss(rows, split="train")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        losses_.append(loss.detach())
+        lrs.append(scheduler.get_last_lr()[0])
+    return torch.stack(losses_).float().cpu().tolist(), lrs
+
+
+def _add_time(timings: dict[str, float], name: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``timings[name]``; returns now."""
+    now = time.perf_counter()
+    timings[name] += now - since
+    return now
 
 
 @torch.no_grad()
@@ -129,96 +264,113 @@ def evaluate_loss(task: StageTask, *, batch_size: int, autocast: Callable) -> fl
         with autocast():
             total += float(task.loss(rows, split="val")) * len(rows)
         count += len(rows)
-    return total / max(count, 1)
+    return total / max(count, 1) if count else float("nan")
 
 
-def fit(*, task: StageTask, model: nn.Module, params: list[nn.Parameter], config: TrainConfig,
+def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
         out_dir: str | Path, device: torch.device, fingerprint_extra: dict | None = None,
         head_state: Callable[[], dict] | None = None,
         load_head_state: Callable[[dict], None] | None = None,
         metric_prefix: str = "", progress: bool = True) -> FitResult:
     """Train ``params`` of ``model`` on ``task``; checkpoints go to ``out_dir``.
 
-    ``head_state`` / ``load_head_state`` save and restore the trained part (default: the
-    state of ``params`` through ``model.head_state_dict``). ``fingerprint_extra`` names the
-    inputs (manifest hash, starting checkpoint, loss settings) so a folder is only resumed
-    by the run that wrote it. Metrics: ``{prefix}train/loss`` per step, ``{prefix}val/loss``
-    per epoch, ``{prefix}train/lr``; both checkpoints are logged to the active MLflow run.
+    Args:
+        params: parameters, or parameter-group dicts ``{"params": [...], "lr": ...}`` (e.g. an
+            order module with a learning rate of its own); the schedule scales every group.
+        head_state / load_head_state: save and restore the trained part (default
+            ``model.head_state_dict`` / ``model.load_head_state_dict``).
+        fingerprint_extra: the inputs (manifest hash, starting checkpoint, loss settings), so a
+            folder is only resumed by the run that wrote it.
+        metric_prefix: e.g. ``"pretrain/"``. Metrics (to the active MLflow run, if any, one
+            batch per epoch): ``train/loss`` and ``train/lr`` per step, ``train/epoch_loss``
+            and ``val/loss`` per epoch, each at its optimizer step.
+
+    Raises:
+        SanityError: the training split is smaller than one batch (SPEC §6).
+        FileExistsError: ``out_dir`` holds a checkpoint of another configuration.
     """
-    if task.n_train < 2:
-        raise ValueError(f"the training split has {task.n_train} rows; a contrastive stage needs ≥ 2")
     out_dir = Path(out_dir)
+    check_trainable(task.n_train, config.batch_size, where=f"{metric_prefix or 'stage '}{out_dir.name}")
     out_dir.mkdir(parents=True, exist_ok=True)
     head_state = head_state or model.head_state_dict
     load_head_state = load_head_state or model.load_head_state_dict
-    fingerprint = config_hash({"train": asdict(config), **(fingerprint_extra or {})})
-    optimizer = make_optimizer(params, config)
-    steps_per_epoch = max(1, task.n_train // config.batch_size) if task.n_train >= config.batch_size else 1
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    fingerprint = config_hash({"train": config.fingerprint_fields(), **(fingerprint_extra or {})})
+    groups = param_groups(params)
+    flat = [p for g in groups for p in g["params"]]
+    optimizer = make_optimizer(groups, config)
+    steps_per_epoch = task.n_train // config.batch_size  # the last partial batch is dropped
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(config, steps_per_epoch * config.epochs))
     use_bf16 = config.bf16 and device.type == "cuda"
 
     def autocast():
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
+    shuffle = torch.Generator().manual_seed(config.seed)
+    generators = [shuffle, *getattr(task, "generators", list)()]
     start_epoch, best_val, history = 0, float("inf"), []
     state = _check_out_dir(out_dir, fingerprint)
-    if state is not None:
+    if state is None:
+        # dropout draws from torch's global generator: seed it, so a stage's result depends on
+        # its inputs only, not on what else ran before in this process (a reused stage's key
+        # promises exactly that)
+        torch.manual_seed(config.seed)
+    else:
         load_head_state(state["head"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_val, history = state["epoch"], state["best_val"], state["history"]
+        _resume_random(state, generators, n_train=task.n_train, where=out_dir / "last.pt")
         if start_epoch < config.epochs:
             print(f"resuming {out_dir} from epoch {start_epoch}/{config.epochs}")
-    resumed_from = start_epoch
-    generator = torch.Generator().manual_seed(config.seed)
-    for _ in range(start_epoch):  # keep the shuffles of a resumed run identical
-        torch.randperm(task.n_train, generator=generator)
-
-    bar = tqdm(range(start_epoch, config.epochs), desc=f"{metric_prefix or 'train'}",
+    resumed_from, steps = start_epoch, 0
+    timings = dict.fromkeys(TIMED, 0.0)
+    log = _MetricBatch(metric_prefix)
+    last_write = time.monotonic()
+    bar = progress_bar(range(start_epoch, config.epochs), desc=f"{metric_prefix or 'train'}",
                disable=not progress, initial=start_epoch, total=config.epochs)
     for epoch in bar:
+        tic = time.perf_counter()
         model.train()
-        order = torch.randperm(task.n_train, generator=generator)
-        running = 0.0
-        for k in range(steps_per_epoch):
-            rows = order[k * config.batch_size:(k + 1) * config.batch_size]
-            if len(rows) < 2:
-                continue
-            with autocast():
-                loss = task.loss(rows, split="train")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step = epoch * steps_per_epoch + k
-            running += float(loss)
-            mlflow.log_metrics({f"{metric_prefix}train/loss": float(loss),
-                                f"{metric_prefix}train/lr": scheduler.get_last_lr()[0]}, step=step)
+        order = torch.randperm(task.n_train, generator=shuffle)  # (n_train,)
+        batches = order[: steps_per_epoch * config.batch_size].view(steps_per_epoch, -1)  # (S, B)
+        step_values, lrs = _train_epoch(task, batches, optimizer, scheduler, flat, config, autocast)
+        first = epoch * steps_per_epoch
+        for k, (value, lr) in enumerate(zip(step_values, lrs)):
+            log.add("train/loss", value, first + k)
+            log.add("train/lr", lr, first + k)
+        steps += steps_per_epoch
+        tic = _add_time(timings, "train steps", tic)
         model.eval()
         val = evaluate_loss(task, batch_size=config.batch_size, autocast=autocast)
-        train_loss = running / steps_per_epoch
+        tic = _add_time(timings, "validation", tic)
+        train_loss = sum(step_values) / steps_per_epoch
         step = (epoch + 1) * steps_per_epoch
-        mlflow.log_metrics({f"{metric_prefix}train/epoch_loss": train_loss}, step=step)
+        log.add("train/epoch_loss", train_loss, step)
         if not math.isnan(val):
-            mlflow.log_metric(f"{metric_prefix}val/loss", val, step=step)
+            log.add("val/loss", val, step)
+        log.flush()
         history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val})
         improved = not math.isnan(val) and val < best_val
         if improved or (math.isnan(val) and epoch + 1 == config.epochs):
             best_val = val if improved else best_val
             _atomic_save({"head": head_state(), "epoch": epoch + 1, "val_loss": val,
                           "fingerprint": fingerprint}, out_dir / "best.pt")
-        _atomic_save({"head": head_state(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_val": best_val,
-                      "history": history, "fingerprint": fingerprint}, out_dir / "last.pt")
+        if epoch + 1 == config.epochs or time.monotonic() - last_write >= config.checkpoint_every_s:
+            _atomic_save({"head": head_state(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                          "best_val": best_val, "history": history, "fingerprint": fingerprint,
+                          "random": _random_state(generators)}, out_dir / "last.pt")
+            last_write = time.monotonic()
+        _add_time(timings, "checkpoints and metrics", tic)
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val:.3f}")
-    if (out_dir / "best.pt").exists():
-        mlflow.log_artifact(str(out_dir / "best.pt"), artifact_path=f"checkpoints/{out_dir.name}")
-    mlflow.log_artifact(str(out_dir / "last.pt"), artifact_path=f"checkpoints/{out_dir.name}")
+    if log.run is not None:
+        for name in ("best.pt", "last.pt"):
+            if (out_dir / name).exists():
+                mlflow.log_artifact(str(out_dir / name), artifact_path=f"checkpoints/{out_dir.name}")
     return FitResult(out_dir=out_dir, best_val=best_val, last_epoch=config.epochs,
-                     resumed_from=resumed_from, history=history)
+                     resumed_from=resumed_from, history=history, steps=steps,
+                     steps_per_epoch=steps_per_epoch, timings=timings)
 
 
 def load_checkpoint_head(path: str | Path) -> dict:

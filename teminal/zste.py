@@ -1,7 +1,8 @@
-"""ZSTE — zero-shot temporal evaluation on precomputed embeddings (SPEC §4; paper B.4, Alg. 2-3).
+"""ZSTE — zero-shot temporal evaluation (SPEC §4; paper B.4, Alg. 2-3).
 
-Per task: cosine similarity between each audio and its candidate prompts, softmax over the
-candidates, top-k (SPEC §4). The softmax is monotone, so the ranking is taken on the cosines.
+Per item (:mod:`teminal.zste_prompts`): cosine similarity between the audio and its candidate
+prompts, softmax over the candidates, top-k (SPEC §4). The softmax is monotone, so the ranking
+is taken on the cosines.
 
 **Ties.** Candidates whose cosine lies within ``tie_tol`` of the k-th best are tied; an item's
 score is its *expected* score under a uniformly random tie break, computed exactly (e.g. a
@@ -10,17 +11,27 @@ scores exactly the chance level, and the fixed position of correct captions in t
 lists cannot help. ``items[task].tied`` marks items whose outcome depended on a tie; their
 ``predicted`` lists every candidate that could be drawn, with ``(tie: r of n drawn)``.
 
-**Reverse audio (our reading).** ``a_j ⊕ a_i`` is a held-out ordering as well, so with
-``rev_in_order_tasks=True`` (default) the order-sensitive tasks 3A, 3A-o, 4A and 5A score both
-the ``seq`` and the ``rev`` audio of every row (2P items; on ``rev`` the correct caption is
-``"x_j before x_i"``, resp. ``first x_j`` / ``second x_i``). 3A-c (SPEC §4) is, per row, the
-probability that both are answered correctly in 3A (the two tie breaks independent: chance
-1/9). The bootstrap resamples evaluation rows, keeping a row's items together.
+**Items, de-duplication, 3A-c** (SPEC §4): order tasks ask about every sequential audio, the
+``seq`` and the ``rev`` of each row; identical items (same audio, same candidate and correct
+sets — e.g. the overlay items of rows (i, j) and (j, i)) are scored once. 3A-c is, per
+unordered clip pair (``a_i ⊕ a_j`` and ``a_j ⊕ a_i`` of the same clips, counted once), the
+probability that both are answered correctly in 3A: the product of the two expected credits
+(independent tie breaks; chance 1/9).
+
+**Intervals** (SPEC §4): 95 % percentile bootstrap over clusters — unordered class pairs for
+tasks 2–5 (all items of a pair resampled together), clips for 1A — of the item mean (the
+ratio Σ scores / Σ items over the drawn clusters). ``n`` = items after de-duplication,
+``n_clusters`` = clusters.
+
+**Held-out phrasings** (SPEC §4): :func:`evaluate_phrasings` scores 3A, 3A-o, 3A-c, 3B and 5A
+again under every combination of a phrasing family's templates (all in the item's cluster;
+see :mod:`teminal.zste_prompts`). Metrics ``zste_heldout/<task>`` (``metrics(prefix=…)``).
 
 Figures are percent; ``items`` scores are in [0, 1].
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import comb
 
@@ -29,19 +40,27 @@ import pandas as pd
 import torch
 
 from teminal.zste_prompts import (
-    ZstePrompts,
+    TASKS,
+    Phrasing,
+    TaskItems,
+    ZsteItems,
     ZsteTemplates,
     check_class_names,
+    check_keys,
     check_pairs,
-    zste_prompts,
+    default_phrasing,
+    family_phrasings,
+    zste_items,
 )
 
 __all__ = [
-    "PAPER_TABLE3", "TASKS", "ZsteInputs", "ZstePrompts", "ZsteResult", "ZsteTemplates",
-    "chance_levels", "evaluate", "topk_credit", "zste_prompts",
+    "PAPER_TABLE3", "PHRASING_TASKS", "TASKS", "ZsteInputs", "ZsteResult", "ZsteTemplates",
+    "chance_levels", "cluster_interval", "evaluate", "evaluate_phrasings", "result_from_frames",
+    "topk_credit",
 ]
 
-TASKS = ("1A", "2A", "2B", "2C", "2D", "3A", "3A-o", "3A-c", "3B", "4A", "4B", "5A", "5B")
+PHRASING_TASKS = ("3A", "3A-o", "3A-c", "3B", "5A")
+"""Tasks scored again under a phrasing family (SPEC §4 "Held-out phrasings")."""
 _CHUNK = 1 << 22  # elements per gathered candidate block in scoring
 
 PAPER_TABLE3 = pd.DataFrame(
@@ -65,24 +84,32 @@ PAPER_TABLE3 = pd.DataFrame(
 their ESC-50 split: a reference point, not a target for this code's numbers."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ZsteInputs:
-    """Precomputed audio embeddings of one ZSTE evaluation (SPEC §4). Arrays or tensors.
+    """Audio embeddings and audio identities of one ZSTE evaluation (SPEC §4). Arrays or tensors.
 
     class_names:   [K] label texts, K ≥ 3.
-    single_audio:  [M, d] single clips; single_labels [M] their class indices (task 1A).
+    single_audio:  [M, d] single clips; single_labels [M] their classes; single_keys [M] their
+                   audio keys (``"single|a.wav"``; the 1A cluster is the clip).
     pairs:         [P, 2] classes ``(i, j)`` of each evaluation row.
     seq_audio:     [P, d] ``a_i ⊕ a_j``; rev_audio [P, d] ``a_j ⊕ a_i`` (same clips swapped);
     mix_audio:     [P, d] ``a_i ∧ a_j``.
+    seq_keys, rev_keys, mix_keys: [P] their audio keys (``"seq|a|b"``, ``"seq|b|a"``,
+                   ``"mix|a|b"`` canonical). Equal keys must name equal audio: the first
+                   occurrence's embedding is used.
     """
 
     class_names: list[str]
     single_audio: object
     single_labels: object
+    single_keys: object
     pairs: object
     seq_audio: object
     rev_audio: object
     mix_audio: object
+    seq_keys: object
+    rev_keys: object
+    mix_keys: object
 
     def __post_init__(self) -> None:
         k = check_class_names(self.class_names)
@@ -93,29 +120,32 @@ class ZsteInputs:
         labels = _np(self.single_labels)
         if labels.shape != (m,) or labels.dtype.kind not in "iu":
             raise ValueError(
-                f"single_labels: expected integer [M={m}], got {labels.dtype} {labels.shape}"
-            )
+                f"single_labels: expected integer [M={m}], got {labels.dtype} {labels.shape}")
         if labels.min() < 0 or labels.max() >= k:
             raise ValueError(f"single_labels: class indices must lie in [0, {k})")
-        for name in ("seq_audio", "rev_audio", "mix_audio"):
-            got = _shape2(getattr(self, name), name)
+        check_keys(self.single_keys, m, "single_keys")
+        for name in ("seq", "rev", "mix"):
+            got = _shape2(getattr(self, f"{name}_audio"), f"{name}_audio")
             if got != (p, d):
-                raise ValueError(f"{name}: expected [P={p}, d={d}], got {got}")
+                raise ValueError(f"{name}_audio: expected [P={p}, d={d}], got {got}")
+            check_keys(getattr(self, f"{name}_keys"), p, f"{name}_keys")
 
 
 @dataclass
 class ZsteResult:
-    """ZSTE figures. ``table``: one row per task in :data:`TASKS` order, columns ``task, value,
-    chance, ci_low, ci_high, n`` (percent; ``n`` = items scored; 95 % percentile bootstrap over
-    evaluation rows). ``items[task]``: per-item ``row, audio, i, j, score, tied, predicted,
-    target`` (``label`` instead of ``i, j`` for 1A), for a "which pairs fail" view."""
+    """ZSTE figures. ``table``: one row per task (``TASKS`` order), columns ``task, value,
+    chance, ci_low, ci_high, n, n_clusters`` (percent; module doc). ``items[task]``: per item
+    ``row, audio, i, j, key, cluster, phrasing, score, tied, predicted, target`` (``label``
+    instead of ``i, j`` for 1A; ``audio`` = seq / rev / mix / single / seq+rev), for a "which
+    pairs fail" view."""
 
     table: pd.DataFrame
     items: dict[str, pd.DataFrame]
 
-    def metrics(self) -> dict[str, float]:
-        """``{"zste/1A": value, …, "zste/3A-o": …, "zste/3A-c": …}`` in percent."""
-        return {f"zste/{t}": float(v) for t, v in zip(self.table.task, self.table.value)}
+    def metrics(self, prefix: str = "zste") -> dict[str, float]:
+        """``{"<prefix>/1A": value, …}`` in percent; prefixes ``zste``, ``zste_seen``,
+        ``zste_heldout``."""
+        return {f"{prefix}/{t}": float(v) for t, v in zip(self.table.task, self.table.value)}
 
 
 def chance_levels(
@@ -174,90 +204,89 @@ def _topk_sets(s: torch.Tensor, *, k: int, tie_tol: float):
 
 def evaluate(
     inputs: ZsteInputs,
-    prompts: ZstePrompts,
-    text_emb,
+    embed_text: Callable[[list[str]], object],
     *,
+    templates: ZsteTemplates | None = None,
+    tasks=TASKS,
     n_boot: int = 1000,
     seed: int = 0,
-    rev_in_order_tasks: bool = True,
     tie_tol: float = 1e-6,
 ) -> ZsteResult:
-    """Score all ZSTE subtasks (SPEC §4) from precomputed embeddings.
+    """Score ZSTE ``tasks`` (SPEC §4) on ``inputs``.
 
-    text_emb: [len(prompts.texts), d] embeddings of ``prompts.texts`` (any scale; normalized
-    here). ``n_boot`` bootstrap resamples (0 → NaN intervals) drawn from ``seed``.
+    embed_text: ``texts [U] → [U, d]`` embeddings (any scale; normalized here), called once
+    with every unique prompt. ``seed`` draws the 4A/4B/5B distractors and the bootstrap;
+    ``n_boot`` resamples (0 → NaN intervals). SanityError under ``gates.MIN_EVAL_PAIRS``.
     """
-    _check_prompts(inputs, prompts, text_emb)
-    texts = np.asarray(prompts.texts, dtype=object)  # [U]
-    t = _unit(text_emb)  # [U, d]
-    aud = {n: _unit(getattr(inputs, f"{n}_audio")) for n in ("single", "seq", "rev", "mix")}
-    pr, k = prompts.pairs, len(inputs.class_names)
-    labels = _np(inputs.single_labels).astype(np.int64)  # [M]
-    specs = _task_specs(prompts, labels, k)
-    items: dict[str, pd.DataFrame] = {}
-    for name, parts in specs.items():
-        frames = {
-            audio: _score_items(aud[audio], t, texts, idx, correct, top=top, rule=rule,
-                                tie_tol=tie_tol, ids=_ids(audio, labels, pr))
-            for audio, idx, correct, top, rule in parts
-        }
-        if name == "3A":
-            items["3A-c"] = _consistency(frames["seq"], frames["rev"])
-        keep = [f for audio, f in frames.items() if audio != "rev" or rev_in_order_tasks]
-        items[name] = pd.concat(keep, ignore_index=True)
-
-    chance = chance_levels(k, n_candidates_4=prompts.n_candidates_4,
-                           n_candidates_5b=prompts.n_candidates_5b)
-    records = []
-    for pos, name in enumerate(TASKS):
-        df = items[name]
-        unit = df.groupby("row", sort=True)["score"].mean().to_numpy()  # [rows]
-        lo, hi = _bootstrap(unit, n_boot=n_boot, seed=(seed, pos))
-        records.append(dict(task=name, value=100 * unit.mean(), chance=100 * chance[name],
-                            ci_low=100 * lo, ci_high=100 * hi, n=len(df)))
-    return ZsteResult(table=pd.DataFrame.from_records(records),
-                      items={name: items[name] for name in TASKS})
+    tpl = templates if templates is not None else ZsteTemplates()
+    return _evaluate(inputs, embed_text, tpl, default_phrasing(tpl), tasks, n_boot=n_boot,
+                     seed=seed, tie_tol=tie_tol)
 
 
-def _task_specs(prompts: ZstePrompts, labels: np.ndarray, k: int) -> dict[str, list[tuple]]:
-    """SPEC §4 table as data: task → [(audio, candidates [N, C], correct [N, C], k, rule)].
-
-    Order tasks list both ``seq`` and ``rev``; ``evaluate`` drops ``rev`` when asked to.
-    """
-    pr, p = prompts.pairs, len(prompts.pairs)
-    classes = np.broadcast_to(prompts.classes, (p, k))  # [P, K]
-    in_pair = np.zeros((p, k), dtype=bool)
-    in_pair[np.arange(p), pr[:, 0]] = in_pair[np.arange(p), pr[:, 1]] = True
-
-    def at(n_cand: int, *cols: int) -> np.ndarray:  # [P, n_cand], True at ``cols``
-        m = np.zeros((p, n_cand), dtype=bool)
-        m[:, list(cols)] = True
-        return m
-
-    n4, n5 = prompts.n_candidates_4, prompts.n_candidates_5b
-    order = (("seq", 0), ("rev", 1))  # correct caption: "x_i before x_j" / "x_j before x_i"
-    return {
-        "1A": [("single", np.broadcast_to(prompts.classes, (len(labels), k)),
-                np.eye(k, dtype=bool)[labels], 1, "frac")],
-        "2A": [("seq", classes, in_pair, 2, "all")],
-        "2B": [("seq", classes, in_pair, 2, "any")],
-        "2C": [("mix", classes, in_pair, 2, "all")],
-        "2D": [("mix", classes, in_pair, 2, "any")],
-        "3A": [(a, prompts.temporal, at(3, c), 1, "frac") for a, c in order],
-        "3A-o": [(a, prompts.temporal[:, :2], at(2, c), 1, "frac") for a, c in order],
-        "3B": [("mix", prompts.temporal, at(3, 2), 1, "frac")],
-        "4A": [(a, prompts.task4, at(n4, c), 1, "frac") for a, c in order],
-        "4B": [("mix", prompts.task4, at(n4, 2), 1, "frac")],
-        "5A": [(a, prompts.position, at(4, 2 * c, 2 * c + 1), 2, "frac") for a, c in order],
-        "5B": [("mix", prompts.simultaneous, at(n5, 0, 1), 2, "frac")],
-    }
+def evaluate_phrasings(
+    inputs: ZsteInputs,
+    embed_text: Callable[[list[str]], object],
+    *,
+    family,
+    tasks=PHRASING_TASKS,
+    templates: ZsteTemplates | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    tie_tol: float = 1e-6,
+) -> ZsteResult:
+    """``tasks`` scored under every template combination of ``family`` (SPEC §4 "Held-out
+    phrasings"; a ``PhrasingFamily``-like object with tuples ``sequence``, ``overlay``,
+    ``position``). A task needing a relation the family has no template for is left out (e.g.
+    5A when ``family.position`` is empty). Other arguments as :func:`evaluate`."""
+    tpl = templates if templates is not None else ZsteTemplates()
+    return _evaluate(inputs, embed_text, tpl, family_phrasings(family), tasks, n_boot=n_boot,
+                     seed=seed, tie_tol=tie_tol)
 
 
-def _score_items(audio, t, texts, idx, correct, *, top, rule, tie_tol, ids) -> pd.DataFrame:
-    """Per-item frame of one (task, audio): ``ids`` plus ``score, tied, predicted, target``."""
-    idx = np.asarray(idx)
-    sc = _gather_scores(audio, t, idx)  # [N, C]
-    credit, tied = topk_credit(sc, correct, k=top, rule=rule, tie_tol=tie_tol)
+def _evaluate(inputs: ZsteInputs, embed_text, tpl: ZsteTemplates, phrasings: list[Phrasing],
+              tasks, *, n_boot: int, seed: int, tie_tol: float) -> ZsteResult:
+    items = zste_items(inputs.class_names, inputs.pairs, seq_keys=inputs.seq_keys,
+                       rev_keys=inputs.rev_keys, mix_keys=inputs.mix_keys,
+                       single_keys=inputs.single_keys, single_labels=inputs.single_labels,
+                       templates=tpl, phrasings=phrasings, tasks=tasks, seed=seed)
+    if not items.tasks:
+        raise ValueError(f"tasks {tuple(tasks)}: none can be scored with these phrasings (each "
+                         f"needs templates for the relations its captions use)")
+    d = _shape2(inputs.seq_audio, "seq_audio")[1]
+    emb = embed_text(list(items.texts))
+    if _shape2(emb, "embed_text(texts)") != (len(items.texts), d):
+        raise ValueError(f"embed_text(texts): expected [U={len(items.texts)}, d={d}] (one row "
+                         f"per text, the audio dimension), got {_shape2(emb, 'embed_text')}")
+    t = _unit(emb)  # [U, d]
+    sources = ("single", "seq", "rev", "mix")
+    audio = torch.cat([_unit(getattr(inputs, f"{s}_audio")) for s in sources])  # [M + 3P, d]
+    start = dict(zip(sources, np.cumsum([0, *(len(getattr(inputs, f"{s}_keys")) for s in sources)])))
+    texts = np.asarray(items.texts, dtype=object)
+    frames = {}
+    for task, it in items.tasks.items():
+        if it.parts is not None:
+            continue
+        at = np.array([start[s] for s in it.source], dtype=np.int64) + it.row  # [N]
+        sc = _gather_scores(audio[torch.as_tensor(at)], t, it.candidates)  # [N, C]
+        frames[task] = _score_frame(it, sc, texts, tie_tol=tie_tol)
+    if "3A-c" in items.tasks:
+        frames["3A-c"] = consistency_frame(items.tasks["3A-c"], frames["3A"])
+    frames = {t_: f for t_, f in frames.items() if t_ in tasks}
+    return result_from_frames(frames, items, n_boot=n_boot, seed=seed)
+
+
+def item_ids(it: TaskItems) -> pd.DataFrame:
+    """The identity columns of ``items[task]`` (``ZsteResult`` doc) for task items ``it``."""
+    ids = {"row": it.row, "audio": it.source}
+    ids.update({"label": it.i} if it.task == "1A" else {"i": it.i, "j": it.j})
+    ids.update(key=it.key, cluster=it.cluster, phrasing=it.phrasing)
+    return pd.DataFrame(ids)
+
+
+def _score_frame(it: TaskItems, sc: torch.Tensor, texts: np.ndarray, *, tie_tol: float) -> pd.DataFrame:
+    """Per-item frame of task items ``it`` with cosines ``sc [N, C]``."""
+    idx, top = it.candidates, it.top
+    credit, tied = topk_credit(sc, it.correct, k=top, rule=it.rule, tie_tol=tie_tol)
     order = torch.sort(sc, dim=1, descending=True, stable=True).indices.numpy()  # [N, C]
     ranked = np.take_along_axis(idx, order, axis=1)  # [N, C] text indices, best first
     shown = np.zeros(idx.shape, dtype=bool)
@@ -270,29 +299,56 @@ def _score_items(audio, t, texts, idx, correct, *, top, rule, tie_tol, ids) -> p
         shown[rows] = drawable[rows]
         note[rows] = [f" (tie: {a:.0f} of {b:.0f} drawn)" for a, b in
                       zip(r.numpy()[rows], n_tie.numpy()[rows])]
-    ids["score"], ids["tied"] = credit.numpy(), tied.numpy()
-    ids["predicted"] = _join(np.where(shown, texts[ranked], "")) + note
-    ids["target"] = _join(np.where(correct, texts[idx], ""))
-    return ids
-
-
-def _consistency(seq: pd.DataFrame, rev: pd.DataFrame) -> pd.DataFrame:
-    """3A-c per row (SPEC §4): P(seq and rev both correct in 3A) = product of the 3A credits."""
-    out = seq[["row", "i", "j"]].copy()
-    out.insert(1, "audio", "seq+rev")
-    out["score"] = seq.score.to_numpy() * rev.score.to_numpy()
-    out["tied"] = seq.tied.to_numpy() | rev.tied.to_numpy()
-    out["predicted"] = seq.predicted.to_numpy() + " / " + rev.predicted.to_numpy()
-    out["target"] = seq.target.to_numpy() + " / " + rev.target.to_numpy()
+    out = item_ids(it)
+    out["score"], out["tied"] = credit.numpy(), tied.numpy()
+    out["predicted"] = _join(np.where(shown, texts[ranked], "")) + note
+    out["target"] = _join(np.where(it.correct, texts[idx], ""))
     return out
 
 
-def _ids(audio: str, labels: np.ndarray, pairs: np.ndarray) -> pd.DataFrame:
-    if audio == "single":
-        return pd.DataFrame({"row": np.arange(len(labels)), "audio": audio, "label": labels})
-    return pd.DataFrame(
-        {"row": np.arange(len(pairs)), "audio": audio, "i": pairs[:, 0], "j": pairs[:, 1]}
-    )
+def consistency_frame(it: TaskItems, frame_3a: pd.DataFrame) -> pd.DataFrame:
+    """3A-c items (SPEC §4): P(seq and rev both correct in 3A) = product of the 3A credits."""
+    s, r = (frame_3a.iloc[it.parts[:, n]].reset_index(drop=True) for n in (0, 1))
+    out = item_ids(it)
+    out["score"] = s.score.to_numpy() * r.score.to_numpy()
+    out["tied"] = s.tied.to_numpy() | r.tied.to_numpy()
+    out["predicted"] = s.predicted.to_numpy() + " / " + r.predicted.to_numpy()
+    out["target"] = s.target.to_numpy() + " / " + r.target.to_numpy()
+    return out
+
+
+def result_from_frames(frames: dict[str, pd.DataFrame], items: ZsteItems, *, n_boot: int,
+                       seed: int) -> ZsteResult:
+    """The table (value, chance, clustered interval, n, n_clusters) of per-item ``frames``."""
+    chance = chance_levels(items.n_classes, n_candidates_4=items.n_candidates_4,
+                           n_candidates_5b=items.n_candidates_5b)
+    records, kept = [], {}
+    for pos, task in enumerate(TASKS):
+        if task not in frames:
+            continue
+        df = kept[task] = frames[task]
+        score, cluster = df.score.to_numpy(), df.cluster.to_numpy()
+        lo, hi = cluster_interval(score, cluster, n_boot=n_boot, seed=(seed, pos))
+        records.append(dict(task=task, value=100 * score.mean(), chance=100 * chance[task],
+                            ci_low=100 * lo, ci_high=100 * hi, n=len(df),
+                            n_clusters=len(np.unique(cluster))))
+    return ZsteResult(table=pd.DataFrame.from_records(records), items=kept)
+
+
+def cluster_interval(score: np.ndarray, cluster: np.ndarray, *, n_boot: int,
+                     seed) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the item mean of ``score [N]``, resampling whole
+    clusters (``cluster [N]`` ids) with replacement: each draw's value is Σ scores / Σ items of
+    the drawn clusters (SPEC §4 "Intervals"). ``n_boot <= 0`` or no items → NaN."""
+    if n_boot <= 0 or len(score) == 0:
+        return float("nan"), float("nan")
+    ids, inverse = np.unique(cluster, return_inverse=True)
+    sums = np.bincount(inverse.ravel(), weights=score, minlength=len(ids))  # [G]
+    counts = np.bincount(inverse.ravel(), minlength=len(ids)).astype(np.float64)  # [G]
+    draw = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
+    means = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)  # [n_boot]
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def _join(strings: np.ndarray) -> np.ndarray:
@@ -307,16 +363,6 @@ def _gather_scores(audio: torch.Tensor, t: torch.Tensor, idx) -> torch.Tensor:
     out = [torch.bmm(t[idx[s : s + step]], audio[s : s + step, :, None])[..., 0]
            for s in range(0, len(idx), step)]
     return torch.cat(out) if out else torch.zeros(idx.shape, dtype=torch.float64)
-
-
-def _bootstrap(unit: np.ndarray, *, n_boot: int, seed) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of the mean of ``unit [U]`` (resampling units)."""
-    if n_boot <= 0 or len(unit) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = unit[rng.integers(0, len(unit), size=(n_boot, len(unit)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def _np(x) -> np.ndarray:
@@ -336,17 +382,3 @@ def _unit(x) -> torch.Tensor:
         x = x.detach().to("cpu", torch.float64)
     x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     return x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
-
-
-def _check_prompts(inputs: ZsteInputs, prompts: ZstePrompts, text_emb) -> None:
-    if list(prompts.class_names) != list(inputs.class_names):
-        raise ValueError("prompts: built for other class_names than inputs.class_names")
-    if not np.array_equal(prompts.pairs, check_pairs(inputs.pairs, len(inputs.class_names))):
-        raise ValueError("prompts: built for other pairs than inputs.pairs")
-    u, d = _shape2(text_emb, "text_emb")
-    d_audio = _shape2(inputs.seq_audio, "seq_audio")[1]
-    if (u, d) != (len(prompts.texts), d_audio):
-        raise ValueError(
-            f"text_emb: expected [len(prompts.texts)={len(prompts.texts)}, d={d_audio}], "
-            f"got {(u, d)}"
-        )

@@ -1,39 +1,66 @@
-"""ZSTE prompt sets: every text the eleven subtasks need, built once (SPEC §4; paper B.4).
+"""ZSTE items: the prompts, candidate lists and clusters of one evaluation, built once (SPEC §4).
 
-The caller encodes ``ZstePrompts.texts`` once and passes the embeddings to
-:func:`teminal.zste.evaluate`; each task reads its candidates through integer index arrays
-into ``texts``. Candidate lists keep the correct caption(s) at fixed leading positions; this
-is harmless because :mod:`teminal.zste` scores ties by their expectation under a uniformly
-random tie break, never by position.
+An **item** is one question: an audio identity (its key), the candidate texts, the correct ones,
+and its cluster. Texts are deduplicated into ``ZsteItems.texts``; each task reads its candidates
+through integer index arrays into it. Candidate order is irrelevant: :mod:`teminal.zste` scores
+ties by their expectation under a uniformly random tie break.
 
-Candidate layouts (row ``p`` of ``pairs`` = classes ``(i, j)``):
+**Which audio** (SPEC §4 table). Tasks on ``a_i ⊕ a_j`` (2A, 2B, 3A, 3A-o, 4A, 5A) ask about every
+sequential audio of the set: the ``seq`` (``a_i ⊕ a_j``) and the ``rev`` (``a_j ⊕ a_i``, the same
+clips swapped) of each row; for ``rev`` the roles of i and j swap (correct: ``"x_j before x_i"``,
+``first x_j`` / ``second x_i``). Tasks on ``a_i ∧ a_j`` (2C, 2D, 3B, 4B, 5B) ask about each row's
+``mix``; 1A about each single clip. 3A-c pairs the 3A items of a row's ``seq`` and ``rev``.
 
-- ``classes [K]``: ``"The sound of {x_k}"`` (1A, 2A–2D);
-- ``temporal [P, 3]``: ``"x_i before x_j"``, ``"x_j before x_i"``, ``"x_i while x_j"`` (3A, 3B);
-- ``task4 [P, n4]``: the three above, then ``n4 - 3`` distractors (4A, 4B): a ``before`` or
-  ``while`` caption of an ordered class pair ``(a, b)`` with ``{a, b} ⊄ {i, j}``, i.e. naming at
-  least one class outside the pair; drawn without replacement, seeded;
-- ``position [P, 4]``: ``first x_i``, ``second x_j``, ``first x_j``, ``second x_i`` (5A); the
-  first two are correct for ``a_i ⊕ a_j``, the last two for ``a_j ⊕ a_i``;
-- ``simultaneous [P, n5b]``: ``"Simultaneous sound of {x} and {y}"`` for ``(i, j)``, ``(j, i)``,
-  then ``n5b - 2`` other ordered pairs drawn without replacement, seeded (5B).
+**Identical items are one item** (SPEC §4 "Intervals"): same audio key, same candidate set and
+same correct set → kept once (first occurrence). To make the two ordered rows of one unordered
+pair really produce identical items: overlay captions are canonical (``"x_a while x_b"``, a < b)
+and the distractors of 4A/4B and 5B are drawn from ``default_rng([seed, task, a, b])`` for the
+unordered class pair ``{a, b}``, never by row position.
+
+**Clusters**: the unordered class pair ``{i, j}`` for tasks 2–5, the clip for 1A (SPEC §4).
+
+**Phrasings** (SPEC §4 "Held-out phrasings"): a list of ``Phrasing(sequence, overlay,
+position)``; every item is built under every phrasing, so a family with several templates per
+relation scores each item under every combination of templates it uses (3A/3B/4A/4B: sequence ×
+overlay; 3A-o and 3A-c: sequence; 5A: position) — combinations that give the same candidates
+collapse into one item by the rule above. All of them stay in the item's cluster.
+
+Candidate lists per raw item (first = a, second = b; for a mix a, b = the row's i, j):
+``classes`` K prompts ``"The sound of {x}"``; 3A/3B ``[a before b, b before a, lo while hi]``;
+3A-o the first two; 4A/4B the three then ``n4 - 3`` distractors (a before or while caption
+naming a class outside ``{a, b}``); 5A ``[first a, second b, first b, second a]``; 5B
+``[sim(a, b), sim(b, a)]`` then ``n5b - 2`` other ordered pairs.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-_CHUNK_ROWS = 256  # rows per vectorized draw of distractors (bounds memory at K = 50)
+from teminal.data.captions import check_template
+from teminal.gates import MIN_CLASSES, MIN_EVAL_PAIRS, SanityError
+
+TASKS = ("1A", "2A", "2B", "2C", "2D", "3A", "3A-o", "3A-c", "3B", "4A", "4B", "5A", "5B")
+CLASS, BEFORE, WHILE, FIRST, SECOND, SIMULTANEOUS = range(6)  # caption kinds (``TaskItems.kind``)
+_AUDIO = {"1A": "single", "2A": "seq", "2B": "seq", "2C": "mix", "2D": "mix", "3A": "seq",
+          "3A-o": "seq", "3B": "mix", "4A": "seq", "4B": "mix", "5A": "seq", "5B": "mix"}
+_TOP_RULE = {"1A": (1, "frac"), "2A": (2, "all"), "2B": (2, "any"), "2C": (2, "all"),
+             "2D": (2, "any"), "5A": (2, "frac"), "5B": (2, "frac")}
+_USES = {"3A": ("sequence", "overlay"), "3A-o": ("sequence",), "3A-c": ("sequence", "overlay"),
+         "3B": ("sequence", "overlay"), "4A": ("sequence", "overlay"),
+         "4B": ("sequence", "overlay"), "5A": ("position",)}
+"""Relations whose templates a task's candidates use (the others use none of a family's)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ZsteTemplates:
     """Prompt templates and candidate counts of ZSTE (SPEC §4; defaults from paper B.4).
 
-    ``position`` takes ``{pos}`` ∈ {``first``, ``second``} and ``{x}``; ``n_candidates_4`` is the
-    size of the 4A/4B candidate list (3 true captions + distractors); ``n_candidates_5b`` the
-    number of ``simultaneous`` prompts in 5B (the 2 correct orderings + distractors).
+    ``before``/``while_`` take ``{x}`` (the FIRST event) and ``{y}``; ``position`` takes
+    ``{pos}`` ∈ {first, second} and ``{x}``; ``n_candidates_4``: size of the 4A/4B list (3 true
+    captions + distractors); ``n_candidates_5b``: ``simultaneous`` prompts in 5B (2 correct +
+    distractors).
     """
 
     class_prompt: str = "The sound of {x}"
@@ -44,40 +71,87 @@ class ZsteTemplates:
     n_candidates_4: int = 50
     n_candidates_5b: int = 50
 
+    def __post_init__(self) -> None:
+        for name, want in (("class_prompt", {"x"}), ("before", {"x", "y"}), ("while_", {"x", "y"}),
+                           ("position", {"pos", "x"}), ("simultaneous", {"x", "y"})):
+            check_template(getattr(self, name), want, owner=f"ZsteTemplates.{name}")
+
 
 @dataclass(frozen=True)
-class ZstePrompts:
-    """All ZSTE prompt strings, deduplicated, with per-task index arrays into ``texts``.
+class Phrasing:
+    """One template per relation; ``None`` = the family has none (tasks using it are skipped)."""
 
-    texts:        [U] unique strings; encode them once into ``text_emb [U, d]``.
-    class_names:  [K] class label texts; ``pairs [P, 2]`` the evaluation rows ``(i, j)``.
-    classes:      [K] index of ``"The sound of {x_k}"``.
-    temporal:     [P, 3], task4 [P, n4], position [P, 4], simultaneous [P, n5b] (module doc).
+    sequence: str | None
+    overlay: str | None
+    position: str | None
+
+
+def default_phrasing(templates: ZsteTemplates) -> list[Phrasing]:
+    return [Phrasing(templates.before, templates.while_, templates.position)]
+
+
+def family_phrasings(family) -> list[Phrasing]:
+    """Every combination of a ``PhrasingFamily``-like object's templates (attributes
+    ``sequence``, ``overlay``, ``position``: tuples of templates; an empty tuple → ``None``)."""
+    lists = []
+    for name, want in (("sequence", {"x", "y"}), ("overlay", {"x", "y"}), ("position", {"pos", "x"})):
+        value = getattr(family, name, None)
+        if isinstance(value, str) or not isinstance(value, (tuple, list)):
+            raise ValueError(f"family.{name}: expected a tuple of templates, got {value!r}")
+        for n, text in enumerate(value):
+            check_template(text, want, owner=f"family.{name}[{n}]")
+        lists.append(tuple(value) or (None,))
+    return [Phrasing(*combo) for combo in itertools.product(*lists)]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class TaskItems:
+    """The deduplicated items of one task (module doc). Arrays have one entry per item [N].
+
+    key: audio identity; source: ``single``/``seq``/``rev``/``mix`` and row: where its audio is
+    in the inputs (first occurrence); i, j: that row's classes (1A: i = label, j = -1);
+    cluster; phrasing: index into the phrasing list; candidates [N, C] text indices,
+    correct [N, C] bool, kind [N, C] caption kinds; top, rule: how ``topk_credit`` scores it.
+    3A-c only: parts [N, 2] = positions of its seq and rev item in the 3A items (C = 0).
     """
 
+    task: str
+    key: np.ndarray
+    source: np.ndarray
+    row: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
+    cluster: np.ndarray
+    phrasing: np.ndarray
+    candidates: np.ndarray
+    correct: np.ndarray
+    kind: np.ndarray
+    top: int
+    rule: str
+    parts: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ZsteItems:
+    """All items of one evaluation: ``texts [U]`` (encode once) and ``tasks`` (task → items,
+    in ``TASKS`` order; 3A is present whenever 3A-c is)."""
+
     texts: list[str]
-    class_names: list[str]
-    pairs: np.ndarray
-    classes: np.ndarray
-    temporal: np.ndarray
-    task4: np.ndarray
-    position: np.ndarray
-    simultaneous: np.ndarray
-
-    @property
-    def n_candidates_4(self) -> int:
-        return int(self.task4.shape[1])
-
-    @property
-    def n_candidates_5b(self) -> int:
-        return int(self.simultaneous.shape[1])
+    tasks: dict[str, TaskItems]
+    n_classes: int
+    n_candidates_4: int
+    n_candidates_5b: int
 
 
-def check_class_names(class_names: list[str]) -> int:
-    """K of ``class_names``; ValueError unless K ≥ 3 distinct names (SPEC §4)."""
+def check_class_names(class_names) -> int:
+    """K of ``class_names``; SanityError unless K ≥ ``gates.MIN_CLASSES`` distinct names (SPEC §6)."""
     names = list(class_names)
-    if len(names) < 3:
-        raise ValueError(f"class_names: ZSTE needs K >= 3 classes, got {len(names)}")
+    if len(names) < MIN_CLASSES:
+        raise SanityError(f"class_names: ZSTE needs K >= {MIN_CLASSES} classes, got {len(names)}; "
+                          f"evaluate on a larger class subset")
     if len(set(names)) != len(names):
         raise ValueError("class_names: names must be distinct")
     return len(names)
@@ -98,117 +172,240 @@ def check_pairs(pairs, n_classes: int, *, name: str = "pairs") -> np.ndarray:
     return arr
 
 
-def _ordered_code(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """Index of the ordered pair (a, b), a != b, in [0, K(K-1))."""
-    return a * (k - 1) + b - (b > a)
+def check_eval_pairs(pairs: np.ndarray) -> int:
+    """Distinct unordered class pairs of ``pairs [P, 2]``; SanityError under ``MIN_EVAL_PAIRS``."""
+    n = len({(min(a, b), max(a, b)) for a, b in pairs.tolist()})
+    if n < MIN_EVAL_PAIRS:
+        raise SanityError(
+            f"ZSTE evaluation set: {n} distinct unordered class pairs, fewer than "
+            f"gates.MIN_EVAL_PAIRS={MIN_EVAL_PAIRS}; the bootstrap over pairs would be "
+            f"meaningless (SPEC §6). Use more classes or a larger test_fraction.")
+    return n
 
 
-def _ordered_pair(code: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`_ordered_code`."""
-    a = code // (k - 1)
-    b = code % (k - 1)
-    return a, b + (b >= a)
+def check_keys(keys, n: int, name: str) -> np.ndarray:
+    """Audio identities as an object array [n] of non-empty strings; else ValueError."""
+    arr = np.asarray(list(keys), dtype=object)
+    if arr.shape != (n,):
+        raise ValueError(f"{name}: expected {n} audio keys (one per row), got shape {arr.shape}")
+    bad = [k for k in arr.tolist() if not isinstance(k, str) or not k]
+    if bad:
+        raise ValueError(f"{name}: audio keys must be non-empty strings, got {bad[0]!r}")
+    return arr
 
 
-def _draw_excluding(
-    rng: np.random.Generator, *, universe: int, forbidden: np.ndarray, n: int
-) -> np.ndarray:
-    """For each row, ``n`` distinct draws from ``[0, universe)`` minus that row's ``forbidden``.
-
-    forbidden: [P, F] distinct codes per row. Returns [P, n]. Draws ``n`` of the
-    ``universe - F`` free slots (random keys + argpartition, in row chunks) and maps each slot
-    past the sorted forbidden codes.
-    """
-    n_rows, n_forb = forbidden.shape
-    if n == 0:
-        return np.zeros((n_rows, 0), dtype=np.int64)
-    free = universe - n_forb
-    out = np.empty((n_rows, n), dtype=np.int64)
-    for start in range(0, n_rows, _CHUNK_ROWS):
-        keys = rng.random((min(_CHUNK_ROWS, n_rows - start), free))
-        out[start : start + len(keys)] = np.argpartition(keys, n - 1, axis=1)[:, :n]
-    for f in np.sort(forbidden, axis=1).T:  # ascending forbidden codes: shift past each
-        out += out >= f[:, None]
-    return out
+def _check_identities(key: np.ndarray, a: np.ndarray, b: np.ndarray, what: str) -> None:
+    """One audio key must always denote the same classes (a, b): else the inputs contradict."""
+    seen: dict[str, tuple[int, int]] = {}
+    for k, x, y in zip(key.tolist(), a.tolist(), b.tolist()):
+        if seen.setdefault(k, (x, y)) != (x, y):
+            raise ValueError(f"{what}: audio {k!r} is listed with classes {seen[k]} and {(x, y)}; "
+                             f"one audio key must name one composite (check the manifest rows)")
 
 
-def zste_prompts(
-    class_names: list[str], pairs, templates: ZsteTemplates | None = None, *, seed: int
-) -> ZstePrompts:
-    """Every ZSTE prompt for ``class_names [K]`` and evaluation rows ``pairs [P, 2]`` (SPEC §4).
+def zste_items(class_names, pairs, *, seq_keys, rev_keys, mix_keys, single_keys=None,
+               single_labels=None, templates: ZsteTemplates | None = None,
+               phrasings: list[Phrasing] | None = None, tasks=TASKS, seed: int) -> ZsteItems:
+    """The items of ``tasks`` for rows ``pairs [P, 2]`` with audio keys ``seq_keys``,
+    ``rev_keys``, ``mix_keys`` [P] (and ``single_keys``, ``single_labels`` [M] for 1A).
 
-    Distractors of 4A/4B and 5B are drawn per row with ``numpy.random.default_rng(seed)``.
-    Raises ValueError (naming the argument) for K < 3, bad ``pairs`` or candidate counts
-    larger than the pool of admissible distractors.
+    SPEC §4/§6: SanityError for K < 3 or fewer than ``MIN_EVAL_PAIRS`` unordered pairs;
+    ValueError (naming the argument) for bad rows, contradictory keys, or candidate counts
+    larger than the pool of admissible distractors. Tasks whose phrasing has no template for a
+    relation they use are left out (e.g. 5A for a family without position templates).
     """
     tpl = templates if templates is not None else ZsteTemplates()
+    phr = phrasings if phrasings is not None else default_phrasing(tpl)
     k = check_class_names(class_names)
     pr = check_pairs(pairs, k)
+    check_eval_pairs(pr)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"tasks: unknown {unknown}; expected a subset of {TASKS}")
+    keys = {s: check_keys(v, len(pr), f"{s}_keys")
+            for s, v in (("seq", seq_keys), ("rev", rev_keys), ("mix", mix_keys))}
     n4, n5 = tpl.n_candidates_4, tpl.n_candidates_5b
-    n_ordered = k * (k - 1)
-    if not 3 <= n4 <= 2 * n_ordered:
-        raise ValueError(
-            f"templates.n_candidates_4: need 3 <= n <= {2 * n_ordered} (3 true captions + "
-            f"distractors naming a class outside the pair, K={k}), got {n4}"
-        )
-    if not 2 <= n5 <= n_ordered:
-        raise ValueError(
-            f"templates.n_candidates_5b: need 2 <= n <= K(K-1) = {n_ordered}, got {n5}"
-        )
-    rng = np.random.default_rng(seed)
-    i, j = pr[:, 0], pr[:, 1]
-    ij, ji = _ordered_code(i, j, k), _ordered_code(j, i, k)
+    if {"4A", "4B"} & set(tasks) and not 3 <= n4 <= 3 * k * (k - 1) // 2:
+        raise ValueError(f"templates.n_candidates_4: need 3 <= n <= {3 * k * (k - 1) // 2} (3 true "
+                         f"captions + distractors naming a class outside the pair, K={k}), got {n4}")
+    if "5B" in tasks and not 2 <= n5 <= k * (k - 1):
+        raise ValueError(f"templates.n_candidates_5b: need 2 <= n <= K(K-1) = {k * (k - 1)}, got {n5}")
+    i, j, rows = pr[:, 0], pr[:, 1], np.arange(len(pr))
+    sequential = {"key": np.concatenate([keys["seq"], keys["rev"]]), "a": np.concatenate([i, j]),
+                  "b": np.concatenate([j, i]), "row": np.concatenate([rows, rows]),
+                  "source": np.repeat(np.array(["seq", "rev"], dtype=object), len(pr))}
+    mix = {"key": keys["mix"], "a": i, "b": j, "row": rows,
+           "source": np.full(len(pr), "mix", dtype=object)}
+    _check_identities(sequential["key"], sequential["a"], sequential["b"], "seq_keys/rev_keys")
+    _check_identities(mix["key"], np.minimum(i, j), np.maximum(i, j), "mix_keys")
+    both = set(sequential["key"].tolist()) & set(mix["key"].tolist())
+    if both:
+        raise ValueError(f"mix_keys: {sorted(both)[0]!r} is also a sequential (seq/rev) key")
+    raw = {"seq": sequential, "mix": mix}
+    if "1A" in tasks:
+        raw["single"] = _singles(single_keys, single_labels, k)
+    draws = _Draws(k, seed=seed, n4=n4, n5=n5)
+    wanted = [t for t in TASKS if t in tasks or (t == "3A" and "3A-c" in tasks)]
+    built, codes = {}, []
+    for task in wanted:
+        if task == "3A-c" or not all(getattr(p, r) is not None for p in phr for r in _USES.get(task, ())):
+            continue
+        built[task] = _raw_task(task, raw[_AUDIO[task]], k, len(phr), draws)
+        codes.append(built[task]["codes"])
+    texts, lookup = _texts(codes, list(class_names), tpl, phr, k)
+    out = {t: _dedup_task(t, r, lookup, k, len(phr)) for t, r in built.items()}
+    if "3A-c" in tasks and "3A" in out:
+        out["3A-c"] = _consistency_items(out["3A"], built["3A"], len(pr), k)
+    ordered = {t: out[t] for t in TASKS if t in out and (t in tasks or t == "3A")}
+    return ZsteItems(texts=texts, tasks=ordered, n_classes=k, n_candidates_4=n4, n_candidates_5b=n5)
 
-    # Caption universe of 4A/4B: u = rel * K(K-1) + ordered(a, b), rel 0 = before, 1 = while.
-    forb4 = np.stack([ij, ji, n_ordered + ij, n_ordered + ji], axis=1)
-    u4 = _draw_excluding(rng, universe=2 * n_ordered, forbidden=forb4, n=n4 - 3)
-    forb5 = np.stack([ij, ji], axis=1)
-    u5 = _draw_excluding(rng, universe=n_ordered, forbidden=forb5, n=n5 - 2)
 
-    # Semantic codes: kind * K^2 + a * K + b; kinds below.
-    kc, kb, kw, kf, ks, km = range(6)  # class, before, while, first, second, simultaneous
+def _singles(single_keys, single_labels, k: int) -> dict:
+    labels = np.asarray(single_labels.cpu() if hasattr(single_labels, "cpu") else single_labels)
+    if labels.ndim != 1 or len(labels) < 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"single_labels: expected integer [M >= 1], got {labels.dtype} {labels.shape}")
+    if labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"single_labels: class indices must lie in [0, {k})")
+    key = check_keys(single_keys, len(labels), "single_keys")
+    labels = labels.astype(np.int64)
+    _check_identities(key, labels, labels, "single_keys")
+    return {"key": key, "a": labels, "b": np.full(len(labels), -1), "row": np.arange(len(labels)),
+            "source": np.full(len(labels), "single", dtype=object)}
 
-    def code(kind: int, a, b=0) -> np.ndarray:
-        return (kind * k + np.asarray(a)) * k + np.asarray(b)
 
-    a4, b4 = _ordered_pair(u4 % n_ordered, k)
-    d4 = np.where(u4 < n_ordered, code(kb, a4, b4), code(kw, a4, b4))
-    a5, b5 = _ordered_pair(u5, k)
-    blocks = {
-        "classes": code(kc, np.arange(k)),
-        "temporal": np.stack([code(kb, i, j), code(kb, j, i), code(kw, i, j)], axis=1),
-        "position": np.stack(
-            [code(kf, i), code(ks, j), code(kf, j), code(ks, i)], axis=1
-        ),
-        "simultaneous": np.concatenate(
-            [np.stack([code(km, i, j), code(km, j, i)], axis=1), code(km, a5, b5)], axis=1
-        ),
+class _Draws:
+    """Distractors per unordered class pair, seeded by ``(seed, task, lo, hi)`` (module doc)."""
+
+    def __init__(self, k: int, *, seed: int, n4: int, n5: int) -> None:
+        self.k, self.seed, self.n4, self.n5 = k, seed, n4, n5
+        a, b = (x.ravel() for x in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
+        off = a != b
+        self.ordered = np.stack([a[off], b[off]], axis=1)  # [K(K-1), 2]
+        lo = a < b
+        self.pool4 = np.concatenate([  # [3K(K-1)/2, 3]: (kind, a, b), before ordered, while canonical
+            np.column_stack([np.full(off.sum(), BEFORE), a[off], b[off]]),
+            np.column_stack([np.full(lo.sum(), WHILE), a[lo], b[lo]])])
+        self._cache: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def get(self, task: int, lo: int, hi: int) -> np.ndarray:
+        """[n, 3] (kind, a, b) distractors of 4A/4B (task 4) or 5B (task 5) for ``{lo, hi}``."""
+        if (task, lo, hi) not in self._cache:
+            pool = self.pool4 if task == 4 else np.column_stack(
+                [np.full(len(self.ordered), SIMULTANEOUS), self.ordered])
+            n = self.n4 - 3 if task == 4 else self.n5 - 2
+            free = np.flatnonzero(~np.isin(pool[:, 1], (lo, hi)) | ~np.isin(pool[:, 2], (lo, hi)))
+            rng = np.random.default_rng([self.seed, task, lo, hi])
+            self._cache[(task, lo, hi)] = pool[np.sort(rng.choice(free, size=n, replace=False))]
+        return self._cache[(task, lo, hi)]
+
+
+def _code(kind, phr, a, b, k: int, n_phr: int) -> np.ndarray:
+    """Semantic code of a caption: ((kind · n_phr + phrasing) · K + a) · K + b."""
+    return ((np.asarray(kind) * n_phr + np.asarray(phr)) * k + np.asarray(a)) * k + np.asarray(b)
+
+
+def _raw_task(task: str, raw: dict, k: int, n_phr: int, draws: _Draws) -> dict:
+    """Every raw item of ``task`` under every phrasing: codes [R, C], correct [R, C], ids."""
+    a, b, n = raw["a"], raw["b"], len(raw["a"])
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    n_loop = n_phr if _USES.get(task) else 1  # tasks without phrased captions: once
+    blocks, correct_cols = [], None
+    for p in range(n_loop):
+        c = lambda kind, x, y=0: _code(kind, p, x, y, k, n_phr)  # noqa: E731
+        if task in ("1A", "2A", "2B", "2C", "2D"):
+            cand = np.broadcast_to(_code(CLASS, 0, np.arange(k), 0, k, n_phr), (n, k))
+        elif task == "5A":
+            cand = np.stack([c(FIRST, a), c(SECOND, b), c(FIRST, b), c(SECOND, a)], axis=1)
+            correct_cols = [0, 1]
+        elif task == "5B":
+            extra = np.stack([draws.get(5, x, y) for x, y in zip(lo.tolist(), hi.tolist())])
+            sim = lambda x, y: _code(SIMULTANEOUS, 0, x, y, k, n_phr)  # noqa: E731
+            cand = np.concatenate([np.stack([sim(a, b), sim(b, a)], axis=1),
+                                   sim(extra[..., 1], extra[..., 2])], axis=1)
+            correct_cols = [0, 1]
+        else:  # 3A, 3A-o, 3B, 4A, 4B
+            cand = np.stack([c(BEFORE, a, b), c(BEFORE, b, a), c(WHILE, lo, hi)], axis=1)
+            if task == "3A-o":
+                cand = cand[:, :2]
+            if task in ("4A", "4B"):
+                extra = np.stack([draws.get(4, x, y) for x, y in zip(lo.tolist(), hi.tolist())])
+                cand = np.concatenate([cand, c(extra[..., 0], extra[..., 1], extra[..., 2])], axis=1)
+            correct_cols = [2] if _AUDIO[task] == "mix" else [0]
+        blocks.append(cand)
+    codes = np.concatenate(blocks)  # [n_loop · n, C], phrasing-major
+    correct = np.zeros(codes.shape, dtype=bool)
+    if correct_cols is None:  # class prompts: the item's classes
+        r = np.arange(len(codes))
+        correct[r, np.tile(a, n_loop)] = True
+        if task != "1A":
+            correct[r, np.tile(b, n_loop)] = True
+    else:
+        correct[:, correct_cols] = True
+    tile = {name: np.tile(v, n_loop) for name, v in raw.items()}
+    return {**tile, "phrasing": np.repeat(np.arange(n_loop), n), "codes": codes, "correct": correct}
+
+
+def _texts(codes: list[np.ndarray], names: list[str], tpl: ZsteTemplates, phr: list[Phrasing],
+           k: int) -> tuple[list[str], tuple[np.ndarray, np.ndarray]]:
+    """Unique strings of every code; ``lookup = (sorted codes, text index of each)``."""
+    uniq = np.unique(np.concatenate([c.ravel() for c in codes])) if codes else np.zeros(0, np.int64)
+    n_phr = len(phr)
+    fmt = {
+        CLASS: lambda p, x, y: tpl.class_prompt.format(x=names[x]),
+        BEFORE: lambda p, x, y: p.sequence.format(x=names[x], y=names[y]),
+        WHILE: lambda p, x, y: p.overlay.format(x=names[x], y=names[y]),
+        FIRST: lambda p, x, y: p.position.format(pos="first", x=names[x]),
+        SECOND: lambda p, x, y: p.position.format(pos="second", x=names[x]),
+        SIMULTANEOUS: lambda p, x, y: tpl.simultaneous.format(x=names[x], y=names[y]),
     }
-    blocks["task4"] = np.concatenate([blocks["temporal"], d4], axis=1)
+    index: dict[str, int] = {}  # identical strings (colliding templates) share one slot
+    slot = [index.setdefault(fmt[c // (n_phr * k * k)](phr[(c // (k * k)) % n_phr], (c // k) % k, c % k),
+                             len(index)) for c in uniq.tolist()]
+    return list(index), (uniq, np.asarray(slot, dtype=np.int64))
 
-    uniq, inverse = np.unique(
-        np.concatenate([v.ravel() for v in blocks.values()]), return_inverse=True
-    )
-    names = list(class_names)
-    formats = {
-        kc: lambda a, b: tpl.class_prompt.format(x=names[a]),
-        kb: lambda a, b: tpl.before.format(x=names[a], y=names[b]),
-        kw: lambda a, b: tpl.while_.format(x=names[a], y=names[b]),
-        kf: lambda a, b: tpl.position.format(pos="first", x=names[a]),
-        ks: lambda a, b: tpl.position.format(pos="second", x=names[a]),
-        km: lambda a, b: tpl.simultaneous.format(x=names[a], y=names[b]),
-    }
-    index: dict[str, int] = {}  # identical strings (e.g. colliding templates) share one slot
-    slot = np.array(
-        [
-            index.setdefault(formats[c // (k * k)]((c // k) % k, c % k), len(index))
-            for c in uniq.tolist()
-        ],
-        dtype=np.int64,
-    )
-    flat = slot[inverse]
-    out, start = {}, 0
-    for name, v in blocks.items():
-        out[name] = flat[start : start + v.size].reshape(v.shape)
-        start += v.size
-    return ZstePrompts(texts=list(index), class_names=names, pairs=pr, **out)
+
+def _first_occurrences(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows of int ``matrix [R, W]``: first occurrence of each distinct row (in row order)
+    and the position of every row's distinct row in that list."""
+    _, first, inverse = np.unique(matrix, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    position = np.empty(len(first), dtype=np.int64)
+    position[order] = np.arange(len(first))
+    return first[order], position[inverse.ravel()]
+
+
+def _dedup_task(task: str, raw: dict, lookup, k: int, n_phr: int) -> TaskItems:
+    """Identical raw items (same key, candidate set and correct set) → one item (module doc)."""
+    uniq, slot = lookup
+    cand = slot[np.searchsorted(uniq, raw["codes"])]  # [R, C] text indices
+    key_id = np.unique(raw["key"].astype(str), return_inverse=True)[1].ravel()
+    right = np.sort(np.where(raw["correct"], cand, -1), axis=1)
+    first, position = _first_occurrences(np.column_stack([key_id, np.sort(cand, axis=1), right]))
+    raw["position"] = position
+    top, rule = _TOP_RULE.get(task, (1, "frac"))
+    a, b = raw["a"][first], raw["b"][first]
+    rev = raw["source"][first] == "rev"
+    i, j = np.where(rev, b, a), np.where(rev, a, b)  # the row's (i, j)
+    cluster = key_id[first] if task == "1A" else np.minimum(i, j) * k + np.maximum(i, j)
+    return TaskItems(task=task, key=raw["key"][first], source=raw["source"][first],
+                     row=raw["row"][first], i=i, j=j, cluster=cluster,
+                     phrasing=raw["phrasing"][first], candidates=cand[first],
+                     correct=raw["correct"][first],
+                     kind=(raw["codes"][first] // (n_phr * k * k)).astype(np.int8), top=top, rule=rule)
+
+
+def _consistency_items(items3a: TaskItems, raw3a: dict, n_rows: int, k: int) -> TaskItems:
+    """3A-c (SPEC §4): per row and phrasing, its seq and rev 3A items; each unordered clip pair
+    (the set of the two items) once."""
+    pos = raw3a["position"].reshape(-1, 2, n_rows)  # [n_phr, (seq, rev), P]
+    seq, rev = pos[:, 0].ravel(), pos[:, 1].ravel()  # [n_phr · P]
+    raw_seq = (np.arange(len(pos))[:, None] * 2 * n_rows + np.arange(n_rows)).ravel()
+    first, _ = _first_occurrences(np.column_stack([np.minimum(seq, rev), np.maximum(seq, rev)]))
+    s, r, at = seq[first], rev[first], raw_seq[first]
+    i, j, n = raw3a["a"][at], raw3a["b"][at], len(first)
+    return TaskItems(task="3A-c", key=items3a.key[s] + " + " + items3a.key[r],
+                     source=np.full(n, "seq+rev", dtype=object), row=raw3a["row"][at], i=i, j=j,
+                     cluster=np.minimum(i, j) * k + np.maximum(i, j),
+                     phrasing=raw3a["phrasing"][at], candidates=np.zeros((n, 0), np.int64),
+                     correct=np.zeros((n, 0), bool), kind=np.zeros((n, 0), np.int8), top=1,
+                     rule="frac", parts=np.stack([s, r], axis=1))

@@ -5,8 +5,9 @@ Nothing model related lives here. Fixtures:
   small ESC-50-shaped folder (real wavs).
 - ``esc50_like``: one such folder (4 classes × 5 folds × 2 clips, 0.25 s at 8 kHz), session-wide;
   do not modify it: use ``esc50_copy`` for a private copy to damage.
-- ``fake_base``: factory ``(n_classes=50, clips_per_fold=8, n_folds=5) -> BaseSet`` with no
-  audio behind it (for manifests).
+- ``fake_base``: factory ``(n_classes=50, clips_per_fold=8, n_folds=5, folds=None) -> BaseSet``
+  whose files are placeholders (a few bytes, not audio): enough for manifests and the content
+  fingerprint, not for rendering. ``folds`` overrides the fold labels (default ``1..n_folds``).
 - ``tiny_world_config`` / ``tiny_world``: a 6-class embedded world (session-wide, read-only).
 """
 from __future__ import annotations
@@ -66,23 +67,38 @@ def esc50_copy(esc50_like, tmp_path) -> Path:
     return Path(shutil.copytree(esc50_like, tmp_path / "esc50"))
 
 
-def build_fake_base(n_classes: int = 50, clips_per_fold: int = 8, n_folds: int = 5) -> BaseSet:
-    """A ``BaseSet`` whose clips exist only in its table (paths under a non-existent root)."""
-    root = Path("/nonexistent/fake_base")
+def build_fake_base(root: Path, n_classes: int = 50, clips_per_fold: int = 8, n_folds: int = 5,
+                    folds: list[int] | None = None) -> BaseSet:
+    """A ``BaseSet`` with placeholder files under ``root/audio`` (bytes of the filename)."""
+    folds = list(range(1, n_folds + 1)) if folds is None else list(folds)
     rows = [dict(filename=f"{fold}-{t * 1000 + fold * 10 + c}-A-{t}.wav", fold=fold, target=t,
                  category=category(t), esc10=False, src_file=t * 1000 + fold * 10 + c, take="A")
-            for t in range(n_classes) for fold in range(1, n_folds + 1) for c in range(clips_per_fold)]
+            for t in range(n_classes) for fold in folds for c in range(clips_per_fold)]
     clips = pd.DataFrame(rows)
     clips["label"] = clips["category"].str.replace("_", " ")
     clips["path"] = [str(root / "audio" / f) for f in clips["filename"]]
+    clips["source_target"] = clips["target"]
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    for f, path in zip(clips["filename"], clips["path"]):
+        Path(path).write_bytes(f.encode())
     classes = [category(t).replace("_", " ") for t in range(n_classes)]
     return BaseSet(root=root, clips=clips, classes=classes, sample_rate=44100, clip_seconds=5.0,
                    name="fake")
 
 
 @pytest.fixture(scope="session")
-def fake_base():
-    return build_fake_base
+def fake_base(tmp_path_factory):
+    made: dict[tuple, BaseSet] = {}
+
+    def make(n_classes: int = 50, clips_per_fold: int = 8, n_folds: int = 5,
+             folds: list[int] | None = None) -> BaseSet:
+        key = (n_classes, clips_per_fold, n_folds, None if folds is None else tuple(folds))
+        if key not in made:
+            made[key] = build_fake_base(tmp_path_factory.mktemp("fake_base"), n_classes,
+                                        clips_per_fold, n_folds, folds)
+        return made[key]
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
 """The composition operators of SPEC §1 (teminal.audio), audio keys, T and clip rendering."""
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import numpy as np
 import pytest
 import soundfile as sf
 
-from teminal.audio import Recipe, compose, concat, overlay, peak_limit, read_audio, rms, tile
+from teminal.audio import RELATIONS, Recipe, compose, concat, overlay, peak_limit, read_audio, rms, tile
 from teminal.data.clips import ClipStore, audio_key, parse_key, render, temporal_inverse
 from teminal.data.esc50 import load
 
@@ -39,9 +41,11 @@ def test_temporal_inverse_twice_is_identity():
     key = "seq|a.wav|b.wav"
     assert temporal_inverse(key) == "seq|b.wav|a.wav"
     assert temporal_inverse(temporal_inverse(key)) == key
-    assert temporal_inverse("mix|a.wav|b.wav") == "mix|b.wav|a.wav"
+    assert temporal_inverse("mix|a.wav|b.wav") == "mix|a.wav|b.wav"  # the overlay has no order
     with pytest.raises(ValueError, match="single"):
         temporal_inverse("single|a.wav")
+    with pytest.raises(ValueError, match="single"):
+        temporal_inverse("loop|a.wav")
 
 
 def test_seq_swapped_is_order_reversed_not_time_reversed(ab):
@@ -115,15 +119,21 @@ def test_errors(tmp_path, ab):
 
 def test_audio_keys_roundtrip_and_errors():
     assert audio_key("single", "a.wav") == "single|a.wav"
+    assert audio_key("loop", "a.wav") == "loop|a.wav"
     assert audio_key("seq", "a.wav", "b.wav") == "seq|a.wav|b.wav"
-    for key in ("single|a.wav", "seq|a.wav|b.wav", "mix|a.wav|b.wav"):
+    assert audio_key("seq", "b.wav", "a.wav") == "seq|b.wav|a.wav"  # order matters in a sequence
+    for key in ("single|a.wav", "loop|a.wav", "seq|a.wav|b.wav", "seq|b.wav|a.wav", "mix|a.wav|b.wav"):
         assert audio_key(*parse_key(key)) == key
     assert parse_key("single|a.wav") == ("single", "a.wav", None)
-    for bad in ("a.wav", "seq|a.wav", "single|a.wav|b.wav", "mix||b.wav", "rev|a.wav|b.wav", ""):
+    assert parse_key("loop|a.wav") == ("loop", "a.wav", None)
+    for bad in ("a.wav", "seq|a.wav", "single|a.wav|b.wav", "loop|a.wav|b.wav", "mix||b.wav",
+                "rev|a.wav|b.wav", "", "mix|b.wav|a.wav"):
         with pytest.raises(ValueError, match="bad audio key"):
             parse_key(bad)
     with pytest.raises(ValueError, match="two clips"):
         audio_key("seq", "a.wav")
+    with pytest.raises(ValueError, match="one clip"):
+        audio_key("loop", "a.wav", "b.wav")
     with pytest.raises(ValueError, match="relation"):
         audio_key("concat", "a.wav", "b.wav")
 
@@ -144,3 +154,101 @@ def test_clip_store_and_render(esc50_like):
         store["nope.wav"]
     with pytest.raises(ValueError, match="sample_rate"):
         render(audio_key("single", a), store, Recipe(sample_rate=8000))
+
+
+def test_mix_key_is_canonical():
+    assert audio_key("mix", "b.wav", "a.wav") == audio_key("mix", "a.wav", "b.wav") == "mix|a.wav|b.wav"
+    assert temporal_inverse(audio_key("mix", "z.wav", "a.wav")) == "mix|a.wav|z.wav"
+
+
+@pytest.fixture
+def noise():
+    """Two independent noise clips of one length at very different levels."""
+    rng = np.random.default_rng(1)
+    return ((0.3 * rng.standard_normal(4000)).astype(np.float32),
+            (0.02 * rng.standard_normal(4000)).astype(np.float32))
+
+
+def test_mix_and_seq_have_same_level_and_length(noise):
+    a, b = noise
+    r = Recipe(sample_rate=8000)
+    seq, mix = compose(a, b, "seq", r), compose(a, b, "mix", r)
+    assert len(seq) == len(mix) == len(a) + len(b)
+    assert rms(mix) == pytest.approx(rms(seq), rel=1e-3)
+    assert rms(mix) == pytest.approx(0.1, rel=1e-3)
+    assert np.max(np.abs(mix)) < 0.99  # the peak limiter did not act: the levels are the recipe's
+
+
+def test_without_renormalize_mix_is_3db_louder(noise):
+    a, b = noise
+    r = Recipe(sample_rate=8000, renormalize=False)
+    gain_db = 20 * np.log10(rms(compose(a, b, "mix", r)) / rms(compose(a, b, "seq", r)))
+    assert gain_db == pytest.approx(10 * np.log10(2), abs=0.3)  # two independent parts: +3 dB
+
+
+def test_renormalize_then_peak_limit(noise):
+    a, b = noise
+    loud = Recipe(sample_rate=8000, level_rms=0.5, peak_limit=0.9)
+    out = compose(a, b, "mix", loud)
+    assert np.max(np.abs(out)) == pytest.approx(0.9, rel=1e-6)  # limited after renormalizing
+    assert rms(out) < 0.5
+
+
+def test_mix_is_symmetric_bit_for_bit(noise, ab):
+    for a, b in (noise, ab):  # equal and unequal lengths
+        for r in (Recipe(sample_rate=8000), RAW, Recipe(sample_rate=8000, renormalize=False)):
+            np.testing.assert_array_equal(compose(a, b, "mix", r), compose(b, a, "mix", r))
+
+
+def test_loop_single_has_the_length_of_a_double(noise):
+    a, b = noise
+    r = Recipe(sample_rate=8000)
+    loop = compose(a, None, "loop", r)
+    assert len(loop) == len(compose(a, b, "seq", r)) == 2 * len(a)
+    np.testing.assert_array_equal(loop[: len(a)], loop[len(a):])  # looped, not stretched
+    np.testing.assert_allclose(loop[: len(a)], compose(a, None, "single", r), rtol=1e-6)
+    assert rms(loop) == pytest.approx(0.1, rel=1e-3)
+    plain = compose(a, None, "loop", Recipe(sample_rate=8000, loop_single=False))
+    np.testing.assert_array_equal(plain, compose(a, None, "single", r))
+    with pytest.raises(ValueError, match="two clips"):
+        compose(a, None, "mix", r)
+    assert RELATIONS == ("single", "loop", "seq", "mix")
+
+
+def test_recipe_hash_covers_every_field():
+    r = Recipe(sample_rate=8000)
+    changed = {"sample_rate": 16000, "level_rms": 0.2, "peak_limit": None, "tile_overlay": False,
+               "renormalize": False, "loop_single": False}
+    assert set(changed) == {f.name for f in fields(Recipe)}
+    hashes = {r.hash} | {replace(r, **{k: v}).hash for k, v in changed.items()}
+    assert len(hashes) == len(changed) + 1
+    assert Recipe(sample_rate=8000).hash == r.hash  # deterministic
+
+
+def test_clip_store_memory_is_bounded(esc50_like):
+    base = load(esc50_like)
+    one = int(0.25 * 8000) * 4  # bytes of one decoded clip (float32)
+    store = ClipStore(base, sample_rate=8000, max_bytes=3 * one)
+    names = base.clips["filename"].tolist()
+    first = store[names[0]].copy()
+    for name in names:  # 40 clips through a 3-clip store
+        store[name]
+        assert store.nbytes <= 3 * one and len(store) <= 3
+    assert len(store) == 3 and store.reads == len(names)
+    np.testing.assert_array_equal(store[names[0]], first)  # evicted, read again from disk
+    assert store.reads == len(names) + 1
+    store[names[-1]]  # recently used: still in memory
+    assert store.reads == len(names) + 1
+    tiny = ClipStore(base, sample_rate=8000, max_bytes=one // 2)  # no clip fits: nothing kept
+    np.testing.assert_array_equal(tiny[names[0]], first)
+    assert len(tiny) == 0 and tiny.nbytes == 0
+
+
+def test_render_loop_and_canonical_mix(esc50_like):
+    base = load(esc50_like)
+    store = ClipStore(base, sample_rate=8000)
+    a, b = base.clips["filename"].iloc[[0, 12]]
+    r = Recipe(sample_rate=8000)
+    assert len(render(audio_key("loop", a), store, r)) == len(render(audio_key("seq", a, b), store, r))
+    np.testing.assert_array_equal(render(audio_key("mix", b, a), store, r),
+                                  compose(store[a], store[b], "mix", r))

@@ -1,7 +1,9 @@
 """TrunkCache: cached and uncached paths agree, and a stale cache is never reused (SPEC §2)."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import weakref
 
 import numpy as np
 import pytest
@@ -38,8 +40,12 @@ def recipe() -> Recipe:
     return Recipe(sample_rate=16000)
 
 
+BASE = "base-fingerprint-0"
+
+
 def _cache(root, model, recipe, **kw) -> TrunkCache:
-    return TrunkCache(root=root, backbone=model, recipe=recipe, batch_size=3, progress=False, **kw)
+    kw = {"base_fingerprint": BASE, "batch_size": 3, **kw}
+    return TrunkCache(root=root, backbone=model, recipe=recipe, progress=False, **kw)
 
 
 def _loss_and_grads(model, audio, text):
@@ -103,7 +109,7 @@ def test_frames_on_request_and_reopen(tiny, recipe, tmp_path):
     assert torch.equal(again.frames, feats.frames) and torch.equal(again.pooled, feats.pooled)
     assert torch.equal(text_a.hidden, text_b.hidden)
     assert not list(tmp_path.rglob("*.tmp"))
-    index = json.loads((cache.dir / "audio" / "index.json").read_text())
+    index = json.loads((cache.audio_dir / "index.json").read_text())
     assert set(index) == set(SINGLES) | {"seq|a.wav|b.wav"}
 
 
@@ -133,12 +139,12 @@ def test_pack_round_trip_keeps_every_tensor():
 
 
 def test_shards_of_the_earlier_unpacked_format_are_still_read(tiny, recipe, tmp_path):
-    c = TrunkCache(root=tmp_path, backbone=tiny, recipe=recipe, progress=False)
+    c = _cache(tmp_path, tiny, recipe)
     texts = ["a dog barks", "rain"]
     want = c.text(texts)
-    for shard in (c.dir / "text").glob("*.pt"):  # rewrite as {key: {field: tensor}}
+    for shard in c.text_dir.glob("*.pt"):  # rewrite as {key: {field: tensor}}
         torch.save(unpack(torch.load(shard, weights_only=True)), shard)
-    again = TrunkCache(root=tmp_path, backbone=tiny, recipe=recipe, progress=False)
+    again = _cache(tmp_path, tiny, recipe)
     again.backbone = None  # would fail if anything were recomputed
     got = again.text(texts)
     assert torch.equal(got.hidden, want.hidden) and torch.equal(got.mask, want.mask)
@@ -148,35 +154,162 @@ def test_broken_shard_is_recomputed(tiny, recipe, tmp_path):
     render = Renderer(16000)
     cache = _cache(tmp_path, tiny, recipe)
     cache.audio(SINGLES, render, frames=False)
-    for shard in (cache.dir / "audio").glob("*.pt"):
+    for shard in cache.audio_dir.glob("*.pt"):
         shard.write_bytes(b"garbage")
     _cache(tmp_path, tiny, recipe).audio(SINGLES, render, frames=False)
     assert len(render.calls) == 2 * len(SINGLES)
 
 
-def test_changed_recipe_or_trunk_is_never_reused(tiny, recipe, tmp_path):
-    render = Renderer(16000)
-    base = _cache(tmp_path, tiny, recipe)
-    base.audio(SINGLES, render, frames=False)
-    other_recipe = Recipe(sample_rate=16000, level_rms=0.2)
-    moved = _cache(tmp_path, tiny, other_recipe)
-    assert moved.dir != base.dir
-    moved.audio(SINGLES, render, frames=False)
-    assert len(render.calls) == 2 * len(SINGLES)
+class CountingBackbone:
+    """A real backbone whose trunk calls are counted (clips and texts sent through each trunk)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.audio_batches, self.text_batches = model, [], []
+
+    def __getattr__(self, name):  # cache_key, sample_rate, …: the wrapped model's
+        return getattr(self.model, name)
+
+    def audio_trunk(self, wave, *, frames=False):
+        self.audio_batches.append(int(wave.shape[0]))
+        return self.model.audio_trunk(wave, frames=frames)
+
+    def text_trunk(self, texts):
+        self.text_batches.append(len(texts))
+        return self.model.text_trunk(texts)
+
+    @property
+    def calls(self) -> tuple[int, int]:
+        """(clips, texts) sent through the trunks so far."""
+        return sum(self.audio_batches), sum(self.text_batches)
+
+
+def _changed(value):
+    """A different value of a Recipe field (bool, number, None or text)."""
+    if isinstance(value, bool):
+        return not value
+    if value is None:
+        return 0.05
+    if isinstance(value, str):
+        return value + "-changed"
+    return value * 0.5
+
+
+def _run(root, model, recipe, **kw) -> tuple[TrunkCache, tuple[int, int]]:
+    """A fresh cache (nothing in memory) asked for SINGLES and TEXTS; the trunk calls it made."""
+    counting = CountingBackbone(model)
+    cache = _cache(root, counting, recipe, **kw)
+    cache.audio(SINGLES, Renderer(model.sample_rate), frames=False)
+    cache.text(TEXTS)
+    return cache, counting.calls
+
+
+def test_identical_configuration_reuses_everything(tiny, recipe, tmp_path):
+    first, calls = _run(tmp_path, tiny, recipe)
+    assert calls == (len(SINGLES), len(TEXTS))
+    again, calls = _run(tmp_path, tiny, recipe)
+    assert calls == (0, 0)
+    assert (again.audio_dir, again.text_dir) == (first.audio_dir, first.text_dir)
+    assert again.audio_dir.parent == tmp_path / tiny.cache_key()
+    assert again.text_dir == tmp_path / tiny.cache_key() / "text-float16"
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Recipe)])
+def test_each_recipe_field_keys_the_audio_not_the_text(tiny, recipe, field, tmp_path):
+    """SPEC §2: every Recipe field (whatever fields it has) is in the audio key; text is shared."""
+    base, _ = _run(tmp_path, tiny, recipe)
+    value = getattr(recipe, field)
+    if field == "sample_rate":  # the backbone fixes the rate: another one is refused outright
+        with pytest.raises(ValueError, match="sample_rate"):
+            _cache(tmp_path, tiny, dataclasses.replace(recipe, sample_rate=value * 2))
+        return
+    other = dataclasses.replace(recipe, **{field: _changed(value)})
+    assert other != recipe
+    moved, calls = _run(tmp_path, tiny, other)
+    assert moved.audio_dir != base.audio_dir and moved.audio_dir.parent == base.audio_dir.parent
+    assert calls == (len(SINGLES), 0)  # audio recomputed, captions reused
+    assert moved.text_dir == base.text_dir
+    meta = json.loads((moved.audio_dir / "meta.json").read_text())
+    assert meta["recipe"][field] == getattr(other, field) and meta["base_fingerprint"] == BASE
+    _, calls = _run(tmp_path, tiny, recipe)  # the first configuration is still there
+    assert calls == (0, 0)
+
+
+def test_base_fingerprint_keys_the_audio_not_the_text(tiny, recipe, tmp_path):
+    base, _ = _run(tmp_path, tiny, recipe)
+    moved, calls = _run(tmp_path, tiny, recipe, base_fingerprint="base-fingerprint-1")
+    assert moved.audio_dir != base.audio_dir and moved.text_dir == base.text_dir
+    assert calls == (len(SINGLES), 0)
+    assert json.loads((moved.audio_dir / "meta.json").read_text())["base_fingerprint"] == "base-fingerprint-1"
+    with pytest.raises(ValueError, match="base_fingerprint"):
+        _cache(tmp_path, tiny, recipe, base_fingerprint="")
+
+
+def test_dtype_keys_audio_and_text(tiny, recipe, tmp_path):
+    base, _ = _run(tmp_path, tiny, recipe)
+    moved, calls = _run(tmp_path, tiny, recipe, dtype=torch.float32)
+    assert moved.audio_dir != base.audio_dir and moved.text_dir != base.text_dir
+    assert moved.text_dir.name == "text-float32"
+    assert calls == (len(SINGLES), len(TEXTS))
+    meta = json.loads((moved.text_dir / "meta.json").read_text())
+    assert meta["kind"] == "text" and meta["dtype"] == "float32" and meta["cache_key"] == tiny.cache_key()
+    stored = {k: v for shard in moved.audio_dir.glob("*.pt")
+              for k, v in unpack(torch.load(shard, weights_only=True)).items()}
+    assert set(stored) == set(SINGLES)
+    assert all(v["pooled"].dtype == torch.float32 for v in stored.values())
+
+
+@pytest.mark.parametrize("module", ["bn0", "text_trunk"])
+def test_trunk_weights_key_audio_and_text(recipe, module, tmp_path):
+    """A changed audio-trunk or text-trunk weight moves both folders and recomputes both."""
+    model = TinyClap(config=TinyConfig())
+    base, _ = _run(tmp_path, model, recipe)
+    frozen = {"bn0": model.bn0.running_mean,  # audio trunk
+              "text_trunk": model.text_model.encoder.layer[0].attention.self.query.weight}
+    weight = frozen[module]
+    assert not weight.requires_grad  # a trunk weight, not a head one
     with torch.no_grad():
-        tiny.bn0.running_mean += 0.5
-    try:
-        changed = _cache(tmp_path, tiny, recipe)
-        assert changed.dir.parent != base.dir.parent
-        feats = changed.audio(SINGLES, render, frames=False)
-        assert len(render.calls) == 3 * len(SINGLES)
-        assert torch.allclose(feats.pooled, tiny.audio_trunk(torch.from_numpy(
-            np.stack([synth_wave(k, sample_rate=16000) for k in SINGLES]))).pooled, atol=2e-2)
-    finally:
-        with torch.no_grad():
-            tiny.bn0.running_mean -= 0.5
-    with pytest.raises(ValueError, match="sample_rate"):
-        _cache(tmp_path, tiny, Recipe(sample_rate=44100))
+        weight += 0.5
+    moved, calls = _run(tmp_path, model, recipe)
+    assert moved.audio_dir.parent != base.audio_dir.parent and moved.text_dir != base.text_dir
+    assert calls == (len(SINGLES), len(TEXTS))
+    feats = moved.audio(SINGLES, Renderer(16000), frames=False)
+    direct = model.audio_trunk(torch.from_numpy(np.stack([synth_wave(k, sample_rate=16000) for k in SINGLES])))
+    assert torch.allclose(feats.pooled, direct.pooled, rtol=2e-3, atol=2e-3)
+
+
+def test_head_weights_do_not_key_the_cache(recipe, tmp_path):
+    model = TinyClap(config=TinyConfig())
+    _run(tmp_path, model, recipe)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.1)
+    _, calls = _run(tmp_path, model, recipe)
+    assert calls == (0, 0)  # heads train on cached trunk features: same key
+
+
+def test_missing_audio_is_encoded_in_bounded_batches(tiny, recipe, tmp_path):
+    """Renders are encoded in batches of one length, at most batch_size clips; at most
+    2 · batch_size rendered waves are alive at once (no list of every wave)."""
+    alive: list[weakref.ref] = []
+    peak = []
+
+    def render(key: str) -> np.ndarray:
+        peak.append(sum(r() is not None for r in alive))
+        wave = synth_wave(key, sample_rate=16000)
+        alive.append(weakref.ref(wave))
+        return wave
+
+    # three lengths interleaved (1, 2 and 3 parts), 30 clips
+    keys = [f"{['single', 'seq', 'tri'][n % 3]}|" + "|".join(f"c{n}-{m}.wav" for m in range(n % 3 + 1))
+            for n in range(30)]
+    counting = CountingBackbone(tiny)
+    cache = _cache(tmp_path, counting, recipe, batch_size=4)
+    feats = cache.audio(keys, render, frames=False)
+    assert max(peak) <= 2 * 4 and max(counting.audio_batches) <= 4
+    assert sum(counting.audio_batches) == len(keys) and len(peak) == len(keys)
+    for n in (0, 1, 2, 29):
+        direct = tiny.audio_trunk(torch.from_numpy(synth_wave(keys[n], sample_rate=16000))[None])
+        assert torch.allclose(feats.pooled[n], direct.pooled[0], rtol=2e-3, atol=2e-3)
 
 
 def test_msclap_weights_file_changes_the_cache(tmp_path):
@@ -192,9 +325,9 @@ def test_msclap_weights_file_changes_the_cache(tmp_path):
     feats_a = cache_a.audio(SINGLES[:2], render, frames=False)
     model.load_weights(path_b)
     cache_b = _cache(tmp_path, model, recipe)
-    assert cache_b.dir != cache_a.dir
+    assert cache_b.audio_dir != cache_a.audio_dir and cache_b.text_dir != cache_a.text_dir
     feats_b = cache_b.audio(SINGLES[:2], render, frames=False)
     assert len(render.calls) == 4  # nothing reused across weights files
     assert not torch.allclose(feats_a.pooled, feats_b.pooled)
     model.load_weights(path_a)
-    assert _cache(tmp_path, model, recipe).dir == cache_a.dir
+    assert _cache(tmp_path, model, recipe).audio_dir == cache_a.audio_dir

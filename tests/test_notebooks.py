@@ -1,71 +1,75 @@
-"""The committed notebooks: stripped, parameterised with plain scalars, valid configs."""
+"""The committed notebooks: paired with their jupytext twins, short typed parameters cells whose
+defaults are the one source of defaults (``teminal.run.params``), committed with outputs."""
+import json
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from teminal import pipeline
-from teminal.notebook_tools import check_parameters, parameters_cell
+from teminal.notebook_tools import check_pair, parameters, parameters_cell
+from teminal.run.params import NOTEBOOKS, PIPELINE, RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PATHS = [ROOT / "notebooks" / f"{nb}.ipynb" for nb in PIPELINE]
 
 
-def test_every_pipeline_notebook_exists():
-    assert [p.stem for p in NOTEBOOKS] == sorted(pipeline.NOTEBOOKS)
+def read(path: Path):
+    return nbformat.read(str(path), as_version=4)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_committed_without_outputs(path):
-    nb = nbformat.read(str(path), as_version=4)
-    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
-    assert not dirty, f"{path.name}: cells {dirty} have outputs (run `make clean-notebooks`)"
+def test_every_pipeline_notebook_and_twin_exists():
+    assert sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")) == sorted(PIPELINE)
+    assert sorted(p.stem for p in (ROOT / "notebooks").glob("*.py")) == sorted(PIPELINE)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_parameters_cell_is_plain_scalars(path):
-    nb = nbformat.read(str(path), as_version=4)
-    assert check_parameters(parameters_cell(nb)) == []
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_notebook_and_twin_are_in_sync(path):
+    assert check_pair(path) == []
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_drifted_twin_is_caught(tmp_path):
+    src = PATHS[0]
+    (tmp_path / src.name).write_bytes(src.read_bytes())
+    twin = src.with_suffix(".py").read_text().replace("S = session.start", "S  = session.start")
+    (tmp_path / src.with_suffix(".py").name).write_text(twin)
+    assert check_pair(tmp_path / src.name)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_parameters_cell_is_short_and_its_defaults_are_the_configs(path):
+    source = parameters_cell(read(path))
+    assert len(source.splitlines()) <= 20
+    values = parameters(source)  # literals only: nothing computed
+    spec = NOTEBOOKS[path.stem]
+    assert list(values) == ["run_dir", "config", *spec.cell]
+    assert values["run_dir"] == "" and values["config"] == ""
+    defaults = RunConfig().section(spec.section).model_dump(mode="json")
+    as_json = json.loads(json.dumps(values))  # tuples → lists, as the model dumps them
+    assert {k: as_json[k] for k in spec.cell} == {k: defaults[k] for k in spec.cell}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
 def test_papermill_sees_every_parameter(path):
-    """papermill skips a line with two '=' (e.g. in its comment): every name must survive."""
-    import ast
+    """papermill skips a line with a second '=' (e.g. in its comment): every name must survive."""
+    import papermill as pm
 
-    nb = nbformat.read(str(path), as_version=4)
-    names = [node.targets[0].id for node in ast.parse(parameters_cell(nb)).body]
-    assert list(pipeline.declared_parameters(path)) == names
-
-
-def test_parameters_cell_checker_rejects_computed_values():
-    assert check_parameters("a = 1\nb = 'x'  # comment\n") == []
-    assert check_parameters("a = 1 + 2\n")
-    assert check_parameters("a = [1, 2]\n")
-    assert check_parameters("import os\n")
+    names = list(parameters(parameters_cell(read(path))))
+    assert list(pm.inspect_notebook(str(path))) == names
 
 
-@pytest.mark.parametrize("name", ["default", "paper", "ci"])
-def test_params_files_are_valid(name):
-    config = pipeline.load_config(ROOT / "params" / f"{name}.yaml")
-    assert config.notebooks == list(pipeline.NOTEBOOKS)
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_committed_with_outputs_and_only_widgets_ignored(path):
+    nb = read(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert sum(bool(c.outputs) for c in code) >= 3, "run `make notebooks` to store the outputs"
+    for c in code:
+        if "NBVAL_IGNORE_OUTPUT" in c.source:
+            assert "widgets." in c.source, f"only widget cells may skip nbval: {c.source[:60]!r}"
 
 
-def test_unknown_parameter_is_named(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\nparams:\n  world_clases: 8\n")
-    with pytest.raises(pipeline.PipelineError, match="world_clases"):
-        pipeline.load_config(bad)
-
-
-def test_runner_parameters_cannot_be_set(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("params:\n  run_dir: /tmp/x\n")
-    with pytest.raises(pipeline.PipelineError, match="set by the runner"):
-        pipeline.load_config(bad)
-
-
-def test_new_run_dir_never_reuses_a_folder(tmp_path):
-    a = pipeline.new_run_dir("x", tmp_path)
-    b = pipeline.new_run_dir("x", tmp_path)
-    assert a != b and a.exists() and b.exists()
+def test_parameters_checker_rejects_computed_values():
+    assert parameters("a = 1\nb = 'x'  # comment\nc = [1, (2, 3)]\nd = None\n") == {
+        "a": 1, "b": "x", "c": [1, (2, 3)], "d": None}
+    for bad in ("a = 1 + 2\n", "a = f(1)\n", "import os\n"):
+        with pytest.raises(ValueError, match="not `name = literal`"):
+            parameters(bad)

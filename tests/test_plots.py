@@ -75,7 +75,9 @@ def test_log_mel_own_figure_and_given_axis():
 
 def test_similarity_matrix_stage_b_blocks_and_zero_weights():
     n = 4
-    log_w = stage_b_log_weights(n, StageBWeights(alpha_st=0, alpha_ct=1, alpha_so=1, alpha_co=0.5))
+    log_w = stage_b_log_weights(torch.arange(n), torch.arange(n) + n,
+                                StageBWeights(alpha_st=0, alpha_ct=1, alpha_so=1, alpha_co=0.5),
+                                weights_by="block")
     sim = torch.randn(3 * n, 3 * n, requires_grad=True)  # a tensor with grad is accepted
     fig = plots.similarity_matrix(sim, block_labels=["f", "r", "o"], log_weights=log_w,
                                   title="batch 0", highlight_row=5)

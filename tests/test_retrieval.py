@@ -7,11 +7,13 @@ import pytest
 import soundfile as sf
 
 from teminal.retrieval import (
+    ZERO_SHOT_PROMPT,
     read_audiocaps,
     read_clotho,
     read_us8k,
     retrieval_metrics,
     zero_shot_accuracy,
+    zero_shot_prompts,
     zero_shot_topk_accuracy,
 )
 
@@ -80,6 +82,15 @@ def test_zero_shot_accuracy_and_topk():
         zero_shot_accuracy(audio, np.array([0, 1, 2, 4]), classes)
     with pytest.raises(ValueError, match="k"):
         zero_shot_topk_accuracy(audio, labels, classes, k=5)
+
+
+def test_zero_shot_prompt_is_the_papers():
+    assert ZERO_SHOT_PROMPT == "The sound of a {x}"  # paper Table 4; ZSTE 1A has no "a"
+    assert zero_shot_prompts(["dog", "crackling fire"]) == ["The sound of a dog",
+                                                            "The sound of a crackling fire"]
+    assert zero_shot_prompts(["dog"], "A {x} is heard") == ["A dog is heard"]
+    with pytest.raises(ValueError, match="prompt"):
+        zero_shot_prompts(["dog"], "The sound of {y}")
 
 
 def _wav(path):

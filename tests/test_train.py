@@ -1,36 +1,52 @@
-"""The stage runner: training, checkpoints, resume, refusal to overwrite, MLflow metrics."""
+"""The stage runner: sanity gate, checkpoints, exact resume, parameter groups, MLflow metrics."""
 import math
 
 import mlflow
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from torch import nn
 
 from teminal import losses, tracking, train
+from teminal.gates import SanityError
 
 
 class LinearTask:
-    """A contrastive task on fixed random features through a trainable linear head."""
+    """A contrastive task on fixed random features through a trainable linear head; training
+    batches get noise from the task's own generator (like replay or augmentation)."""
 
-    def __init__(self, model, n_train=48, n_val=16, dim=8, seed=0):
+    def __init__(self, model, n_train=48, n_val=16, dim=8, seed=0, fail_at_call=None):
         g = torch.Generator().manual_seed(seed)
         self.model, self.n_train, self.n_val = model, n_train, n_val
         self.x = {"train": torch.randn(n_train, dim, generator=g), "val": torch.randn(n_val, dim, generator=g)}
         self.y = {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in self.x.items()}
+        self.noise = torch.Generator().manual_seed(seed + 1)
+        self.calls, self.fail_at_call = 0, fail_at_call
+
+    def generators(self):
+        return [self.noise]
 
     def loss(self, rows, *, split):
-        return losses.info_nce(self.model(self.x[split][rows]), self.y[split][rows], 10.0)
+        x = self.x[split][rows]
+        if split == "train":
+            self.calls += 1
+            if self.calls == self.fail_at_call:
+                raise KeyboardInterrupt("interrupted")
+            x = x + 0.05 * torch.randn(x.shape, generator=self.noise)
+        return losses.info_nce(self.model(x), self.y[split][rows], 10.0)
 
 
 class Head(nn.Module):
-    def __init__(self):
+    def __init__(self, dropout=0.0):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(1)
             self.lin = nn.Linear(8, 8)
+            self.out = nn.Linear(8, 8)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x):
-        return self.lin(x)
+        return self.out(self.drop(self.lin(x)))
 
     def head_state_dict(self):
         return {k: v.detach().clone() for k, v in self.state_dict().items()}
@@ -41,18 +57,23 @@ class Head(nn.Module):
 
 @pytest.fixture()
 def store(tmp_path):
-    tracking.setup(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     yield tmp_path
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
 
 
-def _fit(out, epochs, store, seed=0):
-    model = Head()
-    task = LinearTask(model)
-    config = train.TrainConfig(epochs=epochs, batch_size=16, lr=0.05, seed=seed, schedule="constant")
+def _fit(out, epochs, store=None, *, model=None, task=None, **config):
+    model = model or Head()
+    task = task or LinearTask(model)
+    config = train.TrainConfig(**{"epochs": epochs, "batch_size": 16, "lr": 0.05,
+                                  "schedule": "constant", **config})
+    kw = dict(task=task, model=model, params=list(model.parameters()), config=config,
+              out_dir=out, device=torch.device("cpu"), progress=False)
+    if store is None:
+        return model, train.fit(**kw)
     with tracking.run(run_name="t", tracking_uri=f"sqlite:///{store}/mlflow.db"):
-        result = train.fit(task=task, model=model, params=list(model.parameters()), config=config,
-                           out_dir=out, device=torch.device("cpu"), progress=False)
-    return model, result
+        return model, train.fit(**kw)
 
 
 def test_validation_loss_falls_and_checkpoints_written(store):
@@ -61,29 +82,75 @@ def test_validation_loss_falls_and_checkpoints_written(store):
     assert vals[-1] < vals[0]
     assert (store / "ck" / "best.pt").exists() and (store / "ck" / "last.pt").exists()
     assert result.best_val == pytest.approx(min(vals))
+    best = torch.load(store / "ck" / "best.pt", weights_only=False)
+    assert best["epoch"] == 1 + vals.index(min(vals)) and set(best) >= {"head", "val_loss"}
+    assert "optimizer" not in best  # heads only
+    assert result.steps == 6 * 3 and result.steps_per_epoch == 3
+    assert set(result.timings) == set(train.TIMED) and min(result.timings.values()) >= 0
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(store):
-    full, _ = _fit(store / "full", 4, store)
-    # Emulate a 4-epoch run interrupted after epoch 2: its folder holds the state of a
-    # 2-epoch run under the 4-epoch run's fingerprint.
-    _fit(store / "part", 4, store)
-    state = torch.load(store / "part" / "last.pt", weights_only=False)
-    two, _ = _fit(store / "two", 2, store)
-    state2 = torch.load(store / "two" / "last.pt", weights_only=False)
-    state2["fingerprint"] = state["fingerprint"]  # as if the 4-epoch run had stopped after epoch 2
-    torch.save(state2, store / "part" / "last.pt")
-    resumed, result = _fit(store / "part", 4, store)
-    assert result.resumed_from == 2
+def test_training_split_smaller_than_a_batch_is_refused(tmp_path):
+    model = Head()
+    with pytest.raises(SanityError, match=r"'train' has 12 rows.*batch_size=16.*lower batch_size to ≤ 12"):
+        _fit(tmp_path / "ck", 2, model=model, task=LinearTask(model, n_train=12))
+    assert not (tmp_path / "ck").exists()  # nothing written
+    with pytest.raises(SanityError, match="batch_size=1"):
+        _fit(tmp_path / "ck", 2, batch_size=1)
+    with pytest.raises(SanityError, match="more data"):
+        _fit(tmp_path / "ck", 2, model=model, task=LinearTask(model, n_train=1), batch_size=2)
+
+
+def test_last_partial_batch_is_dropped(store):
+    model = Head()
+    _, result = _fit(store / "ck", 2, model=model, task=LinearTask(model, n_train=47))
+    assert result.steps_per_epoch == 2 and result.steps == 4  # 47 // 16
+    assert [h["step"] for h in result.history] == [2, 4]
+
+
+def test_resume_after_interruption_is_exact(tmp_path):
+    """A 4-epoch run with dropout, a task generator and a cosine schedule, interrupted in
+    epoch 3 and resumed, ends with the weights of the uninterrupted run."""
+    cfg = dict(schedule="cosine", warmup_steps=2, checkpoint_every_s=0)
+
+    def run(out, fail_at_call=None):
+        torch.manual_seed(0)  # dropout draws from the global generator
+        model = Head(dropout=0.3)
+        return _fit(out, 4, model=model, task=LinearTask(model, fail_at_call=fail_at_call), **cfg)
+
+    full, _ = run(tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "part", fail_at_call=2 * 3 + 2)  # 3 steps per epoch: inside epoch 3
+    assert torch.load(tmp_path / "part" / "last.pt", weights_only=False)["epoch"] == 2
+    torch.manual_seed(123)  # whatever the global state now, resume restores the saved one
+    model = Head(dropout=0.3)
+    resumed, result = _fit(tmp_path / "part", 4, model=model, task=LinearTask(model), **cfg)
+    assert result.resumed_from == 2 and result.steps == 2 * 3
     for a, b in zip(full.parameters(), resumed.parameters()):
-        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_last_checkpoint_waits_for_checkpoint_every_s(tmp_path):
+    model = Head()
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "ck", 4, model=model, task=LinearTask(model, fail_at_call=2 * 3 + 2),
+             checkpoint_every_s=1e9)
+    assert not (tmp_path / "ck" / "last.pt").exists()  # only written after the last epoch
+    assert (tmp_path / "ck" / "best.pt").exists()  # val improved
+    _, result = _fit(tmp_path / "ck", 4, checkpoint_every_s=1e9)
+    assert result.resumed_from == 0 and (tmp_path / "ck" / "last.pt").exists()
+
+
+def test_checkpoint_every_s_does_not_change_the_fingerprint(tmp_path):
+    _fit(tmp_path / "ck", 2, checkpoint_every_s=0)
+    _, result = _fit(tmp_path / "ck", 2, checkpoint_every_s=60)
+    assert result.resumed_from == 2 and result.steps == 0
 
 
 def test_finished_folder_is_reused_not_retrained(store):
     _fit(store / "ck", 2, store)
     before = (store / "ck" / "last.pt").stat().st_mtime_ns
     _, result = _fit(store / "ck", 2, store)
-    assert result.resumed_from == 2
+    assert result.resumed_from == 2 and result.steps == 0
     assert (store / "ck" / "last.pt").stat().st_mtime_ns == before
 
 
@@ -91,6 +158,83 @@ def test_other_configuration_never_overwrites(store):
     _fit(store / "ck", 2, store)
     with pytest.raises(FileExistsError, match="another configuration"):
         _fit(store / "ck", 3, store)
+
+
+def test_parameter_groups_get_their_own_learning_rates(tmp_path):
+    model = Head()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    groups = [{"params": list(model.lin.parameters())},  # TrainConfig.lr
+              {"params": list(model.out.parameters()), "lr": 0.0}]  # frozen by its own lr
+    config = train.TrainConfig(epochs=2, batch_size=16, lr=0.05, schedule="cosine", warmup_steps=3)
+    train.fit(task=LinearTask(model), model=model, params=groups, config=config,
+              out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
+    assert not torch.equal(model.lin.weight, start["lin.weight"])
+    assert torch.equal(model.out.weight, start["out.weight"])
+    saved = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)["optimizer"]["param_groups"]
+    factor = train.lr_lambda(config, total_steps=6)(6)
+    assert [g["lr"] for g in saved] == pytest.approx([0.05 * factor, 0.0])
+
+    model = Head()
+    scaled = [{"params": list(model.lin.parameters()), "lr": 0.1},
+              {"params": list(model.out.parameters()), "lr": 0.01}]
+    optimizer = train.make_optimizer(scaled, config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, train.lr_lambda(config, 6))
+    for _ in range(4):
+        optimizer.step()
+        schedule.step()
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    assert lrs[0] == pytest.approx(10 * lrs[1]) and lrs[1] > 0  # the schedule scales both
+
+
+def test_bad_params_are_named():
+    model = Head()
+    with pytest.raises(ValueError, match="mixes"):
+        train.param_groups([{"params": list(model.lin.parameters())}, model.out.weight])
+    with pytest.raises(ValueError, match="empty"):
+        train.param_groups([])
+    with pytest.raises(ValueError, match="group 0"):
+        train.param_groups([{"lr": 0.1}])
+
+
+def test_metrics_logged_in_one_batch_per_epoch(store, monkeypatch):
+    batches = []
+    real = MlflowClient.log_batch
+
+    def counting(self, run_id, metrics=(), **kw):
+        batches.append(list(metrics))
+        return real(self, run_id, metrics=metrics, **kw)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", counting)
+    model = Head()
+    config = train.TrainConfig(epochs=2, batch_size=16, lr=0.05)
+    with tracking.run(run_name="m", tracking_uri=f"sqlite:///{store}/mlflow.db") as active:
+        train.fit(task=LinearTask(model), model=model, params=list(model.parameters()),
+                  config=config, out_dir=store / "m", device=torch.device("cpu"),
+                  metric_prefix="pretrain/", progress=False)
+    assert len(batches) == 2  # one per epoch
+    client = MlflowClient()
+    run_id = active.info.run_id
+
+    def steps(name):
+        return [m.step for m in client.get_metric_history(run_id, name)]
+
+    assert steps("pretrain/train/loss") == list(range(6))
+    assert steps("pretrain/train/lr") == list(range(6))
+    assert steps("pretrain/train/epoch_loss") == [3, 6] and steps("pretrain/val/loss") == [3, 6]
+    assert "train/loss" not in client.get_run(run_id).data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run_id, "checkpoints/m")}
+    assert artifacts == {"checkpoints/m/best.pt", "checkpoints/m/last.pt"}
+
+
+def test_no_active_run_logs_nothing(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    assert mlflow.active_run() is None
+    _, result = _fit(tmp_path / "ck", 2)
+    assert mlflow.active_run() is None  # fit did not start one
+    assert len(result.history) == 2
+    experiment = MlflowClient().get_experiment_by_name("Default")
+    runs = [] if experiment is None else MlflowClient().search_runs([experiment.experiment_id])
+    assert runs == []
 
 
 def test_exception_ends_run_failed(store):
@@ -101,20 +245,8 @@ def test_exception_ends_run_failed(store):
     assert mlflow.MlflowClient().get_run(run_id).info.status == "FAILED"
 
 
-def test_metrics_logged_with_steps(store):
-    model = Head()
-    task = LinearTask(model)
-    config = train.TrainConfig(epochs=2, batch_size=16, lr=0.05)
-    with tracking.run(run_name="m", tracking_uri=f"sqlite:///{store}/mlflow.db") as active:
-        train.fit(task=task, model=model, params=list(model.parameters()), config=config,
-                  out_dir=store / "m", device=torch.device("cpu"), progress=False)
-    client = mlflow.MlflowClient()
-    steps = [m.step for m in client.get_metric_history(active.info.run_id, "train/loss")]
-    assert steps == list(range(6))
-    assert len(client.get_metric_history(active.info.run_id, "val/loss")) == 2
-
-
-@pytest.mark.parametrize("field,value", [("epochs", 0), ("lr", 0.0), ("optimizer", "sgd"), ("schedule", "step")])
+@pytest.mark.parametrize("field,value", [("epochs", 0), ("lr", 0.0), ("optimizer", "sgd"),
+                                         ("schedule", "step"), ("checkpoint_every_s", -1.0)])
 def test_bad_config_is_named(field, value):
     with pytest.raises(ValueError, match=field):
         train.TrainConfig(**{field: value})

@@ -105,7 +105,9 @@ def _batches(calls: list[int]):
         gen = torch.Generator().manual_seed(k)
         sim = torch.rand(3 * n, 3 * n, generator=gen)
         sim[2, 5] = 5.0  # row 2's best column
-        return dict(sim=sim, log_weights=stage_b_log_weights(n, StageBWeights(alpha_st=0.0)),
+        log_w = stage_b_log_weights(torch.arange(n), torch.arange(n) + n,
+                                    StageBWeights(alpha_st=0.0), weights_by="block")
+        return dict(sim=sim, log_weights=log_w,
                     block_labels=labels,
                     row_captions=[f"audio {k}.{r}" for r in range(3 * n)],
                     col_captions=[f"text {k}.{c}" for c in range(3 * n)])

@@ -1,10 +1,17 @@
-"""ESC-50 (and any ESC-50-shaped folder): download, validation and loading (SPEC §1).
+"""ESC-50 and any ESC-50-shaped folder: download, validation and loading (SPEC §1).
 
 A base set is a folder with ``meta/esc50.csv`` (columns
-``filename,fold,target,category,esc10,src_file,take``) and ``audio/<filename>``. The label text
-of a class is its ``category`` with ``_`` replaced by a space (SPEC §1). ``load`` checks the table
-and every audio file and either refuses a damaged copy with a summary of what is wrong, or, with
-``allow_partial=True``, warns with the same summary and drops the bad rows.
+``filename,fold,target,category,esc10,src_file,take``) and ``audio/<filename>``: K classes, any
+integer fold labels, any integer targets with one category per target, clips of one length and
+rate. The label text of a class is its ``category`` with ``_`` replaced by a space (SPEC §1).
+
+- ``load(root)``: any such folder. Targets are re-indexed to ``0..K-1`` in sorted order of the
+  original target, which is kept in the column ``source_target``.
+- ``load_esc50(root)``: the real ESC-50 only (2000 clips, 50 classes, folds 1..5); an
+  ESC-50-shaped folder that is not ESC-50 is refused with how to load it generically.
+
+Both check the table and every audio file and either refuse a damaged copy with a summary of
+what is wrong, or, with ``allow_partial=True``, warn with the same summary and drop the bad rows.
 """
 from __future__ import annotations
 
@@ -21,15 +28,17 @@ import urllib.request
 import warnings
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 import soundfile as sf
-from tqdm.auto import tqdm
+from ..progress import progress
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 ESC50_CLIPS = 2000
 ESC50_CLASSES = 50
+ESC50_FOLDS = (1, 2, 3, 4, 5)
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 PROBLEMS = ("missing", "empty", "unreadable", "wrong-rate", "wrong-duration")
 _SHOW = 10  # file names listed per problem in an error message
@@ -43,9 +52,11 @@ class DatasetError(ValueError):
 class BaseSet:
     """Labelled clips ``(a_k, y_k)`` of SPEC §1.
 
-    ``clips``: the csv columns plus ``label`` (category, ``_`` → space) and ``path`` (absolute).
-    ``classes[t]`` is the label text of target ``t``. ``name`` is ``"esc50"`` for a downloaded
-    copy and ``"world-<hash>"`` for an embedded world (``synth_world``).
+    ``clips``: the csv columns plus ``label`` (category, ``_`` → space), ``path`` (absolute) and
+    ``source_target`` (the target in the folder's csv; ``target`` is re-indexed to ``0..K-1``).
+    ``classes[t]`` is the label text of target ``t``. ``name``: ``"esc50"`` (``load_esc50``),
+    ``"world-<hash>"`` for an embedded world (``synth_world``), else the folder's name; a class
+    subset appends ``[...]`` (``teminal.data.subsets``).
     """
 
     root: Path
@@ -56,28 +67,75 @@ class BaseSet:
     name: str = "esc50"
 
     @property
+    def folds(self) -> list[int]:
+        """The sorted fold labels of the clips."""
+        return sorted(int(f) for f in set(self.clips["fold"]))
+
+    @cached_property
     def fingerprint(self) -> str:
-        """sha1 of the clip table (filename, fold, target, label) and the sample rate."""
+        """The base set's CONTENT: sha1 of the clip table (filename, fold, target, label), the
+        sample rate and the sha1 of every audio file's bytes in table order (12 hex digits).
+
+        Computed once per ``BaseSet`` (it reads every file: ~1 s per GB). A missing file
+        raises ``DatasetError`` naming it.
+        """
+        h = hashlib.sha1()
         cols = ["filename", "fold", "target", "label"]
-        blob = self.clips[cols].to_csv(index=False, lineterminator="\n") + str(self.sample_rate)
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+        h.update(self.clips[cols].to_csv(index=False, lineterminator="\n").encode())
+        h.update(f"sample_rate={self.sample_rate}\n".encode())
+        for path in self.clips["path"]:
+            h.update(file_sha1(Path(path)).encode())
+        return h.hexdigest()[:12]
+
+
+def file_sha1(path: Path) -> str:
+    """sha1 of the bytes of ``path``; ``DatasetError`` naming the file when it cannot be read."""
+    h = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path} to fingerprint the base set ({exc}); the base "
+                           f"set's files changed after it was loaded: load it again") from exc
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ loading
-def load(
-    root: str | Path,
-    *,
-    expect_classes: int | None = None,
-    n_folds: int = 5,
-    allow_partial: bool = False,
-) -> BaseSet:
-    """Load and validate the base set at ``root`` (SPEC §1); see the module docstring.
+def load(root: str | Path, *, allow_partial: bool = False) -> BaseSet:
+    """Load and validate any ESC-50-shaped base set at ``root`` (SPEC §1; module docstring).
 
-    ``expect_classes``: required class count (50 for ESC-50). ``n_folds``: folds ``1..n_folds``
-    must all be present. Raises ``DatasetError`` naming the file and the problem.
+    Raises ``DatasetError`` naming the file and the problem.
     """
     root = Path(root).expanduser().resolve()
-    table = read_table(root, expect_classes=expect_classes, n_folds=n_folds)
+    return build_base(root, read_table(root), allow_partial=allow_partial, name=base_name(root))
+
+
+def load_esc50(root: str | Path, *, allow_partial: bool = False) -> BaseSet:
+    """Load the real ESC-50 at ``root``: 2000 clips, 50 classes (targets 0..49), folds 1..5.
+
+    With ``allow_partial`` bad audio files are dropped, but the table itself must still be the
+    full ESC-50 table. Any other ESC-50-shaped folder → ``DatasetError`` saying what was found
+    and how to load it as a generic base set (``dataset: folder``, ``data_root: <root>``).
+    """
+    root = Path(root).expanduser().resolve()
+    table = read_table(root)
+    k, folds = table["target"].nunique(), sorted(set(table["fold"]))
+    if (len(table), k, tuple(folds)) != (ESC50_CLIPS, ESC50_CLASSES, ESC50_FOLDS) or \
+            sorted(set(table["source_target"])) != list(range(ESC50_CLASSES)):
+        raise DatasetError(
+            f"{root / 'meta' / 'esc50.csv'} is ESC-50-shaped but not the real ESC-50: found "
+            f"{len(table)} clips, {k} classes, folds {folds} (ESC-50 has {ESC50_CLIPS} clips, "
+            f"{ESC50_CLASSES} classes, folds 1-5). Load it as a generic base set instead: set "
+            f"`dataset: folder` with `data_root: {root}` (e.g. python -m teminal run "
+            f"params/default.yaml -p dataset=folder -p data_root={root}), or call "
+            f"teminal.data.esc50.load({str(root)!r}).")
+    return build_base(root, table, allow_partial=allow_partial, name="esc50")
+
+
+def build_base(root: Path, table: pd.DataFrame, *, allow_partial: bool, name: str) -> BaseSet:
+    """Check every audio file of ``table`` (from ``read_table``) and make the ``BaseSet``."""
+    table = table.copy()
     table["label"] = table["category"].str.replace("_", " ", regex=False)
     table["path"] = [str(root / "audio" / f) for f in table["filename"]]
     classes = table.drop_duplicates("target").sort_values("target")["label"].tolist()
@@ -90,18 +148,18 @@ def load(
                 f"{summary}\nRe-download into a fresh folder (teminal.data.esc50.download), or "
                 f"continue without these clips with load({str(root)!r}, allow_partial=True)."
             )
-        warnings.warn(f"{summary}\nallow_partial=True: these rows are dropped.", stacklevel=2)
+        warnings.warn(f"{summary}\nallow_partial=True: these rows are dropped.", stacklevel=3)
         table = table[~table["filename"].isin(bad)].reset_index(drop=True)
         empty = sorted(set(range(len(classes))) - set(table["target"]))
         if empty:
             raise DatasetError(f"{root}: no usable clip left for classes "
                                f"{[classes[t] for t in empty]}; cannot continue even partially")
     return BaseSet(root=root, clips=table, classes=classes, sample_rate=sample_rate,
-                   clip_seconds=frames / sample_rate, name=base_name(root))
+                   clip_seconds=frames / sample_rate, name=name)
 
 
-def read_table(root: Path, *, expect_classes: int | None, n_folds: int) -> pd.DataFrame:
-    """Read ``root/meta/esc50.csv`` and check columns, targets, categories and folds."""
+def read_table(root: Path) -> pd.DataFrame:
+    """Read ``root/meta/esc50.csv``, check it, and re-index targets (``source_target`` kept)."""
     csv = root / "meta" / "esc50.csv"
     if not csv.is_file():
         raise DatasetError(
@@ -123,19 +181,20 @@ def read_table(root: Path, *, expect_classes: int | None, n_folds: int) -> pd.Da
     dupes = table["filename"][table["filename"].duplicated()].tolist()
     if dupes:
         raise DatasetError(f"{csv}: filenames listed twice: {dupes[:_SHOW]}")
-    check_targets(csv, table, expect_classes)
-    folds = set(table["fold"])
-    if folds != set(range(1, n_folds + 1)):
-        raise DatasetError(f"{csv}: folds must be exactly 1..{n_folds}, found {sorted(folds)}")
-    return table
+    odd = [f for f in table["filename"] if not f.strip() or "|" in f]
+    if odd:
+        raise DatasetError(f"{csv}: filenames must be non-empty and free of '|' (it separates "
+                           f"clips in audio keys): {odd[:_SHOW]}; rename those files and rows")
+    check_targets(csv, table)
+    ranks = {t: n for n, t in enumerate(sorted(set(table["target"])))}
+    return table.assign(source_target=table["target"], target=table["target"].map(ranks))
 
 
-def check_targets(csv: Path, table: pd.DataFrame, expect_classes: int | None) -> None:
-    """Targets contiguous ``0..K-1``, one category per target and one target per category."""
-    targets = sorted(set(table["target"]))
-    k = len(targets)
-    if targets != list(range(k)):
-        raise DatasetError(f"{csv}: targets must be contiguous 0..{k - 1}, found {targets[:20]}")
+def check_targets(csv: Path, table: pd.DataFrame) -> None:
+    """One category per target, one target per category, no empty category."""
+    if (table["category"].str.strip() == "").any():
+        raise DatasetError(f"{csv}: empty category in rows "
+                           f"{table.index[table['category'].str.strip() == ''].tolist()[:_SHOW]}")
     per_target = table.groupby("target")["category"].nunique()
     if (per_target > 1).any():
         raise DatasetError(f"{csv}: targets with several categories: "
@@ -144,8 +203,6 @@ def check_targets(csv: Path, table: pd.DataFrame, expect_classes: int | None) ->
     if (per_cat > 1).any():
         raise DatasetError(f"{csv}: categories with several targets: "
                            f"{per_cat[per_cat > 1].index.tolist()}")
-    if expect_classes is not None and k != expect_classes:
-        raise DatasetError(f"{csv}: {k} classes, expected {expect_classes} (expect_classes)")
 
 
 def inspect_audio(table: pd.DataFrame) -> tuple[dict[str, list[str]], int, int]:
@@ -196,11 +253,11 @@ def problem_summary(root: Path, problems: dict[str, list[str]], *, n_rows: int) 
 
 
 def base_name(root: Path) -> str:
-    """``world-<hash>`` for an embedded world (``meta/world.json``), else ``esc50``."""
+    """``world-<hash>`` for an embedded world (``meta/world.json``), else the folder's name."""
     world = root / "meta" / "world.json"
     if world.is_file():
         return f"world-{json.loads(world.read_text())['hash']}"
-    return "esc50"
+    return root.name
 
 
 # ---------------------------------------------------------------------------------- download
@@ -228,16 +285,16 @@ def download(root: str | Path, *, url: str = ESC50_URL, timeout: float = 10.0) -
         extract(Path(tmp), prefix, root)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    load(root, expect_classes=ESC50_CLASSES)
+    load_esc50(root)
     return root
 
 
 def has_valid_copy(root: Path) -> bool:
-    """True when ``root`` loads cleanly with ESC-50's 2000 clips and 50 classes."""
+    """True when ``root`` loads cleanly with ``load_esc50`` (all 2000 clips, 50 classes)."""
     if not (root / "meta" / "esc50.csv").is_file():
         return False
     try:
-        base = load(root, expect_classes=ESC50_CLASSES)
+        base = load_esc50(root)
     except DatasetError:
         return False
     return len(base.clips) == ESC50_CLIPS
@@ -246,7 +303,7 @@ def has_valid_copy(root: Path) -> bool:
 def manual_hint(root: Path, url: str) -> str:
     return (f"Download {url} by hand, unzip it, and move the contents of its top folder "
             f"(ESC-50-master/) to {root}, so that {root / 'meta' / 'esc50.csv'} and "
-            f"{root / 'audio'}/*.wav exist; then call teminal.data.esc50.load({str(root)!r}).")
+            f"{root / 'audio'}/*.wav exist; then call teminal.data.esc50.load_esc50({str(root)!r}).")
 
 
 def fetch(url: str, dest: Path, *, root: Path, timeout: float) -> None:
@@ -256,7 +313,7 @@ def fetch(url: str, dest: Path, *, root: Path, timeout: float) -> None:
         req = urllib.request.Request(url, headers={"User-Agent": "teminal"})
         with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="ESC-50") as bar:
+            with progress(total=total, unit="B", unit_scale=True, desc="ESC-50") as bar:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))

@@ -1,17 +1,31 @@
 """Temporal pair manifests: which clips are paired, with which captions, on which split.
 
-SPEC §1 and paper Algorithm 1. Every ordered class pair ``(i, j)``, ``i ≠ j``, gives one stage-B
-row (three samples: forward ``a_i ⊕ a_j``, reversed ``a_j ⊕ a_i`` with the same clips, overlay
-``a_i ∧ a_j``) and one stage-A row (a single and a double). Splits are drawn on *unordered* class
-pairs, so ``(i, j)`` and ``(j, i)`` always share a side.
+SPEC §1 and paper Algorithm 1. Every ordered class pair ``(i, j)``, ``i ≠ j``, gives stage-B rows
+(three samples each: forward ``a_i ⊕ a_j``, reversed ``a_j ⊕ a_i`` with the same clips, overlay
+``a_i ∧ a_j``) and stage-A rows (a looped single of ``a_i`` and the double ``a_i ⊕ a_j``). Clips
+are drawn per UNORDERED class pair: draw ``d`` of ``{i, j}`` is used by both rows ``(i, j)`` and
+``(j, i)``, so row ``(i, j)``'s forward audio is row ``(j, i)``'s reversed audio. Unordered pairs
+are split by one seeded rule (``unordered_sides``): ``test_fraction`` → held out, then
+``val_fraction`` of the rest → val, the rest → train; ``(i, j)`` and ``(j, i)`` share a side.
 
-- ``pairing="paper"``: one clip per class (by seed); unordered pairs split ``test_fraction`` →
-  test, then ``val_fraction`` of the rest → val, the rest → train (paper B.5).
-- ``pairing="folds"``: test rows are all ordered pairs drawn from clips of ``test_fold``; train and
-  val rows from the other folds, ``val_fraction`` of unordered pairs → val. No test-fold clip is
-  ever in train or val (SPEC §1, stricter than the paper).
+Pair-table splits (column ``split``, ``SPLITS``):
 
-Manifests hold clip filenames and captions only; audio is composed on the fly (``clips.render``).
+- ``pairing="folds"``: "test" = held-out class pairs with clips ONLY from the test fold;
+  "train"/"val" = their class pairs with clips only from the other folds; "seen" = TRAIN class
+  pairs with test-fold clips (the seen-combinations evaluation set). No class pair and no clip
+  is in both a training (train/val) row and a "test" row; no clip is in a training and a
+  "seen" row. ``train_repeats`` / ``eval_repeats``: clip draws per unordered pair.
+- ``pairing="paper"``: one clip per class (seeded) for every row (paper B.5); no "seen" rows.
+
+Singles (``SINGLE_SPLITS``): "test" = Task-1 clips (the test fold; with ``paper`` those not
+drawn for pairs); "paired" = clips drawn for pairs that a test pair row uses (``paper``: neither
+pretraining nor Task 1); every other clip may pretrain the embedded backbone: "val" in the val
+fold, else "train".
+
+Stage-B rows carry the paper captions (``caption_f/r/o``, ``phrasing`` before/after seeded per
+row; ``T`` keeps the phrasing and swaps the events) and one paraphrase draw per row from the
+training family (``para_f/r/o``; r uses f's template with the events swapped). Manifests hold
+clip filenames and captions only; audio is composed on the fly (``clips.render``).
 """
 from __future__ import annotations
 
@@ -19,96 +33,91 @@ import hashlib
 import io
 import json
 import os
-import string
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from teminal.data.captions import (HELDOUT_FAMILY, PHRASINGS, TRAINING_FAMILY,  # noqa: F401
+                                   CaptionTemplates, PhrasingFamily, check_disjoint,
+                                   stage_a_captions, stage_b_captions)
 from teminal.data.esc50 import BaseSet
+from teminal.gates import MIN_CLASSES, SanityError
 
-SPLITS = ("train", "val", "test")
-PHRASINGS = ("before", "after")
+SPLITS = ("train", "val", "test", "seen")  # pair tables (stage A, stage B)
+SINGLE_SPLITS = ("train", "val", "test", "paired")  # singles table
+TRAINING_SPLITS = ("train", "val")
 SINGLES_COLUMNS = ["clip", "target", "label", "caption", "split"]
-STAGE_A_COLUMNS = ["pair", "i", "j", "clip_i", "clip_j", "label_i", "label_j",
-                   "caption_single", "caption_double", "split"]
-STAGE_B_COLUMNS = ["pair", "i", "j", "clip_i", "clip_j", "label_i", "label_j", "phrasing",
-                   "caption_f", "caption_r", "caption_o", "split"]
-INT_COLUMNS = ("pair", "i", "j", "target")
+PAIR_COLUMNS = ["pair", "i", "j", "draw", "clip_i", "clip_j", "label_i", "label_j"]
+STAGE_A_COLUMNS = PAIR_COLUMNS + ["caption_single", "caption_double", "split"]
+STAGE_B_COLUMNS = PAIR_COLUMNS + ["phrasing", "caption_f", "caption_r", "caption_o",
+                                  "para_f", "para_r", "para_o", "split"]
+INT_COLUMNS = ("pair", "i", "j", "draw", "target")
 FILES = {"singles": "singles.csv", "stage_a": "stage_a.csv", "stage_b": "stage_b.csv"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class CaptionTemplates:
-    """Caption templates (SPEC §1, paper B.2). ``{x}`` is the FIRST event in time, ``{y}`` the
-    second: the forward audio ``a_i ⊕ a_j`` reads ``"x_i before x_j"`` or ``"x_j after x_i"``."""
-
-    single: str = "single sound of {x}"
-    double: str = "combined sound of {x} and {y}"
-    before: str = "{x} before {y}"
-    after: str = "{y} after {x}"
-    while_: str = "{x} while {y}"
-    class_prompt: str = "the sound of {x}"
-
-    def __post_init__(self) -> None:
-        for name in ("single", "double", "before", "after", "while_", "class_prompt"):
-            want = {"x"} if name in ("single", "class_prompt") else {"x", "y"}
-            text = getattr(self, name)
-            try:
-                found = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"CaptionTemplates.{name}={text!r} is not a format string: {exc}")
-            if found != want:
-                raise ValueError(f"CaptionTemplates.{name}={text!r} must use exactly the "
-                                 f"placeholders {sorted(want)}, found {sorted(found)}")
-
-    def sequence(self, first: str, second: str, phrasing: str) -> str:
-        """Caption of ``first ⊕ second`` in ``phrasing`` (``before``/``after``)."""
-        if phrasing not in PHRASINGS:
-            raise ValueError(f"phrasing must be one of {PHRASINGS}, got {phrasing!r}")
-        return getattr(self, phrasing).format(x=first, y=second)
-
-
-@dataclass(frozen=True, kw_only=True)
 class PairingConfig:
-    """How pairs are drawn and split (SPEC §1). ``val_fold`` only splits the singles table;
-    ``train_repeats``/``eval_repeats`` (clip draws per ordered pair for train / val and test)
-    apply to ``folds`` only: ``paper`` has one clip per class."""
+    """How pairs are drawn and split (SPEC §1). ``test_fold=None`` → the highest fold label of
+    the base set; ``val_fold=None`` → the next lower fold (the next higher if the test fold is
+    the lowest) when the base set has ≥ 3 folds, else no val fold. ``train_repeats`` /
+    ``eval_repeats``: clip draws per unordered class pair for train / val, test and seen
+    (``folds`` only: ``paper`` has one clip per class)."""
 
     pairing: str = "folds"
     seed: int = 0
     test_fraction: float = 0.3
     val_fraction: float = 0.1
-    test_fold: int = 5
-    val_fold: int = 4
+    test_fold: int | None = None
+    val_fold: int | None = None
     train_repeats: int = 1
     eval_repeats: int = 1
 
     def __post_init__(self) -> None:
-        def count(x: object, low: int) -> bool:
-            return isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= low
+        def integer(x: object) -> bool:
+            return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
         checks = {
             "pairing": self.pairing in ("paper", "folds"),
-            "seed": count(self.seed, 0),
+            "seed": integer(self.seed) and self.seed >= 0,
             "test_fraction": 0 < self.test_fraction < 1,
             "val_fraction": 0 <= self.val_fraction < 1,
-            "test_fold": count(self.test_fold, 1),
-            "val_fold": count(self.val_fold, 1) and self.val_fold != self.test_fold,
-            "train_repeats": count(self.train_repeats, 1),
-            "eval_repeats": count(self.eval_repeats, 1),
+            "test_fold": self.test_fold is None or integer(self.test_fold),
+            "val_fold": self.val_fold is None or (integer(self.val_fold)
+                                                  and self.val_fold != self.test_fold),
+            "train_repeats": integer(self.train_repeats) and self.train_repeats >= 1,
+            "eval_repeats": integer(self.eval_repeats) and self.eval_repeats >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"PairingConfig: invalid {bad[0]}={getattr(self, bad[0])!r} "
-                             f"(pairing in 'paper'/'folds', fractions in [0, 1), "
-                             f"val_fold != test_fold, repeats >= 1)")
+                             f"(pairing in 'paper'/'folds', fractions in [0, 1), folds integers "
+                             f"or None with val_fold != test_fold, repeats >= 1)")
+
+    def resolve_folds(self, folds: list[int], *, name: str = "base set") -> tuple[int, int | None]:
+        """``(test_fold, val_fold or None)`` for a base set with fold labels ``folds``."""
+        for param in ("test_fold", "val_fold"):
+            value = getattr(self, param)
+            if value is not None and value not in folds:
+                raise ValueError(f"PairingConfig.{param}={value} is not a fold of {name} (its "
+                                 f"folds: {folds}); set {param} to one of them, or None for "
+                                 f"the default")
+        test = max(folds) if self.test_fold is None else int(self.test_fold)
+        if self.val_fold is not None:
+            if self.val_fold == test:
+                raise ValueError(f"PairingConfig.val_fold={self.val_fold} is the test fold of "
+                                 f"{name}; pick another val_fold (or set test_fold)")
+            return test, int(self.val_fold)
+        if len(folds) < 3:
+            return test, None
+        lower = [f for f in folds if f < test]
+        return test, (max(lower) if lower else min(f for f in folds if f > test))
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Manifests:
-    """The three tables (columns in docs/CONTRACTS.md), their hashes and the config."""
+    """The three tables (module docstring; docs/CONTRACTS.md), their hashes and the config."""
 
     singles: pd.DataFrame
     stage_a: pd.DataFrame
@@ -120,38 +129,65 @@ class Manifests:
         return {"singles": self.singles, "stage_a": self.stage_a, "stage_b": self.stage_b}
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {k: {s: int((df["split"] == s).sum()) for s in SPLITS}
+        """Rows per split of each table."""
+        return {k: {s: int((df["split"] == s).sum())
+                    for s in (SINGLE_SPLITS if k == "singles" else SPLITS)}
                 for k, df in self.tables().items()}
+
+
+def eval_pair_count(manifests: Manifests, split: str) -> int:
+    """Distinct unordered class pairs among the stage-B rows of ``split`` (SPEC §6 gate)."""
+    rows = manifests.stage_b[manifests.stage_b["split"] == split]
+    lo, hi = np.minimum(rows["i"], rows["j"]), np.maximum(rows["i"], rows["j"])
+    return len(set(zip(lo.tolist(), hi.tolist())))
 
 
 # ----------------------------------------------------------------------------------- building
 def build_manifests(base: BaseSet, *, pairing: PairingConfig,
-                    templates: CaptionTemplates | None = None) -> Manifests:
-    """Singles, stage-A and stage-B tables of ``base`` (SPEC §1; deterministic in the seed)."""
+                    templates: CaptionTemplates | None = None,
+                    family: PhrasingFamily = TRAINING_FAMILY,
+                    heldout: PhrasingFamily = HELDOUT_FAMILY) -> Manifests:
+    """Singles, stage-A and stage-B tables of ``base`` (SPEC §1; deterministic in the seed).
+
+    ``family``: the training paraphrases (``para_*`` columns); ``heldout``: the ZSTE-only family,
+    checked to share no phrasing with ``family`` or ``templates`` (``check_disjoint``). Raises
+    ``SanityError`` under 3 classes and ``ValueError`` naming the class, split and fold(s) when
+    a split needs a clip the base set lacks.
+    """
     templates = templates or CaptionTemplates()
     k = len(base.classes)
-    if k < 3:
-        raise ValueError(f"base set {base.name} has {k} classes; pairs need at least 3")
+    if k < MIN_CLASSES:
+        raise SanityError(f"base set {base.name} has {k} classes; pairs need at least "
+                          f"{MIN_CLASSES} (SPEC §6)")
+    if not family.sequence or not family.overlay:
+        raise ValueError("the training family needs at least one sequence and one overlay "
+                         "template")
+    check_disjoint(family, heldout)
+    check_disjoint(templates.family(), heldout)
+    test_fold, val_fold = pairing.resolve_folds(base.folds, name=f"base set {base.name}")
+    if pairing.pairing == "folds" and len(base.folds) < 2:
+        raise ValueError(f"pairing: folds needs at least 2 folds (training clips from other "
+                         f"folds than the test fold); base set {base.name} has folds "
+                         f"{base.folds}: use pairing: paper")
     clips = base.clips[["filename", "fold", "target"]].sort_values(["target", "filename"])
+    sides = unordered_sides(k, test_fraction=pairing.test_fraction,
+                            val_fraction=pairing.val_fraction, seed=pairing.seed)
     if pairing.pairing == "paper":
-        chosen = one_clip_per_class(clips, k, seed=pairing.seed)
-        split = np.where(clips["filename"].isin(chosen), "train", "test")
-        rows = paper_rows(k, chosen, pairing)
+        rows = paper_rows(k, one_clip_per_class(clips, k, seed=pairing.seed), sides)
     else:
-        split = fold_split(clips, base.name, pairing)
-        rows = folds_rows(k, clips, base.name, pairing)
-    singles = pd.DataFrame({"clip": clips["filename"].to_numpy(), "target": clips["target"].to_numpy()})
-    singles["label"] = [base.classes[t] for t in singles["target"]]
-    singles["caption"] = [templates.class_prompt.format(x=x) for x in singles["label"]]
-    singles["split"] = split
+        rows = folds_rows(clips, base, sides, pairing, test_fold=test_fold)
     rows["label_i"] = [base.classes[t] for t in rows["i"]]
     rows["label_j"] = [base.classes[t] for t in rows["j"]]
-    stage_a, stage_b = stage_a_table(rows, templates), stage_b_table(rows, templates, pairing.seed)
-    config = {"pairing": asdict(pairing), "templates": asdict(templates),
+    singles = singles_table(clips, base, rows, templates, paper=pairing.pairing == "paper",
+                            test_fold=test_fold, val_fold=val_fold)
+    tables = {"singles": singles, "stage_a": stage_a_table(rows, templates),
+              "stage_b": stage_b_table(rows, templates, family, pairing.seed)}
+    config = {"pairing": {**asdict(pairing), "test_fold": test_fold, "val_fold": val_fold,
+                          "folds": base.folds},
+              "templates": asdict(templates),
+              "families": {"training": asdict(family), "heldout": asdict(heldout)},
               "base": {"name": base.name, "fingerprint": base.fingerprint, "n_classes": k,
                        "n_clips": int(len(clips))}}
-    tables = {"singles": singles[SINGLES_COLUMNS].reset_index(drop=True),
-              "stage_a": stage_a, "stage_b": stage_b}
     return Manifests(**tables, hashes={n: manifest_hash(df) for n, df in tables.items()},
                      config=config)
 
@@ -187,79 +223,90 @@ def ordered_pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
     return i, j
 
 
-def paper_rows(k: int, chosen: np.ndarray, cfg: PairingConfig) -> pd.DataFrame:
-    sides = unordered_sides(k, test_fraction=cfg.test_fraction,
-                            val_fraction=cfg.val_fraction, seed=cfg.seed)
+def paper_rows(k: int, chosen: np.ndarray, sides: np.ndarray) -> pd.DataFrame:
+    """Every ordered pair once (draw 0) with the chosen clip of each class."""
     i, j = ordered_pairs(k)
-    rows = pd.DataFrame({"pair": i * k + j, "i": i, "j": j, "clip_i": chosen[i],
+    rows = pd.DataFrame({"pair": i * k + j, "i": i, "j": j, "draw": 0, "clip_i": chosen[i],
                          "clip_j": chosen[j], "split": sides[i, j]})
     return order_rows(rows)
 
 
-def fold_split(clips: pd.DataFrame, name: str, cfg: PairingConfig) -> np.ndarray:
-    """Singles split in ``folds`` mode: test_fold → test, val_fold → val, the rest → train."""
-    folds = set(clips["fold"])
-    for param in ("test_fold", "val_fold"):
-        if getattr(cfg, param) not in folds:
-            raise ValueError(f"PairingConfig.{param}={getattr(cfg, param)} is not a fold of "
-                             f"base set {name} (folds {sorted(folds)})")
-    fold = clips["fold"].to_numpy()
-    return np.where(fold == cfg.test_fold, "test", np.where(fold == cfg.val_fold, "val", "train"))
-
-
-def folds_rows(k: int, clips: pd.DataFrame, name: str, cfg: PairingConfig) -> pd.DataFrame:
-    """Test rows from test-fold clips; train/val rows from the other folds' clips."""
-    sides = unordered_sides(k, test_fraction=0.0, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    i, j = ordered_pairs(k)
-    is_test = clips["fold"].to_numpy() == cfg.test_fold
-    rng = np.random.default_rng([cfg.seed, 3])
-    parts = [draw(rng, clips[is_test], i, j, k, cfg.eval_repeats, "test", name)]
-    for split, repeats in (("train", cfg.train_repeats), ("val", cfg.eval_repeats)):
-        keep = sides[i, j] == split
-        parts.append(draw(rng, clips[~is_test], i[keep], j[keep], k, repeats, split, name))
+def folds_rows(clips: pd.DataFrame, base: BaseSet, sides: np.ndarray, cfg: PairingConfig, *,
+               test_fold: int) -> pd.DataFrame:
+    """train/val rows from non-test-fold clips, test/seen rows from test-fold clips."""
+    in_test = clips["fold"].to_numpy() == test_fold
+    other = [f for f in base.folds if f != test_fold]
+    plan = [("train", "train", ~in_test, other, cfg.train_repeats),
+            ("val", "val", ~in_test, other, cfg.eval_repeats),
+            ("test", "test", in_test, [test_fold], cfg.eval_repeats),
+            ("seen", "train", in_test, [test_fold], cfg.eval_repeats)]
+    a, b = np.triu_indices(len(base.classes), 1)
+    parts = []
+    for n, (split, side, pool, folds, repeats) in enumerate(plan):
+        keep = sides[a, b] == side
+        rng = np.random.default_rng([cfg.seed, 3, n])  # one stream per split
+        parts.append(draw_unordered(rng, clips[pool], a[keep], b[keep], base=base,
+                                    repeats=repeats, split=split, folds=folds))
     return order_rows(pd.concat(parts, ignore_index=True))
 
 
-def draw(rng: np.random.Generator, pool: pd.DataFrame, i: np.ndarray, j: np.ndarray, k: int,
-         repeats: int, split: str, name: str) -> pd.DataFrame:
-    """``repeats`` random clip draws (one clip of class i, one of class j) per ordered pair."""
+def draw_unordered(rng: np.random.Generator, pool: pd.DataFrame, a: np.ndarray, b: np.ndarray, *,
+                   base: BaseSet, repeats: int, split: str, folds: list[int]) -> pd.DataFrame:
+    """``repeats`` clip draws per unordered pair ``{a, b}`` [P], each giving rows (a, b) and
+    (b, a) with the same two clips. ``pool``: clips sorted by (target, filename)."""
+    k = len(base.classes)
     counts = np.bincount(pool["target"], minlength=k)
-    if (counts == 0).any():
-        raise ValueError(f"base set {name}: classes {np.nonzero(counts == 0)[0].tolist()} have "
-                         f"no clip for the {split} split")
-    files = pool["filename"].to_numpy()  # sorted by (target, filename)
+    need = sorted(set(a.tolist()) | set(b.tolist()))
+    lacking = [base.classes[t] for t in need if counts[t] == 0]
+    if lacking:
+        raise ValueError(f"base set {base.name}: classes {lacking} have no clip in fold(s) "
+                         f"{folds}, which the {split!r} pair rows need; pick other folds "
+                         f"(test_fold) or leave those classes out (select_classes)")
+    files = pool["filename"].to_numpy()
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    i, j = np.repeat(i, repeats), np.repeat(j, repeats)
-    pick_i = start[i] + (rng.random(len(i)) * counts[i]).astype(int)
-    pick_j = start[j] + (rng.random(len(j)) * counts[j]).astype(int)
-    return pd.DataFrame({"pair": i * k + j, "i": i, "j": j, "clip_i": files[pick_i],
-                         "clip_j": files[pick_j], "split": split})
+    d = np.tile(np.arange(repeats), len(a))  # (P·repeats,) draw index
+    a, b = np.repeat(a, repeats), np.repeat(b, repeats)  # (P·repeats,)
+    ca = files[start[a] + (rng.random(len(a)) * counts[a]).astype(int)]
+    cb = files[start[b] + (rng.random(len(b)) * counts[b]).astype(int)]
+    i, j = np.concatenate([a, b]), np.concatenate([b, a])
+    return pd.DataFrame({"pair": i * k + j, "i": i, "j": j, "draw": np.concatenate([d, d]),
+                         "clip_i": np.concatenate([ca, cb]), "clip_j": np.concatenate([cb, ca]),
+                         "split": split})
 
 
 def order_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows ordered train, val, test, then by pair (stable: draws keep their order)."""
+    """Rows ordered train, val, test, seen, then by pair and draw."""
     key = rows["split"].map({s: n for n, s in enumerate(SPLITS)})
-    return rows.assign(_k=key).sort_values(["_k", "pair"], kind="stable") \
+    return rows.assign(_k=key).sort_values(["_k", "pair", "draw"], kind="stable") \
         .drop(columns="_k").reset_index(drop=True)
 
 
+def singles_table(clips: pd.DataFrame, base: BaseSet, rows: pd.DataFrame, t: CaptionTemplates, *,
+                  paper: bool, test_fold: int, val_fold: int | None) -> pd.DataFrame:
+    """One row per clip; split as in the module docstring (SPEC §1 "Single clips")."""
+    fold = clips["fold"].to_numpy()
+    drawn = clips["filename"].isin(pd.concat([rows["clip_i"], rows["clip_j"]])).to_numpy()
+    evals = rows[rows["split"].isin(["test", "seen"])]
+    in_eval = clips["filename"].isin(pd.concat([evals["clip_i"], evals["clip_j"]])).to_numpy()
+    task1 = (fold == test_fold) & ~(drawn & paper)  # paper: clips drawn for pairs are not Task 1
+    in_val = (fold == val_fold) if val_fold is not None else np.zeros(len(fold), bool)
+    split = np.where(task1, "test", np.where(in_eval, "paired", np.where(in_val, "val", "train")))
+    out = pd.DataFrame({"clip": clips["filename"].to_numpy(), "target": clips["target"].to_numpy()})
+    out["label"] = [base.classes[c] for c in out["target"]]
+    out["caption"] = [t.class_prompt.format(x=x) for x in out["label"]]
+    out["split"] = split
+    return out[SINGLES_COLUMNS].reset_index(drop=True)
+
+
 def stage_a_table(rows: pd.DataFrame, t: CaptionTemplates) -> pd.DataFrame:
-    out = rows.copy()
-    out["caption_single"] = [t.single.format(x=x) for x in out["label_i"]]
-    out["caption_double"] = [t.double.format(x=x, y=y) for x, y in zip(out["label_i"], out["label_j"])]
-    return out[STAGE_A_COLUMNS]
+    """Single = ``a_i`` looped (key ``loop``), double = ``a_i ⊕ a_j`` (SPEC §1, paper B.2)."""
+    return stage_a_captions(rows, t)[STAGE_A_COLUMNS]
 
 
-def stage_b_table(rows: pd.DataFrame, t: CaptionTemplates, seed: int) -> pd.DataFrame:
-    """f = ``a_i ⊕ a_j``, r = T(f) = ``a_j ⊕ a_i`` (same phrasing), o = ``x_i while x_j``."""
-    out = rows.copy()
-    rng = np.random.default_rng([seed, 2])
-    out["phrasing"] = np.where(rng.random(len(out)) < 0.5, "before", "after")
-    li, lj, ph = out["label_i"], out["label_j"], out["phrasing"]
-    out["caption_f"] = [t.sequence(x, y, p) for x, y, p in zip(li, lj, ph)]
-    out["caption_r"] = [t.sequence(y, x, p) for x, y, p in zip(li, lj, ph)]
-    out["caption_o"] = [t.while_.format(x=x, y=y) for x, y in zip(li, lj)]
-    return out[STAGE_B_COLUMNS]
+def stage_b_table(rows: pd.DataFrame, t: CaptionTemplates, family: PhrasingFamily,
+                  seed: int) -> pd.DataFrame:
+    """f = ``a_i ⊕ a_j``, r = T(f) = ``a_j ⊕ a_i``, o = ``a_i ∧ a_j``, with their captions."""
+    return stage_b_captions(rows, t, family, seed=seed)[STAGE_B_COLUMNS]
 
 
 # -------------------------------------------------------------------------------------- files

@@ -1,0 +1,423 @@
+"""Order-head benchmark: when does the order-aware audio head leave its plateau? (SPEC §2–§4)
+
+Library only (no notebook, no MLflow run: ``train.fit`` logs nothing without one). Once per
+work folder: an embedded world (``synth_world.make_world``), manifests
+(``build_manifests``, ``pairing="folds"``), the tiny backbone pretrained CLAP-style
+(``pretrain_tiny``, as ``teminal/run/steps/models.py`` does) and the trunk cache of every
+clip and caption (``TrunkCache`` + ``build_bank``, frames included). Then, per configuration,
+a fresh ``TinyClap.load(model.pt, audio_head="order")``, stage A (T-AB only, ``StageATask``,
+one learning rate, as the pipeline) and stage B (``StageBTask``, all weights 1,
+``weights_by="meaning"``, paper captions) with ``train.fit(params=[{other, lr}, {mixer,
+order_lr}])``. Only the heads train.
+
+Every ``--eval-every`` epochs (and before training) the live model is scored on the held-out
+stage-B rows (split ``test``) with ``zste.evaluate`` (SPEC §4): 3A-o (``"x_i before x_j"`` vs
+``"x_j before x_i"`` for ``a_i⊕a_j`` and for ``a_j⊕a_i``), 3A-c (SPEC §4: both orders of an
+unordered clip pair right in 3A, "while" a candidate too), ``oc`` (both right in 3A-o, the
+order-only consistency) and 1A / 3A / 3B. The hook runs inside ``fit``'s validation pass
+(eval mode, no grad); its time is measured and left out of the per-epoch seconds.
+
+Configuration knobs beyond the learning rates (both change "equals the pooled head at init"):
+``--up-inits`` std of a normal init of the mixer's output projection (0 = the library's zero
+init); ``--pos-scales`` factor on the sinusoidal positional table (1 = the library's).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/order_head.py --work-dir benchmarks/out/oh \\
+        --starts B,AB --order-lrs 1e-3,3e-3,1e-2 --epochs 28 --out benchmarks/out/order_head.json
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe, machine_info, write_json  # noqa: E402
+
+from teminal import losses, train, zste  # noqa: E402
+from teminal.audio import Recipe  # noqa: E402
+from teminal.cache import TrunkCache  # noqa: E402
+from teminal.data import esc50  # noqa: E402
+from teminal.data.clips import ClipStore, audio_key, render  # noqa: E402
+from teminal.data.pairs import PairingConfig, build_manifests  # noqa: E402
+from teminal.data.synth_world import WorldConfig, make_world  # noqa: E402
+from teminal.features import build_bank, embed_audio, embed_texts  # noqa: E402
+from teminal.models.heads import FrameMixer, time_pool  # noqa: E402
+from teminal.models.tiny import TinyClap, TinyConfig  # noqa: E402
+from teminal.pretrain import pretrain_tiny  # noqa: E402
+from teminal.stages import StageATask, StageBTask  # noqa: E402
+
+TASKS = ("1A", "3A", "3A-o", "3A-c", "3B")
+CLASS_PROMPT = "the sound of {x}"  # DataParams.caption_class
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    a = p.add_argument
+    a("--work-dir", default="", help="world, pretrained model, trunk cache, checkpoints (reused "
+      "by later calls with the same settings); default: a temporary folder, deleted")
+    a("--classes", type=int, default=30), a("--clips-per-class", type=int, default=20)
+    a("--seconds", type=float, default=1.0), a("--sample-rate", type=int, default=16000)
+    a("--hop", type=int, default=160, help="tiny STFT hop (params tiny_hop)")
+    a("--width", type=int, default=16, help="tiny CNN width (params tiny_width)")
+    a("--pretrain-epochs", type=int, default=24), a("--pretrain-batch-size", type=int, default=64)
+    a("--pretrain-lr", type=float, default=2e-3)
+    a("--starts", default="B,AB", help="B: stage B from the pretrained model; AB: after stage A")
+    a("--stage-a-epochs", type=int, default=8)
+    a("--order-lrs", default="1e-3", help="comma list: learning rates of the order module")
+    a("--text-lrs", default="0", help="comma list: learning rates of the text head (0 = --lr)")
+    a("--up-inits", default="0", help="comma list: std of the mixer output projection's init")
+    a("--pos-scales", default="1", help="comma list: factor on the positional table at init")
+    a("--seeds", default="0", help="comma list: stage seeds (shuffles, dropout; a seed s > 0 "
+      "also draws the order module's init with seed s)")
+    a("--captions", default="paper", choices=("paper", "paraphrase"), help="stage-B captions")
+    a("--epochs", type=int, default=28), a("--batch-size", type=int, default=64)
+    a("--lr", type=float, default=1e-3), a("--eval-every", type=int, default=2)
+    a("--n-boot", type=int, default=1000, help="bootstrap resamples of the final evaluation")
+    a("--threads", type=int, default=1), a("--seed", type=int, default=0, help="world/pretrain")
+    a("--out", default="", help="write every figure to this JSON file (never overwritten)")
+    args = p.parse_args(argv)
+    if args.out and Path(args.out).exists():
+        p.error(f"--out {args.out} exists; earlier results are never overwritten: pick another")
+    if args.eval_every < 1 or args.epochs < 1:
+        p.error("--eval-every and --epochs must be ≥ 1")
+    return args
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One stage-B configuration."""
+
+    start: str  # "B" (from the pretrained model) | "AB" (after stage A)
+    order_lr: float
+    text_lr: float  # 0 = the stage lr
+    up_init: float
+    pos_scale: float
+    seed: int
+
+    @property
+    def label(self) -> str:
+        text = f" tlr={self.text_lr:g}" if self.text_lr else ""
+        return (f"T-{self.start} olr={self.order_lr:g}{text} up={self.up_init:g} "
+                f"pos={self.pos_scale:g} s={self.seed}")
+
+
+def variants(args) -> list[Variant]:
+    starts = [s.strip() for s in args.starts.split(",")]
+    if not set(starts) <= {"B", "AB"}:
+        raise SystemExit(f"--starts takes B and/or AB, got {args.starts!r}")
+    grid = itertools.product(starts, floats(args.order_lrs), floats(args.text_lrs), floats(args.up_inits),
+                             floats(args.pos_scales), [int(s) for s in floats(args.seeds)])
+    return [Variant(*v) for v in grid]
+
+
+@dataclass
+class Setup:
+    """What every configuration shares: data, the pretrained model file, cache and bank."""
+
+    base: esc50.BaseSet
+    manifests: object
+    model_path: Path
+    cache: TrunkCache
+    bank: object
+    device: torch.device
+    info: dict
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def setup(args, work: Path, device: torch.device) -> Setup:
+    """World, manifests, pretrained tiny backbone (reused when present) and the feature bank."""
+    timings = {}
+    tic = time.perf_counter()
+    world = WorldConfig(n_classes=args.classes, clips_per_class=args.clips_per_class,
+                        clip_seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed)
+    base = esc50.load(make_world(work / f"world-{world.hash}", world))
+    manifests = build_manifests(base, pairing=PairingConfig(pairing="folds", seed=args.seed))
+    recipe = Recipe(sample_rate=base.sample_rate)
+    store = ClipStore(base, sample_rate=base.sample_rate)
+    render_key = lambda key: render(key, store, recipe)  # noqa: E731
+    timings["data_s"] = time.perf_counter() - tic
+    w = args.width
+    tiny = TinyConfig(sample_rate=base.sample_rate, seed=args.seed, hop=args.hop,
+                      channels=(w, 2 * w, 4 * w, 8 * w))
+    pre = train.TrainConfig(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch_size,
+                            lr=args.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
+                            schedule="cosine", seed=args.seed)
+    folder = work / f"pretrained-{short_hash([world.hash, asdict(tiny), asdict(pre)])}"
+    tic = time.perf_counter()
+    model = TinyClap(config=tiny).to(device)
+    result = pretrain_tiny(model=model, singles=manifests.singles, render=render_key,
+                           class_names=list(base.classes), class_prompt=CLASS_PROMPT, config=pre,
+                           out_dir=folder, device=device, progress=False)
+    model.save(folder / "model.pt")
+    timings["pretrain_s"] = time.perf_counter() - tic
+    timings["pretrain_reused"] = result.steps == 0
+    tic = time.perf_counter()
+    order = TinyClap.load(folder / "model.pt", audio_head="order").to(device).eval()
+    cache = TrunkCache(root=work / "cache", backbone=order, recipe=recipe, progress=False,
+                       base_fingerprint=base.fingerprint, device=device, batch_size=64)
+    bank = build_bank(cache=cache, manifests=manifests, render=render_key, frames=True,
+                      device=device)
+    timings["cache_s"] = time.perf_counter() - tic
+    counts = {t: {s: int(n) for s, n in df["split"].value_counts().items()}
+              for t, df in manifests.tables().items()}
+    info = {"world": asdict(world), "tiny": asdict(tiny), "pretrain": asdict(pre),
+            "pretrain_history": result.history, "frames_per_double": int(bank.pairs.feats.frames.shape[1]),
+            "rows": counts, "zero_shot_train_top1": zero_shot_top1(order, bank, cache, manifests,
+                                                                   base, device), **timings}
+    return Setup(base, manifests, folder / "model.pt", cache, bank, device, info)
+
+
+@torch.no_grad()
+def zero_shot_top1(model, bank, cache, manifests, base, device) -> float:
+    """SPEC §6 gate figure: zero-shot top-1 (%) on the pretraining singles (split train)."""
+    singles = manifests.singles[manifests.singles["split"] == "train"]
+    z_a = embed_audio(model, bank.singles, [audio_key("single", c) for c in singles["clip"]])
+    z_c = embed_texts(model, cache, [CLASS_PROMPT.format(x=c) for c in base.classes], device=device)
+    pred = (z_a @ z_c.T).argmax(1).cpu().numpy()
+    return float(100 * (pred == singles["target"].to_numpy()).mean())
+
+
+@torch.no_grad()
+def evaluate(model, s: Setup, *, n_boot: int) -> dict:
+    """3A-o, 3A-c, order-only consistency ``oc``, 1A, 3A, 3B (%) on the test split (SPEC §4)."""
+    model.eval()
+    sb, singles = s.manifests.stage_b, s.manifests.singles
+    rows = sb[sb["split"] == "test"].reset_index(drop=True)
+    clips = singles[singles["split"] == "test"]
+    ci, cj = list(rows["clip_i"]), list(rows["clip_j"])
+    keys = {"single": [audio_key("single", c) for c in clips["clip"]],
+            "seq": [audio_key("seq", a, b) for a, b in zip(ci, cj)],
+            "rev": [audio_key("seq", b, a) for a, b in zip(ci, cj)],
+            "mix": [audio_key("mix", a, b) for a, b in zip(ci, cj)]}
+    table = {n: s.bank.singles if n == "single" else s.bank.pairs for n in keys}
+    inputs = zste.ZsteInputs(
+        class_names=list(s.base.classes), pairs=rows[["i", "j"]].to_numpy().astype(np.int64),
+        single_labels=clips["target"].to_numpy().astype(np.int64),
+        **{f"{n}_audio": embed_audio(model, table[n], k) for n, k in keys.items()},
+        **{f"{n}_keys": np.array(k, dtype=object) for n, k in keys.items()})
+    res = zste.evaluate(inputs, lambda texts: embed_texts(model, s.cache, texts, device=s.device),
+                        tasks=TASKS, n_boot=n_boot)
+    out = {t: float(v) for t, v in zip(res.table.task, res.table.value)}
+    if n_boot > 0:
+        out["ci"] = {t: [float(lo), float(hi)] for t, lo, hi in
+                     zip(res.table.task, res.table.ci_low, res.table.ci_high)}
+    score = dict(zip(res.items["3A-o"].key, res.items["3A-o"].score))  # audio key → credit
+    pairs = {frozenset((a, b)): score[a] * score[b] for a, b in zip(keys["seq"], keys["rev"])}
+    out["oc"] = float(100 * np.mean(list(pairs.values())))
+    return out | order_cosines(model, s, rows, inputs)
+
+
+def order_cosines(model, s: Setup, rows, inputs) -> dict:
+    """How alike the two orders look to each side: mean cos(z_a(a_i⊕a_j), z_a(a_j⊕a_i)) and
+    mean cos(z_c("x_i before x_j"), z_c("x_j before x_i")) over the test rows (1 = blind)."""
+    cos = torch.nn.functional.cosine_similarity
+    names, before = list(s.base.classes), zste.ZsteTemplates().before
+    fw = [before.format(x=names[i], y=names[j]) for i, j in zip(rows["i"], rows["j"])]
+    bw = [before.format(x=names[j], y=names[i]) for i, j in zip(rows["i"], rows["j"])]
+    z_c = embed_texts(model, s.cache, fw + bw, device=s.device)  # (2P, d)
+    return {"audio_order_cos": float(cos(inputs.seq_audio, inputs.rev_audio).mean()),
+            "text_order_cos": float(cos(z_c[: len(fw)], z_c[len(fw):]).mean())}
+
+
+def distance_from_pooled(model, s: Setup) -> float:
+    """Mean cosine between the order head's and the pooled head's z_a on the test doubles
+    (1.0 exactly when the order module's output is zero)."""
+    head = model.audio_head_module
+    sb = s.manifests.stage_b
+    rows = s.bank.pairs.rows(audio_key("seq", a, b) for a, b in
+                             zip(sb.loc[sb["split"] == "test", "clip_i"], sb.loc[sb["split"] == "test", "clip_j"]))
+    with torch.no_grad():
+        feats = s.bank.pairs.take(rows)
+        z_order = head(feats)  # (N, d)
+        z_pooled = head.pooled.forward_pooled(time_pool(feats.frames))  # (N, d)
+    return float(torch.nn.functional.cosine_similarity(z_order, z_pooled).mean())
+
+
+class EvalHook:
+    """A ``train.StageTask`` forwarding to ``task``; at the first validation batch after every
+    ``every``-th epoch's training steps it calls ``on_epoch(epoch)`` (model in eval mode)."""
+
+    def __init__(self, task, *, steps_per_epoch: int, every: int, on_epoch) -> None:
+        if task.n_val < 2:
+            raise ValueError("the evaluation hook needs ≥ 2 validation rows (val_fraction > 0)")
+        self.task, self.spe, self.every, self.on_epoch = task, steps_per_epoch, every, on_epoch
+        self.n_train, self.n_val = task.n_train, task.n_val
+        self.steps, self.seen = 0, 0
+
+    def generators(self):
+        return self.task.generators()
+
+    def loss(self, rows, *, split):
+        if split == "train":
+            self.steps += 1
+        elif self.steps // self.spe > self.seen:
+            self.seen = self.steps // self.spe
+            if self.seen % self.every == 0:
+                self.on_epoch(self.seen)
+        return self.task.loss(rows, split=split)
+
+
+def fresh_model(v: Variant, s: Setup) -> TinyClap:
+    """The pretrained model with the order head; init changes of ``v`` applied."""
+    model = TinyClap.load(s.model_path, audio_head="order").to(s.device)
+    mixer = model.audio_head_module.mixer
+    gen = torch.Generator().manual_seed(1000 + v.seed)
+    if v.seed > 0:  # another draw of the order module's random init
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1000 + v.seed)
+            other = FrameMixer(channels=mixer.up.out_features, max_frames=mixer.max_frames,
+                               d_model=mixer.down.out_features, n_heads=mixer.layer.self_attn.num_heads)
+        mixer.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        mixer.pos.mul_(v.pos_scale)
+        if v.up_init > 0:
+            mixer.up.weight.copy_(torch.randn(mixer.up.weight.shape, generator=gen) * v.up_init)
+    return model
+
+
+def groups(model, lr: float, order_lr: float, text_lr: float = 0.0) -> list[dict]:
+    """[other heads at lr, order module at order_lr] (+ text head at text_lr when > 0)."""
+    mixer = {id(p) for p in model.audio_head_module.mixer.parameters()}
+    text = {id(p) for m in model._text_head_modules() for p in m.parameters()} if text_lr else set()
+    params = model.trainable_parameters()
+    out = [{"params": [p for p in params if id(p) not in mixer | text], "lr": lr},
+           {"params": [p for p in params if id(p) in mixer], "lr": order_lr}]
+    return out + ([{"params": [p for p in params if id(p) in text], "lr": text_lr}] if text else [])
+
+
+def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
+    """Stage A (all α, β 1) from the pretrained order-head model; its best head state."""
+    model = fresh_model(v, s)
+    torch.manual_seed(v.seed)
+    task = StageATask(weights=losses.StageAWeights(), backbone=model, bank=s.bank,
+                      manifest=s.manifests.stage_a, n_classes=len(s.base.classes))
+    cfg = train.TrainConfig(epochs=args.stage_a_epochs, batch_size=args.batch_size, lr=args.lr,
+                            seed=v.seed, checkpoint_every_s=1e9)
+    tic = time.perf_counter()
+    train.fit(task=task, model=model, params=model.trainable_parameters(), config=cfg,
+              out_dir=out, device=s.device, progress=False)
+    return {"head": train.load_checkpoint_head(out / "best.pt"), "seconds": time.perf_counter() - tic}
+
+
+def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) -> dict:
+    """Stage B of ``v`` with evaluations every ``args.eval_every`` epochs; all its figures."""
+    model = fresh_model(v, s)
+    if start_head is not None:
+        model.load_head_state_dict(start_head)
+    record = {"variant": asdict(v), "label": v.label, "init_cos_to_pooled": distance_from_pooled(model, s)}
+    evals, eval_s, eval_cpu = [{"epoch": 0, **evaluate(model, s, n_boot=0)}], [0.0], [0.0]
+    torch.manual_seed(v.seed)
+    task = StageBTask(weights=losses.StageBWeights(), weights_by="meaning",
+                      captions=args.captions, backbone=model, bank=s.bank, manifest=s.manifests.stage_b,
+                      n_classes=len(s.base.classes))
+    cfg = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                            seed=v.seed, checkpoint_every_s=1e9)
+
+    def on_epoch(epoch: int) -> None:
+        tic, cpu = time.perf_counter(), time.process_time()
+        evals.append({"epoch": epoch, **evaluate(model, s, n_boot=0)})
+        eval_s[0] += time.perf_counter() - tic
+        eval_cpu[0] += time.process_time() - cpu
+        e = evals[-1]
+        print(f"  {v.label} epoch {epoch:3d}: 3A-o {e['3A-o']:5.1f} 3A-c {e['3A-c']:5.1f} "
+              f"oc {e['oc']:5.1f} 1A {e['1A']:5.1f} cos audio {e['audio_order_cos']:.4f} "
+              f"text {e['text_order_cos']:.4f}", flush=True)
+
+    spe = task.n_train // args.batch_size
+    hook = EvalHook(task, steps_per_epoch=spe, every=args.eval_every, on_epoch=on_epoch)
+    tic, cpu = time.perf_counter(), time.process_time()
+    result = train.fit(task=hook, model=model, params=groups(model, args.lr, v.order_lr, v.text_lr),
+                       config=cfg, out_dir=out, device=s.device, progress=False)
+    wall, cpu = time.perf_counter() - tic, time.process_time() - cpu
+    last = evaluate(model, s, n_boot=args.n_boot)
+    model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
+    best_epoch = min(result.history, key=lambda h: h["val_loss"])["epoch"]
+    first = lambda key, level: next((e["epoch"] for e in evals if e[key] > level), None)  # noqa: E731
+    timings = result.timings
+    record.update(
+        steps_per_epoch=spe, steps=result.steps, history=result.history, evals=evals,
+        final=last, best_epoch=best_epoch, best=evaluate(model, s, n_boot=0),
+        epoch_3Ao_75=first("3A-o", 75.0), epoch_3Ac_80=first("3A-c", 80.0),
+        stage_b_wall_s=wall - eval_s[0], stage_b_cpu_s=cpu - eval_cpu[0], eval_s=eval_s[0],
+        train_s_per_epoch=timings["train steps"] / args.epochs,
+        val_s_per_epoch=(timings["validation"] - eval_s[0]) / args.epochs)
+    return record
+
+
+def print_table(records: list[dict]) -> None:
+    head = (f"{'configuration':40s} {'steps':>5s} {'s/ep':>5s} {'ep>75':>5s} {'ep≥80c':>6s} "
+            f"{'3A-o':>5s} {'3A-c':>5s} {'oc':>5s} {'1A':>5s} {'3B':>5s} {'best':>4s} {'3A-c*':>5s}")
+    print(head)
+    for r in records:
+        f, none = r["final"], lambda x: "-" if x is None else str(x)  # noqa: E731
+        print(f"{r['label']:40s} {r['steps']:5d} {r['train_s_per_epoch']:5.2f} "
+              f"{none(r['epoch_3Ao_75']):>5s} {none(r['epoch_3Ac_80']):>6s} {f['3A-o']:5.1f} "
+              f"{f['3A-c']:5.1f} {f['oc']:5.1f} {f['1A']:5.1f} {f['3B']:5.1f} "
+              f"{r['best_epoch']:4d} {r['best']['3A-c']:5.1f}")
+    print("s/ep: train seconds per epoch; ep>75: first evaluated epoch with 3A-o > 75 %; "
+          "ep≥80c: first with 3A-c > 80 %; 3A-o … 3B: after the last epoch; best: epoch of "
+          "best.pt (lowest val loss, what the pipeline keeps), 3A-c*: its 3A-c")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    tmp = None if args.work_dir else tempfile.mkdtemp(prefix="order_head_")
+    work = Path(args.work_dir or tmp).resolve()
+    figures = {"args": vars(args), "machine": machine_info(device), "records": []}
+    print(describe(figures["machine"]), flush=True)
+    try:
+        s = setup(args, work, device)
+        figures["setup"] = s.info
+        print(f"setup: data {s.info['data_s']:.1f} s, pretraining {s.info['pretrain_s']:.1f} s "
+              f"(reused: {s.info['pretrain_reused']}), cache {s.info['cache_s']:.1f} s; zero-shot "
+              f"top-1 on training singles {s.info['zero_shot_train_top1']:.1f} %; "
+              f"{s.info['frames_per_double']} frames per double; rows {s.info['rows']['stage_b']}",
+              flush=True)
+        runs = work / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        heads_a = {}
+        for n, v in enumerate(variants(args)):
+            head = None
+            if v.start == "AB":
+                key = (v.up_init, v.pos_scale, v.seed)
+                if key not in heads_a:
+                    heads_a[key] = stage_a(v, s, args, runs / f"A-{n}")
+                    print(f"  stage A for {v.label}: {heads_a[key]['seconds']:.1f} s", flush=True)
+                head = copy.deepcopy(heads_a[key]["head"])
+            record = run_variant(v, s, args, runs / f"B-{n}", head)
+            if v.start == "AB":
+                record["stage_a_s"] = heads_a[key]["seconds"]
+            figures["records"].append(record)
+            print(f"{v.label}: stage B {record['stage_b_wall_s']:.1f} s wall, "
+                  f"{record['stage_b_cpu_s']:.1f} s CPU ({record['steps']} steps), "
+                  f"evaluations {record['eval_s']:.1f} s", flush=True)
+        print_table(figures["records"])
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    write_json(args.out, figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Ablations — the α/β grid, T-B vs T-AB, baselines, the order-aware head
+# The paper's Table 2 grid `{α_st, α_ct, α_so, α_co, β} ∈ {(0,0,0,0,1), (1,0,1,0,1),
+# (0,1,0,1,1), (1,1,1,1,1)} × {T-B, T-AB}` and extra rows: the T-CLAP loss (seed 002), the
+# order-aware audio head, the other caption family, the level/duration probe. Each row trains
+# and evaluates in-process in a child MLflow run of this notebook's run; a row whose inputs
+# match a finished checkpoint or evaluation of the run folder (02_stage_b's T-AB, 03_zste's
+# baseline) reuses it.
+
+# %% tags=["parameters"]
+run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
+config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
+grid = [(1, 1, 1, 1, 1)]      # settings (α_st, α_ct, α_so, α_co, β); the paper's Table 2 has four
+starts = ["A"]                # "pretrained" (T-B) and/or "A" (T-AB)
+extra_rows = []               # "tclap", "order-head", "paper-captions", "paraphrase-captions"
+order_setting = (1, 1, 1, 1, 1)  # α/β of the order-aware head's T-AB row
+order_epochs = 2              # stage B epochs of the order-head row
+order_lr = None               # the order module's own learning rate in that row (None: lr)
+
+# %%
+from IPython.display import display
+
+from teminal import ablation, plots
+from teminal.run import session, steps
+
+S = session.start("04_ablations", globals())
+
+# %%
+rows = ablation.plan(S.config)
+display(ablation.plan_table(rows))
+
+# %%
+outcome = ablation.run(S, rows)
+
+# %% [markdown]
+# ## Table 2 layout
+# Rows = settings, columns = ZSTE subtasks on the held-out pairs (%, 95 % interval), chance
+# in the last row.
+
+# %%
+table = ablation.table(outcome)
+steps.log_table(table, "ablation_table")
+display(table)
+
+# %%
+S.show(plots.ablation_heatmap(ablation.values(outcome)), "ablation_heatmap.png")
+
+# %% [markdown]
+# ## Held-out phrasings
+# The order tasks asked with phrasings no training caption uses.
+
+# %%
+display(ablation.table(outcome, set_name="zste_heldout"))
+
+# %%
+summary = ablation.summary(outcome)
+steps.log_text(summary, "ablation_summary.md")
+print(summary)
+
+# %%
+S.close()

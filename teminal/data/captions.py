@@ -1,0 +1,192 @@
+"""Caption templates and phrasing families (SPEC §1 "Captions", §4 "Held-out phrasings").
+
+- ``CaptionTemplates``: the paper's templates (stage A single/double, stage B before/after/while,
+  the class prompt); ``{x}`` is the FIRST event in time, ``{y}`` the second.
+- ``PhrasingFamily``: several phrasings per relation. ``TRAINING_FAMILY`` holds the paper's
+  phrasings and paraphrases of them (one drawn per training sample); ``HELDOUT_FAMILY`` is
+  never used in training and exists only for ZSTE (SPEC §4): its key words never occur in the
+  training family, and ``check_disjoint`` proves no held-out caption equals a training one.
+
+Small factories turn a template into a caption: ``sequence_caption``, ``overlay_caption``,
+``position_caption``; ``stage_a_captions`` / ``stage_b_captions`` caption manifest rows.
+"""
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+PHRASINGS = ("before", "after")
+POSITIONS = ("first", "second")
+
+
+def placeholders(text: str, *, owner: str) -> set[str]:
+    """The ``{name}`` fields of format string ``text``; ``ValueError`` naming ``owner`` if bad."""
+    if not isinstance(text, str):
+        raise ValueError(f"{owner}={text!r} must be a string")
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{owner}={text!r} is not a format string: {exc}") from None
+
+
+def check_template(text: str, want: set[str], *, owner: str) -> None:
+    """``text`` must use exactly the placeholders ``want``."""
+    found = placeholders(text, owner=owner)
+    if found != want:
+        raise ValueError(f"{owner}={text!r} must use exactly the placeholders {sorted(want)}, "
+                         f"found {sorted(found)}")
+
+
+def sequence_caption(template: str, first: str, second: str) -> str:
+    """Caption of ``first ⊕ second`` (``{x}`` = first event, ``{y}`` = second)."""
+    return template.format(x=first, y=second)
+
+
+def overlay_caption(template: str, a: str, b: str) -> str:
+    """Caption of ``a ∧ b`` (``{x}`` = a, ``{y}`` = b)."""
+    return template.format(x=a, y=b)
+
+
+def position_caption(template: str, pos: str, x: str) -> str:
+    """Caption saying event ``x`` is at position ``pos`` in ``POSITIONS`` (ZSTE 5A)."""
+    if pos not in POSITIONS:
+        raise ValueError(f"pos must be one of {POSITIONS}, got {pos!r}")
+    return template.format(pos=pos, x=x)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptionTemplates:
+    """The paper's caption templates (SPEC §1, paper B.2). ``{x}`` is the FIRST event in time,
+    ``{y}`` the second: the forward audio ``a_i ⊕ a_j`` reads ``"x_i before x_j"`` or
+    ``"x_j after x_i"``."""
+
+    single: str = "single sound of {x}"
+    double: str = "combined sound of {x} and {y}"
+    before: str = "{x} before {y}"
+    after: str = "{y} after {x}"
+    while_: str = "{x} while {y}"
+    class_prompt: str = "the sound of {x}"
+
+    def __post_init__(self) -> None:
+        for name in ("single", "double", "before", "after", "while_", "class_prompt"):
+            want = {"x"} if name in ("single", "class_prompt") else {"x", "y"}
+            check_template(getattr(self, name), want, owner=f"CaptionTemplates.{name}")
+
+    def sequence(self, first: str, second: str, phrasing: str) -> str:
+        """Caption of ``first ⊕ second`` in ``phrasing`` (``before``/``after``)."""
+        if phrasing not in PHRASINGS:
+            raise ValueError(f"phrasing must be one of {PHRASINGS}, got {phrasing!r}")
+        return sequence_caption(getattr(self, phrasing), first, second)
+
+    def family(self) -> "PhrasingFamily":
+        """The stage-B phrasings of these templates as a family (no position phrasing)."""
+        return PhrasingFamily(sequence=(self.before, self.after), overlay=(self.while_,))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhrasingFamily:
+    """Phrasings per relation (SPEC §1 "paraphrases"). ``sequence``: templates of ``x ⊕ y`` with
+    ``{x}`` = the FIRST event and ``{y}`` = the second; ``overlay``: templates of ``x ∧ y``;
+    ``position``: templates with ``{pos}`` ∈ ``POSITIONS`` and ``{x}`` (ZSTE 5A). Lists are
+    turned into tuples; placeholders and duplicates are checked."""
+
+    sequence: tuple[str, ...]
+    overlay: tuple[str, ...]
+    position: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        want = {"sequence": {"x", "y"}, "overlay": {"x", "y"}, "position": {"pos", "x"}}
+        for name, fields in want.items():
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, (tuple, list)):
+                raise ValueError(f"PhrasingFamily.{name} must be a tuple of templates, "
+                                 f"got {value!r}")
+            object.__setattr__(self, name, tuple(value))  # frozen: lists become tuples
+            for n, text in enumerate(value):
+                check_template(text, fields, owner=f"PhrasingFamily.{name}[{n}]")
+            if len(set(value)) != len(value):
+                raise ValueError(f"PhrasingFamily.{name} lists a template twice: {value!r}")
+
+    def captions(self, names: tuple[str, str]) -> set[str]:
+        """Every caption the family makes for the two class names, in both orders."""
+        a, b = names
+        out = {sequence_caption(t, x, y) for t in self.sequence for x, y in ((a, b), (b, a))}
+        out |= {overlay_caption(t, x, y) for t in self.overlay for x, y in ((a, b), (b, a))}
+        out |= {position_caption(t, p, x) for t in self.position for p in POSITIONS for x in (a, b)}
+        return out
+
+    def templates(self) -> set[str]:
+        return set(self.sequence) | set(self.overlay) | set(self.position)
+
+
+TRAINING_FAMILY = PhrasingFamily(
+    sequence=("{x} before {y}", "{y} after {x}", "{x} followed by {y}", "{x}, then {y}",
+              "first {x}, then {y}", "the first sound is {x} and the second is {y}"),
+    overlay=("{x} while {y}", "{x} and {y} at the same time"),
+    position=(),  # ZSTE 5A's paper prompt is never trained on
+)
+"""The training paraphrases (SPEC §1); the paper's templates are members."""
+
+HELDOUT_FAMILY = PhrasingFamily(
+    sequence=("{x} precedes {y}", "{y} comes later than {x}"),
+    overlay=("{x} together with {y}", "{x} overlapping with {y}"),
+    position=("{x} is heard {pos}",),
+)
+"""Phrasings only ZSTE uses (SPEC §4 "Held-out phrasings"): their key words (precedes, comes
+later than, together with, overlapping with, heard) never occur in ``TRAINING_FAMILY``."""
+
+
+def normalize(text: str) -> str:
+    """Lower case, punctuation removed, single spaces: "A, then B" and "a then b" are equal."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def check_disjoint(train: PhrasingFamily, heldout: PhrasingFamily, *,
+                   names: tuple[str, str] = ("dog bark", "rain")) -> None:
+    """Raise ``ValueError`` if a held-out template, or a caption it makes for the two class
+    ``names`` (both orders), equals a training one, up to case and punctuation (SPEC §4)."""
+    train_t = {normalize(t): t for t in train.templates()}
+    same = sorted(t for t in heldout.templates() if normalize(t) in train_t)
+    if same:
+        raise ValueError(f"held-out phrasings {same} are also training phrasings; the held-out "
+                         f"family must never be trained on: reword them")
+    train_c = {normalize(c) for c in train.captions(names)}
+    clash = sorted(c for c in heldout.captions(names) if normalize(c) in train_c)
+    if clash:
+        raise ValueError(f"held-out captions {clash} equal training captions for classes "
+                         f"{names}; reword the held-out family")
+
+
+# ------------------------------------------------------------------------ manifest row captions
+def stage_a_captions(rows: pd.DataFrame, t: CaptionTemplates) -> pd.DataFrame:
+    """``rows`` [label_i, label_j] plus ``caption_single`` (of i) and ``caption_double``."""
+    out = rows.copy()
+    out["caption_single"] = [t.single.format(x=x) for x in out["label_i"]]
+    out["caption_double"] = [t.double.format(x=x, y=y) for x, y in zip(out["label_i"], out["label_j"])]
+    return out
+
+
+def stage_b_captions(rows: pd.DataFrame, t: CaptionTemplates, family: PhrasingFamily, *,
+                     seed: int) -> pd.DataFrame:
+    """``rows`` [label_i, label_j] plus the stage-B captions (SPEC §1): ``phrasing`` (before /
+    after, seeded per row); ``caption_f`` of ``a_i ⊕ a_j``, ``caption_r`` = T(f) (same phrasing,
+    events swapped), ``caption_o`` = ``"x_i while x_j"``; ``para_f/r/o``: one draw per row from
+    ``family`` (r uses f's template with the events swapped)."""
+    out = rows.copy()
+    rng = np.random.default_rng([seed, 2])
+    out["phrasing"] = np.where(rng.random(len(out)) < 0.5, "before", "after")
+    li, lj, ph = out["label_i"], out["label_j"], out["phrasing"]
+    out["caption_f"] = [t.sequence(x, y, p) for x, y, p in zip(li, lj, ph)]
+    out["caption_r"] = [t.sequence(y, x, p) for x, y, p in zip(li, lj, ph)]
+    out["caption_o"] = [overlay_caption(t.while_, x, y) for x, y in zip(li, lj)]
+    para = np.random.default_rng([seed, 4])
+    seq = [family.sequence[n] for n in para.integers(len(family.sequence), size=len(out))]
+    ovl = [family.overlay[n] for n in para.integers(len(family.overlay), size=len(out))]
+    out["para_f"] = [sequence_caption(s, x, y) for s, x, y in zip(seq, li, lj)]
+    out["para_r"] = [sequence_caption(s, y, x) for s, x, y in zip(seq, li, lj)]
+    out["para_o"] = [overlay_caption(o, x, y) for o, x, y in zip(ovl, li, lj)]
+    return out

@@ -1,0 +1,158 @@
+"""Reading, overriding and writing run configurations (``params/*.yaml``).
+
+One path of validation for every source of a value — a YAML file, ``-p name=value`` on the
+command line, a notebook's parameters cell: each builds a plain dict and ``RunConfig`` (pydantic)
+validates it, so an unknown or ill-typed value is an ``ConfigError`` naming the file or flag and
+the parameter.
+
+YAML layout (every key optional; the defaults are the smoke configuration)::
+
+    name: default
+    seed: 0
+    device: auto
+    notebooks: [00_data_synthesis, ...]   # a subset, in pipeline order
+    data: {dataset: embedded, world_classes: 30, ...}
+    model: {...}; train: {...}; stage_a: {...}; stage_b: {...}; zste: {...}; ablations: {...}
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from pydantic import ValidationError
+
+from .params import NOTEBOOKS, SECTIONS, TOP_LEVEL, RunConfig
+
+
+class ConfigError(ValueError):
+    """A configuration that does not validate; the message names the source and parameter."""
+
+
+def describe(err: ValidationError, source: str) -> str:
+    """One line per problem: ``source: stage_b.epochs: Input should be … (got 'x')``."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown parameter{_suggest(e['loc'])}"
+            got = ""
+        lines.append(f"{source}: {where}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def _suggest(loc: tuple) -> str:
+    """`` — did you mean 'world_classes'?`` for a misspelt name."""
+    name = str(loc[-1])
+    if len(loc) == 1:
+        known = list(TOP_LEVEL) + list(SECTIONS)
+    elif str(loc[0]) in SECTIONS:
+        known = list(SECTIONS[str(loc[0])].model_fields)
+    else:
+        return ""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" — did you mean {close[0]!r}?" if close else ""
+
+
+def validate(raw: Mapping[str, Any], *, source: str) -> RunConfig:
+    """``raw`` (nested dict) → ``RunConfig``, or ``ConfigError`` naming ``source``."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of parameters, got {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(dict(raw))
+    except ValidationError as err:
+        raise ConfigError(describe(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no such parameter file: {path} (see params/*.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a ``params/*.yaml`` file (its ``name`` defaults to the file stem)."""
+    raw = read_yaml(path)
+    raw.setdefault("name", Path(path).stem)
+    return validate(raw, source=str(path))
+
+
+def to_yaml(config: RunConfig) -> str:
+    """The whole configuration, every value explicit, as YAML (what a run folder records)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, width=100)
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value typed like YAML: ``3`` → 3, ``0.1`` → 0.1, ``true`` → True, ``[a, b]`` →
+    a list, ``null`` → None; anything else stays a string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def resolve_name(name: str) -> list[tuple[str, str]]:
+    """``section.field`` → [(section, field)]; a bare ``field`` → every section declaring it
+    (``epochs`` sets stage_a.epochs and stage_b.epochs); a top-level name → [("", name)]."""
+    if "." in name:
+        section, field = name.split(".", 1)
+        if section not in SECTIONS:
+            raise ConfigError(f"-p {name}: unknown section {section!r}; sections are {list(SECTIONS)}")
+        if field not in SECTIONS[section].model_fields:
+            close = difflib.get_close_matches(field, list(SECTIONS[section].model_fields), n=1)
+            hint = f" — did you mean {section}.{close[0]}?" if close else ""
+            raise ConfigError(f"-p {name}: section {section} has no parameter {field!r}{hint}")
+        return [(section, field)]
+    if name in TOP_LEVEL:
+        return [("", name)]
+    found = [(s, name) for s, model in SECTIONS.items() if name in model.model_fields]
+    if not found:
+        every = list(TOP_LEVEL) + [f for m in SECTIONS.values() for f in m.model_fields]
+        close = difflib.get_close_matches(name, every, n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"-p {name}: unknown parameter{hint}")
+    return found
+
+
+def apply_overrides(config: RunConfig, overrides: Iterable[str]) -> tuple[RunConfig, list[str]]:
+    """Apply ``name=value`` strings; returns the new config and what each one set."""
+    raw = config.model_dump(mode="json")
+    notes = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"-p {item!r}: expected name=value (e.g. -p epochs=3)")
+        name, text = item.split("=", 1)
+        value = parse_value(text)
+        targets = resolve_name(name.strip())
+        for section, field in targets:
+            (raw if not section else raw[section])[field] = value
+        notes.append(f"-p {item} → " + ", ".join(f"{s}.{f}" if s else f for s, f in targets))
+    return validate(raw, source="-p overrides"), notes
+
+
+def with_cell(config: RunConfig, notebook: str, values: Mapping[str, Any]) -> RunConfig:
+    """``config`` with a notebook's parameters cell applied to its section."""
+    spec = NOTEBOOKS[notebook]
+    raw = config.model_dump(mode="json")
+    for key, value in values.items():
+        if key not in spec.cell:
+            raise ConfigError(f"{notebook}: {key!r} is not a parameter of this notebook's cell")
+        raw[spec.section][key] = value
+    return validate(raw, source=f"{notebook} parameters cell")
+
+
+def cell_values(config: RunConfig, notebook: str) -> dict[str, Any]:
+    """The values of a notebook's cell parameters in ``config`` (what the runner injects)."""
+    spec = NOTEBOOKS[notebook]
+    section = config.section(spec.section).model_dump(mode="json")
+    return {k: section[k] for k in spec.cell}

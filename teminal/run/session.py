@@ -1,0 +1,144 @@
+"""A notebook session: the configuration, the run folder, the device and the MLflow run.
+
+Every notebook's first code cell after its parameters is ``S = session.start("<notebook>",
+globals())``. ``start`` reads three things from the notebook's namespace — ``run_dir``,
+``config`` and the notebook's own cell parameters (``params.NOTEBOOKS``) — and:
+
+- with ``run_dir`` (a folder made by ``python -m teminal run``): loads the run's recorded
+  configuration and applies the cell on top (so a notebook reopened in JupyterLab with an edited
+  cell uses the edit, and every other decision comes from the run folder);
+- without: starts a **standalone** run ``runs/standalone-<notebook>-<time>`` on ``config`` (a
+  ``params/*.yaml`` path; empty = the smoke defaults) and the cell; earlier steps it needs (data,
+  a pretrained backbone, stage A) are built in that folder when first asked for.
+
+The MLflow run is the one the pipeline created for this notebook (``TEMINAL_MLFLOW_RUN_ID`` in
+the kernel's environment, set by the runner) or a new one. Only this notebook's section and the
+top-level fields are logged as its parameters.
+
+``Session`` also carries memos of heavy objects the steps build once per notebook (the run's
+data, backbones by audio head, feature banks); they are plain fields, filled only by
+``teminal.run.steps``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .. import tracking
+from .config import load_config, with_cell
+from .layout import RunLayout, new_run_dir, workdir
+from .params import NOTEBOOKS, RunConfig
+
+RUN_ID_ENV = "TEMINAL_MLFLOW_RUN_ID"  # set by the pipeline runner for the notebook it executes
+
+
+def device_from(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu`` / ``cuda`` / ``cuda:N`` as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but CUDA is not available here; use device: cpu "
+                           "or auto (e.g. -p device=auto)")
+    return torch.device(name)
+
+
+@dataclass
+class Session:
+    """One notebook execution (see the module docstring)."""
+
+    notebook: str
+    config: RunConfig
+    layout: RunLayout
+    device: torch.device
+    run_id: str
+    standalone: bool
+    data: Any = None  # teminal.run.steps.data.RunData, once loaded
+    models: dict = field(default_factory=dict)  # audio head → pretrained Backbone
+    banks: dict = field(default_factory=dict)  # (trunk key, frames) → FeatureBank
+    caches: dict = field(default_factory=dict)  # trunk key → TrunkCache
+
+    @property
+    def run_dir(self) -> Path:
+        return self.layout.root
+
+    @property
+    def params(self):
+        """This notebook's section of the configuration."""
+        return self.config.section(NOTEBOOKS[self.notebook].section)
+
+    def phase(self, name: str):
+        """``with S.phase("training"):`` times a phase into the run's profile."""
+        return self.layout.phase(self.notebook, name)
+
+    def show(self, fig, artifact: str) -> None:
+        """Show a figure in the notebook (as a PNG output, whatever the matplotlib backend, so
+        it stays in the executed copy) and log it to the notebook's MLflow run."""
+        import io
+
+        import mlflow
+        from IPython.display import Image, display
+
+        mlflow.log_figure(fig, artifact)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        display(Image(data=buf.getvalue(), format="png"))
+
+    def close(self) -> None:
+        tracking.close_run("FINISHED")
+
+
+def _cell(notebook: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    spec = NOTEBOOKS[notebook]
+    missing = [k for k in spec.cell if k not in namespace]
+    if missing:
+        raise NameError(f"{notebook}: the parameters cell must define {missing}")
+    return {k: namespace[k] for k in spec.cell}
+
+
+def start(notebook: str, namespace: Mapping[str, Any], *,
+          tags: dict[str, str] | None = None) -> Session:
+    """Open a notebook session (module docstring). Call it right after the parameters cell."""
+    if notebook not in NOTEBOOKS:
+        raise ValueError(f"unknown notebook {notebook!r}; choose from {list(NOTEBOOKS)}")
+    run_dir, config_path = str(namespace.get("run_dir", "")), str(namespace.get("config", ""))
+    cell = _cell(notebook, namespace)
+    if run_dir:
+        layout = RunLayout(Path(run_dir).expanduser().resolve())
+        base = layout.read_config()
+        standalone = False
+    else:
+        base = load_config(_find(config_path)) if config_path else RunConfig()
+        layout = RunLayout(new_run_dir(f"standalone-{notebook}", workdir() / "runs"))
+        standalone = True
+    config = with_cell(base, notebook, cell)
+    if standalone:
+        layout.write_config(config)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    device = device_from(config.device)
+    record = layout.read_record()
+    active = tracking.open_run(
+        run_id=os.environ.get(RUN_ID_ENV, ""), run_name=notebook,
+        parent_run_id=record.get("parent_run_id", ""),
+        tracking_uri=record.get("tracking_uri", ""),
+        tags={"teminal.notebook": notebook, "teminal.run_dir": str(layout.root), **(tags or {})})
+    section = NOTEBOOKS[notebook].section
+    logged = {"name": config.name, "seed": config.seed, "device": config.device,
+              **{f"{section}.{k}": v for k, v in config.section(section).model_dump(mode="json").items()}}
+    tracking.log_params(logged)
+    print(f"{notebook}: run folder {layout.root.name}, device {device.type}")
+    return Session(notebook=notebook, config=config, layout=layout, device=device,
+                   run_id=active.info.run_id, standalone=standalone)
+
+
+def _find(path: str) -> Path:
+    """A configuration path as given, or relative to the repository root."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists():
+        p = tracking.repo_root() / p
+    return p

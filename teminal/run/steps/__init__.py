@@ -1,0 +1,25 @@
+"""What notebooks call, one step per function (each takes the notebook's ``Session``).
+
+data        ``prepare_data``, ``load_data``, ``base_summary``, ``log_manifests``, ``leak_check``
+models      ``pretrain``, ``pretrained_model``, ``fresh_model``, ``trunk_cache``,
+            ``feature_bank``, ``check_pretrained``
+stages      ``stage_a``, ``stage_b``, ``build_task``  (finished stages are reused by input key)
+evaluate    ``evaluate_models``, ``evaluate_ref``, ``evaluate_trained``, ``probe``,
+            ``zero_shot``, views and tables for the notebooks
+"""
+from .data import RunData, base_summary, leak_check, load_data, log_manifests, prepare_data
+from .evaluate import (Evaluation, batch_view, evaluate_model, evaluate_models, evaluate_ref,
+                       evaluate_trained, history_table, last_model, log_table, log_text,
+                       pair_view, probe, set_comparison, zero_shot)
+from .models import (PRETRAINED, check_pretrained, feature_bank, fresh_model, pretrain,
+                     pretrained_model, trunk_cache)
+from .stages import Trained, build_task, stage_a, stage_b
+
+__all__ = [
+    "RunData", "base_summary", "leak_check", "load_data", "log_manifests", "prepare_data",
+    "Evaluation", "batch_view", "evaluate_model", "evaluate_models", "evaluate_ref",
+    "evaluate_trained", "history_table", "last_model", "log_table", "log_text", "pair_view",
+    "probe", "set_comparison", "zero_shot", "PRETRAINED", "check_pretrained", "feature_bank",
+    "fresh_model", "pretrain", "pretrained_model", "trunk_cache", "Trained", "build_task",
+    "stage_a", "stage_b",
+]

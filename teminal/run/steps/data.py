@@ -1,0 +1,192 @@
+"""Data steps: the base set, this run's manifests, how composites are rendered (SPEC §1).
+
+``prepare_data`` (00_data_synthesis) builds the base set — the embedded world (generated if
+absent), the real ESC-50 (strict) or any ESC-50-shaped folder, optionally a class subset — writes
+the manifests into the run folder and records the decision in ``data.json``. ``load_data`` (every
+later notebook) reads that decision back, or makes it now in a standalone run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from ... import gates
+from ...audio import Recipe
+from ...data import esc50
+from ...data.captions import CaptionTemplates
+from ...data.clips import ClipStore, render
+from ...data.pairs import (Manifests, PairingConfig, build_manifests, eval_pair_count,
+                           read_manifests, write_manifests)
+from ...data.subsets import select_classes
+from ...data.synth_world import WorldConfig, make_world
+from ..layout import workdir, write_json
+from ..params import DataParams
+from ..session import Session
+
+
+@dataclass
+class RunData:
+    """The base set and manifests of a run, and the recipe composites are made with."""
+
+    base: esc50.BaseSet
+    manifests: Manifests
+    manifest_dir: Path
+    params: DataParams
+
+    def recipe(self, sample_rate: int) -> Recipe:
+        """How composites are made (SPEC §1) at the backbone's ``sample_rate``."""
+        p = self.params
+        return Recipe(sample_rate=sample_rate, level_rms=p.level_rms, renormalize=p.renormalize,
+                      peak_limit=p.peak_limit, tile_overlay=p.tile_overlay,
+                      loop_single=p.loop_single)
+
+    def renderer(self, sample_rate: int) -> Callable[[str], np.ndarray]:
+        """audio key → samples at ``sample_rate`` (clips read lazily, bounded memory)."""
+        store, recipe = ClipStore(self.base, sample_rate=sample_rate), self.recipe(sample_rate)
+        return lambda key: render(key, store, recipe)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.base.classes)
+
+
+def world_config(p: DataParams) -> WorldConfig:
+    return WorldConfig(n_classes=p.world_classes, clips_per_class=p.world_clips_per_class,
+                       clip_seconds=p.world_clip_seconds, sample_rate=p.world_sample_rate,
+                       seed=p.world_seed)
+
+
+def data_root(p: DataParams) -> Path:
+    """``data_root``, or ``<workdir>/data/embedded-world-<hash>`` / ``<workdir>/data/ESC-50``."""
+    if p.data_root:
+        return Path(p.data_root).expanduser().resolve()
+    if p.dataset == "embedded":
+        return workdir() / "data" / f"embedded-world-{world_config(p).hash[:10]}"
+    return workdir() / "data" / "ESC-50"
+
+
+def load_base(p: DataParams) -> esc50.BaseSet:
+    """The base set of ``p`` (generated / downloaded when asked), restricted to ``classes``."""
+    root = data_root(p)
+    if p.dataset == "embedded":
+        make_world(root, world_config(p))
+        base = esc50.load(root, allow_partial=p.allow_partial)
+    elif p.dataset == "esc50":
+        if p.download and not esc50.has_valid_copy(root):
+            esc50.download(root)
+        base = esc50.load_esc50(root, allow_partial=p.allow_partial)
+    else:
+        base = esc50.load(root, allow_partial=p.allow_partial)
+    return select_classes(base, p.classes, seed=p.class_seed)
+
+
+def pairing(p: DataParams) -> PairingConfig:
+    return PairingConfig(pairing=p.pairing, seed=p.pair_seed, test_fraction=p.test_fraction,
+                         val_fraction=p.val_fraction, test_fold=p.test_fold, val_fold=p.val_fold,
+                         train_repeats=p.train_repeats, eval_repeats=p.eval_repeats)
+
+
+def templates(p: DataParams) -> CaptionTemplates:
+    return CaptionTemplates(single=p.caption_single, double=p.caption_double,
+                            before=p.caption_before, after=p.caption_after,
+                            while_=p.caption_while, class_prompt=p.caption_class)
+
+
+def prepare_data(S: Session) -> RunData:
+    """Build the base set and write this run's manifests (never replacing other ones)."""
+    p = S.config.data
+    with S.phase("data"):
+        base = load_base(p)
+        manifests = build_manifests(base, pairing=pairing(p), templates=templates(p))
+        check_eval_pairs(manifests)
+        write_manifests(manifests, S.layout.manifests)
+        write_json(S.layout.data_file, {
+            "base_root": str(base.root), "base_name": base.name, "fingerprint": base.fingerprint,
+            "classes": list(base.classes), "sample_rate": base.sample_rate,
+            "clip_seconds": base.clip_seconds, "hashes": manifests.hashes})
+    S.data = RunData(base=base, manifests=manifests, manifest_dir=S.layout.manifests, params=p)
+    return S.data
+
+
+def check_eval_pairs(manifests: Manifests) -> None:
+    """SPEC §6: an evaluation set of fewer than ``MIN_EVAL_PAIRS`` unordered class pairs gives
+    meaningless intervals — stop before anything is trained on it."""
+    n = eval_pair_count(manifests, "test")
+    if n < gates.MIN_EVAL_PAIRS:
+        raise gates.SanityError(
+            f"the held-out evaluation set has {n} unordered class pairs, fewer than "
+            f"{gates.MIN_EVAL_PAIRS} (SPEC §6): its intervals would be meaningless. Use more "
+            "classes (data.classes / data.world_classes) or a larger data.test_fraction")
+
+
+def load_data(S: Session) -> RunData:
+    """The run's data as 00_data_synthesis left it (built now in a run that has none)."""
+    if S.data is not None:
+        return S.data
+    if not S.layout.data_file.exists():
+        print("no manifests in this run folder yet: building them (as 00_data_synthesis does)")
+        return prepare_data(S)
+    p = S.config.data
+    with S.phase("data"):
+        base = load_base(p)
+        manifests = read_manifests(S.layout.manifests)
+    S.data = RunData(base=base, manifests=manifests, manifest_dir=S.layout.manifests, params=p)
+    return S.data
+
+
+def base_summary(base: esc50.BaseSet) -> pd.DataFrame:
+    """Clips per class and fold."""
+    table = base.clips.pivot_table(index="label", columns="fold", values="filename",
+                                   aggfunc="count")
+    return table.fillna(0).astype(int)
+
+
+def manifest_counts(data: RunData) -> pd.DataFrame:
+    """Rows and samples per manifest and split, and distinct unordered class pairs."""
+    rows = []
+    for name, df in data.manifests.tables().items():
+        per_row = {"stage_b": 3, "stage_a": 2}.get(name, 1)
+        for split, part in df.groupby("split", sort=False):
+            pairs = (len({(min(i, j), max(i, j)) for i, j in zip(part["i"], part["j"])})
+                     if "i" in part else pd.NA)
+            rows.append({"manifest": name, "split": split, "rows": len(part),
+                         "samples": per_row * len(part), "class_pairs": pairs})
+    out = pd.DataFrame(rows)
+    out["class_pairs"] = out["class_pairs"].astype("Int64")
+    return out
+
+
+def log_manifests(S: Session, data: RunData) -> pd.DataFrame:
+    """Counts (metrics ``data/<manifest>/<split>``), hashes (params), files (artifacts)."""
+    counts = manifest_counts(data)
+    mlflow.log_metrics({f"data/{r.manifest}/{r.split}": r.rows for r in counts.itertuples()})
+    mlflow.log_params({f"hash/{k}": v for k, v in data.manifests.hashes.items()}
+                      | {"base/fingerprint": data.base.fingerprint, "base/name": data.base.name})
+    mlflow.log_artifacts(str(data.manifest_dir), artifact_path="manifests")
+    return counts
+
+
+def leak_check(data: RunData) -> pd.DataFrame:
+    """What a reviewer asks first: does any unordered class pair or clip of an evaluation set
+    also appear in training (train/val rows, or pretraining singles)? One row per set."""
+    sb, singles = data.manifests.stage_b, data.manifests.singles
+    train = sb[sb["split"].isin(["train", "val"])]
+    train_pairs = {(min(i, j), max(i, j)) for i, j in zip(train["i"], train["j"])}
+    train_clips = set(train["clip_i"]) | set(train["clip_j"])
+    train_clips |= set(singles.loc[singles["split"].isin(["train", "val"]), "clip"])
+    out = []
+    for split in ("test", "seen"):
+        part = sb[sb["split"] == split]
+        if part.empty:
+            continue
+        pairs = {(min(i, j), max(i, j)) for i, j in zip(part["i"], part["j"])}
+        clips = set(part["clip_i"]) | set(part["clip_j"])
+        out.append({"set": split, "class_pairs": len(pairs),
+                    "pairs_also_in_training": len(pairs & train_pairs),
+                    "clips": len(clips), "clips_also_in_training": len(clips & train_clips)})
+    return pd.DataFrame(out)

@@ -1,0 +1,218 @@
+"""Evaluation steps: ZSTE on the run's evaluation sets, zero-shot accuracy, the probe (SPEC §4).
+
+An evaluation is identified by the model's input key and every evaluation parameter; its
+tables are written to ``evaluations/<tag>.json`` of the run folder, so an ablation row that
+asks again for the same model (the pretrained baseline, the configured T-AB) reads them back.
+Every evaluation is logged to an MLflow run tagged ``teminal.model`` (a nested run
+``zste: <label>``, or the active run of an ablation row): metrics ``zste/<task>``,
+``zste_seen/<task>``, ``zste_heldout/<task>`` and the tables as ``tables/<set>.json``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import mlflow
+import pandas as pd
+
+from ... import evaluate as lib
+from ... import tracking, zste
+from ...models.base import Backbone
+from ...views import BatchView, PairView
+from ..layout import write_json
+from ..session import Session
+from .data import load_data
+from .models import PRETRAINED, feature_bank, pretrained_key, pretrained_model, trunk_cache
+from .stages import Trained, build_task, stage_a, stage_b
+
+PROBE = "probe:level-duration"
+
+
+@dataclass
+class Evaluation:
+    """ZSTE tables of one model by set (``zste``, ``zste_seen``, ``zste_heldout``), its
+    zero-shot table, and — when computed in this notebook — the per-item tables and model."""
+
+    label: str
+    tag: str
+    key: str
+    tables: dict[str, pd.DataFrame]
+    zero_shot: pd.DataFrame | None = None
+    items: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    model: Backbone | None = None
+    reused: bool = False
+
+
+def _eval_key(S: Session, model_key: str) -> str:
+    data = load_data(S)
+    return tracking.config_hash({"model": model_key, "zste": S.config.zste.model_dump(mode="json"),
+                                 "manifests": data.manifests.hashes})
+
+
+def _record(ev: Evaluation) -> dict:
+    return {"label": ev.label, "tag": ev.tag, "key": ev.key,
+            "tables": {k: t.to_dict(orient="records") for k, t in ev.tables.items()},
+            "zero_shot": None if ev.zero_shot is None else ev.zero_shot.to_dict(orient="records")}
+
+
+def _read(S: Session, tag: str, key: str) -> Evaluation | None:
+    path = S.layout.evaluation(tag)
+    if not path.exists():
+        return None
+    rec = json.loads(path.read_text())
+    if rec.get("key") != key:
+        return None
+    zs = rec.get("zero_shot")
+    return Evaluation(label=rec["label"], tag=tag, key=key, reused=True,
+                      tables={k: pd.DataFrame(v) for k, v in rec["tables"].items()},
+                      zero_shot=None if zs is None else pd.DataFrame(zs))
+
+
+def _log(ev: Evaluation) -> None:
+    metrics = {}
+    for name, table in ev.tables.items():
+        metrics |= {f"{name}/{t}": float(v) for t, v in zip(table["task"], table["value"])}
+        mlflow.log_text(table.to_json(orient="records", indent=1), f"tables/{name}.json")
+    if ev.zero_shot is not None:
+        for r in ev.zero_shot.itertuples():
+            metrics |= {f"zero_shot/{r.split}/top1": r.top1, f"zero_shot/{r.split}/top5": r.top5}
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags({"teminal.model": ev.label, "teminal.checkpoint": ev.tag}
+                    | ({"teminal.reused_evaluation": "true"} if ev.reused else {}))
+
+
+def _logged(S: Session, ev: Evaluation, nested: bool) -> Evaluation:
+    if nested:
+        with tracking.run(run_name=f"zste: {ev.label}"):  # nested under the active run
+            _log(ev)
+    else:
+        _log(ev)
+    return ev
+
+
+def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: Backbone,
+                   nested: bool = True, reuse: bool = True) -> Evaluation:
+    """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4)."""
+    key = _eval_key(S, model_key)
+    found = _read(S, tag, key) if reuse else None
+    if found is not None:
+        print(f"{label}: reusing the evaluation evaluations/{tag}.json (same inputs)")
+        return _logged(S, found, nested)
+    data, z = load_data(S), S.config.zste
+    bank, cache = feature_bank(S, model), trunk_cache(S, model)
+    with S.phase("evaluation"):
+        sets = lib.zste_sets(model, bank, cache, data.manifests, data.classes, device=S.device,
+                             n_boot=z.n_boot, seed=z.zste_seed, seen=z.seen, heldout=z.heldout)
+        zero_shot = lib.zero_shot_table(model, bank, cache, data.manifests, data.classes,
+                                        device=S.device)
+    ev = Evaluation(label=label, tag=tag, key=key, model=model, zero_shot=zero_shot,
+                    tables={k: r.table for k, r in sets.items()},
+                    items={k: r.items for k, r in sets.items()})
+    write_json(S.layout.evaluation(tag), _record(ev))
+    return _logged(S, ev, nested)
+
+
+def evaluate_trained(S: Session, trained: Trained, *, nested: bool = True) -> Evaluation:
+    return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
+                          model=trained.model, nested=nested)
+
+
+def evaluate_ref(S: Session, ref: str, *, nested: bool = True, reuse: bool = True) -> Evaluation:
+    """``pretrained`` / ``A`` / ``B`` (as configured) → its evaluation."""
+    if ref == PRETRAINED:
+        data = load_data(S)
+        return evaluate_model(S, label=PRETRAINED, tag=PRETRAINED,
+                              model_key=pretrained_key(S, data), model=pretrained_model(S),
+                              nested=nested, reuse=reuse)
+    trained = stage_a(S) if ref == "A" else stage_b(S)
+    return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
+                          model=trained.model, nested=nested, reuse=reuse)
+
+
+def evaluate_models(S: Session) -> dict[str, Evaluation]:
+    """03_zste: every model of ``zste.models``, evaluated afresh (per-item tables included)."""
+    out = {}
+    for ref in S.config.zste.models:
+        ev = evaluate_ref(S, ref, reuse=False)
+        out[ev.label] = ev
+    return out
+
+
+def probe(S: Session, *, nested: bool = True) -> Evaluation:
+    """The level/duration probe (SPEC §4) as a row of its own (``teminal.model =
+    probe:level-duration``): it must sit at chance, or the data leak the answer."""
+    data, z = load_data(S), S.config.zste
+    key = tracking.config_hash({"probe": 1, "manifests": data.manifests.hashes,
+                                "data": data.params.model_dump(mode="json"),
+                                "zste": z.model_dump(mode="json")})
+    found = _read(S, "probe", key)
+    if found is None:
+        rate = data.base.sample_rate
+        with S.phase("evaluation"):
+            sets = lib.probe_sets(data.manifests, data.classes, render=data.renderer(rate),
+                                  sample_rate=rate, n_boot=z.n_boot, seed=z.zste_seed)
+        found = Evaluation(label=PROBE, tag="probe", key=key,
+                           tables={k: r.table for k, r in sets.items()})
+        write_json(S.layout.evaluation("probe"), _record(found))
+    return _logged(S, found, nested)
+
+
+# ---- what notebooks show --------------------------------------------------------------------
+def last_model(results: dict[str, Evaluation]) -> Evaluation:
+    """The last evaluated model (not the probe)."""
+    return [ev for ev in results.values() if ev.model is not None][-1]
+
+
+def set_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
+    """Tasks × (model, set): held-out pairs vs seen combinations vs held-out phrasings."""
+    cols = {}
+    names = {"zste": "held-out pairs", "zste_seen": "seen", "zste_heldout": "held-out phrasing"}
+    for label, ev in results.items():
+        for name, title in names.items():
+            if name in ev.tables:
+                t = ev.tables[name].set_index("task")
+                cols[f"{label}: {title}"] = t.apply(
+                    lambda r: f"{r.value:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]", axis=1)
+    order = [t for t in zste.TASKS if any(t in c.index for c in cols.values())]
+    return pd.DataFrame(cols).reindex(order).fillna("")
+
+
+def pair_view(S: Session, ev: Evaluation) -> PairView:
+    """The explorer's view of the held-out pairs for an evaluated model."""
+    data = load_data(S)
+    rows, _ = lib.eval_rows(data.manifests, "test")
+    return PairView(backbone=ev.model, bank=feature_bank(S, ev.model),
+                    cache=trunk_cache(S, ev.model), rows=rows, device=S.device)
+
+
+def batch_view(S: Session, trained: Trained, *, batch_size: int = 8) -> BatchView:
+    """The explorer's view of a trained stage's validation (or training) batches."""
+    task = build_task(S, trained)
+    split = "val" if task.n_val >= 2 else "train"
+    return BatchView(task=task, split=split, batch_size=min(batch_size, max(2, task.n_val)))
+
+
+def history_table(trained: Trained) -> pd.DataFrame:
+    """The per-epoch losses of a stage, rounded for display."""
+    return pd.DataFrame(trained.history).round(3).tail(5)
+
+
+def log_table(df: pd.DataFrame, name: str) -> None:
+    tracking.log_dataframe(df.reset_index() if df.index.name else df, f"{name}.json")
+
+
+def log_text(text: str, name: str) -> None:
+    mlflow.log_text(text, name)
+
+
+def zero_shot(S: Session, model: Backbone) -> pd.DataFrame:
+    """Zero-shot top-1 / top-5 per split with "The sound of a {x}" (paper Table 4), logged as
+    ``zero_shot/<split>/top1|top5``. Builds the run's trunk cache on first use."""
+    data = load_data(S)
+    bank, cache = feature_bank(S, model), trunk_cache(S, model)
+    with S.phase("evaluation"):
+        table = lib.zero_shot_table(model, bank, cache, data.manifests, data.classes,
+                                    device=S.device)
+    mlflow.log_metrics({f"zero_shot/{r.split}/{m}": getattr(r, m)
+                        for r in table.itertuples() for m in ("top1", "top5")})
+    return table

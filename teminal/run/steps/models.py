@@ -1,0 +1,170 @@
+"""Model steps: the pretrained baseline, the trunk cache and the feature bank (SPEC §2, §6).
+
+``pretrained_model(S)`` is the model every comparison starts from. For msclap it is the
+published weights (``msclap_weights`` or msclap's own download). For the embedded backbone it is
+this run's ``checkpoints/pretrained/model.pt``, made by ``pretrain(S)`` (00_pretrained_baseline,
+or now, in a run that has none yet). Pretraining that ends under twice chance on its own
+training singles has failed (SPEC §6): the run stops, with the reason as an MLflow tag.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from ... import gates, tracking, train
+from ...cache import TrunkCache
+from ...features import FeatureBank, build_bank
+from ...models import build_backbone
+from ...models.base import Backbone
+from ...models.tiny import TinyClap, TinyConfig
+from ...pretrain import pretrain_tiny
+from ..layout import workdir, write_json
+from ..session import Session
+from .data import RunData, load_data
+
+PRETRAINED = "pretrained"
+
+
+def pretrained_key(S: Session, data: RunData) -> str:
+    """What the pretrained baseline depends on: the backbone and, for the embedded one, the
+    data it is pretrained on, the recipe and every pretraining parameter."""
+    m = S.config.model
+    if m.backbone != "tiny":
+        weights = Path(m.msclap_weights) if m.msclap_weights else None
+        return tracking.config_hash({"backbone": m.backbone, "weights": (
+            tracking.file_sha1(weights) if weights and weights.is_file() else "hub")})
+    return tracking.config_hash({
+        "backbone": "tiny", "model": m.model_dump(mode="json"), "seed": S.config.seed,
+        "manifests": data.manifests.hashes, "base": data.base.fingerprint,
+        "recipe": data.params.model_dump(mode="json")})
+
+
+def _tiny_config(S: Session, data: RunData, audio_head: str = "pooled") -> TinyConfig:
+    m = S.config.model
+    w = m.tiny_width
+    return TinyConfig(sample_rate=data.base.sample_rate, seed=S.config.seed, hop=m.tiny_hop,
+                      channels=(w, 2 * w, 4 * w, 8 * w), audio_head=audio_head)
+
+
+def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
+    """The embedded backbone pretrained CLAP-style on the run's pretraining singles (SPEC §1:
+    every clip no evaluation item uses), saved to ``checkpoints/pretrained/model.pt``.
+    Returns (model, history); an existing pretrained model of this run is loaded instead."""
+    if S.config.model.backbone != "tiny":
+        return pretrained_model(S), []
+    data = load_data(S)
+    folder = S.layout.checkpoint(PRETRAINED)
+    meta = S.layout.read_meta(PRETRAINED)
+    if meta and meta.get("finished"):
+        print(f"this run already holds a pretrained backbone ({folder.name}/model.pt)")
+        return pretrained_model(S), meta.get("history", [])
+    m = S.config.model
+    model = TinyClap(config=_tiny_config(S, data)).to(S.device)
+    config = train.TrainConfig(epochs=m.pretrain_epochs, batch_size=m.pretrain_batch_size,
+                               lr=m.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
+                               schedule="cosine", seed=S.config.seed,
+                               checkpoint_every_s=S.config.train.checkpoint_every_s)
+    key = pretrained_key(S, data)
+    with S.phase("pretraining"):
+        result = pretrain_tiny(
+            model=model, singles=data.manifests.singles, render=data.renderer(model.sample_rate),
+            class_names=data.classes, class_prompt=data.params.caption_class, config=config,
+            out_dir=folder, device=S.device, fingerprint_extra={"key": key})
+    with S.phase("checkpoint writes"):
+        model.save(folder / "model.pt")
+    write_json(folder / "meta.json", {"role": PRETRAINED, "tag": PRETRAINED, "key": key,
+                                      "kind": "pretrained", "audio_head": "pooled",
+                                      "history": result.history, "finished": True})
+    S.models.clear()
+    return pretrained_model(S), result.history
+
+
+def pretrained_model(S: Session, *, audio_head: str = "pooled") -> Backbone:
+    """The pretrained baseline with the requested audio head, on the session's device (built
+    once per notebook; callers that train must not reuse it — see ``fresh_model``)."""
+    if audio_head in S.models:
+        return S.models[audio_head]
+    m = S.config.model
+    if m.backbone == "tiny":
+        folder = S.layout.checkpoint(PRETRAINED)
+        meta = S.layout.read_meta(PRETRAINED)
+        if meta is None or not meta.get("finished"):
+            print("no pretrained backbone in this run folder yet: pretraining it "
+                  "(as 00_pretrained_baseline does)")
+            pretrain(S)
+            meta = S.layout.read_meta(PRETRAINED)
+        if meta.get("gate") == "failed":
+            raise gates.SanityError(f"{folder}: {meta['gate_reason']}")
+        model = TinyClap.load(folder / "model.pt", audio_head=audio_head)
+    else:
+        model = build_backbone(name=m.backbone, audio_head=audio_head, device="cpu",
+                               weights=m.msclap_weights or None,
+                               tokenizer=m.msclap_tokenizer or None)
+    model = model.to(S.device).eval()
+    S.models[audio_head] = model
+    return model
+
+
+def fresh_model(S: Session, *, audio_head: str = "pooled") -> Backbone:
+    """A new copy of the pretrained baseline (its heads untouched by earlier training)."""
+    import copy
+
+    base = pretrained_model(S, audio_head=audio_head)
+    heads = {id(p) for p in base.trainable_parameters()}
+    memo = {id(p): p for p in base.parameters() if id(p) not in heads}
+    memo.update({id(b): b for b in base.buffers()})
+    return copy.deepcopy(base, memo)
+
+
+def trunk_cache(S: Session, model: Backbone) -> TrunkCache:
+    """The on-disk trunk cache of ``model``'s trunks for this run's base set and recipe.
+
+    Every model of a session shares the pretrained baseline's trunks, so one cache serves
+    them all (its key hashes the trunk weights once, which takes a second on msclap)."""
+    data = load_data(S)
+    key = pretrained_key(S, data)
+    if key not in S.caches:
+        S.caches[key] = TrunkCache(
+            root=workdir() / "cache", backbone=model, recipe=data.recipe(model.sample_rate),
+            base_fingerprint=data.base.fingerprint, device=S.device,
+            batch_size=S.config.model.eval_batch_size)
+    return S.caches[key]
+
+
+def feature_bank(S: Session, model: Backbone) -> FeatureBank:
+    """Every trunk feature of the run's manifests (each unique clip through the trunk once)."""
+    cache = trunk_cache(S, model)
+    memo = (cache.key, model.needs_frames)  # one bank with frames, one without
+    if memo not in S.banks:
+        data = load_data(S)
+        with S.phase("trunk cache"):
+            S.banks[memo] = build_bank(cache=cache, manifests=data.manifests,
+                                       render=data.renderer(model.sample_rate),
+                                       frames=model.needs_frames, device=S.device)
+    return S.banks[memo]
+
+
+def check_pretrained(S: Session, zero_shot) -> None:
+    """SPEC §6: the embedded backbone must reach 2× chance top-1 on its own training singles;
+    msclap's published weights under that get a loud warning (tag ``teminal.warning``)."""
+    train_rows = zero_shot[zero_shot["split"] == "train"]
+    if train_rows.empty:
+        return
+    top1, chance = float(train_rows["top1"].iloc[0]), float(train_rows["chance_top1"].iloc[0])
+    if top1 >= gates.ZERO_SHOT_FACTOR * chance:
+        return
+    reason = (f"zero-shot top-1 on its own training singles is {top1:.1f} %, under "
+              f"{gates.ZERO_SHOT_FACTOR:g}× chance ({chance:.1f} %): the backbone learned "
+              "nothing usable; every later number would be noise")
+    if S.config.model.backbone == "tiny":
+        fix = ("train longer (model.pretrain_epochs), lower model.pretrain_batch_size, or use "
+               "more data")
+        mlflow.set_tags({"teminal.failed_reason": reason})
+        meta = S.layout.read_meta(PRETRAINED) or {}
+        write_json(S.layout.checkpoint(PRETRAINED) / "meta.json",
+                   meta | {"gate": "failed", "gate_reason": reason})
+        raise gates.SanityError(f"pretraining failed (SPEC §6): {reason}. Fix: {fix}")
+    mlflow.set_tags({"teminal.warning": reason})
+    print(f"WARNING — msclap baseline: {reason} (are the weights the published ones?)")
+
+

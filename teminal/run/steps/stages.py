@@ -1,0 +1,216 @@
+"""Stage steps: train TeminAL A and B (or the T-CLAP loss), reusing finished runs (SPEC §3).
+
+A trained stage is identified by the hash of everything its result depends on — the model it
+starts from (its own key), the manifests, the recipe, every parameter of its section, the shared
+optimisation settings and the seed. Its checkpoint folder's ``meta.json`` holds that key, so any
+notebook of the run that asks for the same stage (02_stage_b's T-AB, 03_zste's "B", the
+ablation's T-AB row) gets the finished checkpoint instead of training again. A stage that is
+trained again under other inputs gets its own folder (``layout.free_tag``); nothing is replaced.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mlflow
+
+from ... import losses, stages, tracking, train
+from ...models.base import Backbone
+from ...models.heads import OrderAwareAudioHead
+from ..layout import write_json
+from ..params import StageAParams, StageBParams
+from ..session import Session
+from .data import RunData, load_data
+from .models import PRETRAINED, feature_bank, fresh_model, pretrained_key
+
+
+@dataclass
+class Trained:
+    """A finished stage: its checkpoint tag, input key, label and the model with its heads."""
+
+    tag: str
+    key: str
+    label: str  # the ``teminal.model`` tag, e.g. "T-AB", "T-AB+order-head", "T-CLAP"
+    model: Backbone
+    params: StageAParams | StageBParams
+    history: list[dict] = field(default_factory=list)
+    reused: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "A" if isinstance(self.params, StageAParams) else "B"
+
+
+def stage_label(kind: str, params: StageAParams | StageBParams) -> str:
+    """``A`` / ``T-AB`` / ``T-B`` / ``T-CLAP``, with ``+order-head`` for the order-aware head."""
+    if kind == "A":
+        name = "A"
+    elif params.loss == "tclap":
+        name = "T-CLAP"
+    else:
+        name = "T-AB" if params.start_from == "A" else "T-B"
+    return name + ("+order-head" if params.audio_head == "order" else "")
+
+
+def _role(label: str) -> str:
+    """A folder name for a label: ``T-AB+order-head`` → ``T-AB-order``."""
+    return label.replace("+order-head", "-order")
+
+
+def train_config(S: Session, params: StageAParams | StageBParams) -> train.TrainConfig:
+    t = S.config.train
+    return train.TrainConfig(
+        epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, optimizer=t.optimizer,
+        weight_decay=t.weight_decay, grad_clip=t.grad_clip, schedule=t.schedule,
+        warmup_steps=t.warmup_steps, seed=S.config.seed, checkpoint_every_s=t.checkpoint_every_s)
+
+
+def _key(S: Session, data: RunData, kind: str, params, start_key: str) -> str:
+    return tracking.config_hash({
+        "kind": kind, "start": start_key, "params": params.model_dump(mode="json"),
+        "train": S.config.train.model_dump(mode="json"), "seed": S.config.seed,
+        "manifests": data.manifests.hashes, "data": data.params.model_dump(mode="json")})
+
+
+def _param_groups(model: Backbone, lr: float, order_lr: float | None) -> list:
+    """The heads' parameters; the order-aware module in a group of its own when ``order_lr``."""
+    params = model.trainable_parameters()
+    head = getattr(model, "audio_head_module", None)
+    if order_lr is None or not isinstance(head, OrderAwareAudioHead):
+        return params
+    mixer = {id(p) for p in head.mixer.parameters()}
+    return [{"params": [p for p in params if id(p) not in mixer], "lr": lr},
+            {"params": [p for p in params if id(p) in mixer], "lr": order_lr}]
+
+
+def _replay(S: Session, bank, data: RunData, batch_size: int):
+    return stages.Replay.build(bank=bank, singles=data.manifests.singles,
+                               weight=S.config.train.replay_weight, batch_size=batch_size,
+                               seed=S.config.seed)
+
+
+def _reuse(S: Session, key: str, label: str, params) -> Trained | None:
+    """The finished checkpoint of this run whose inputs hash to ``key``, loaded; else None."""
+    tag = S.layout.find_key(key)
+    if tag is None:
+        return None
+    meta = S.layout.read_meta(tag)
+    model = fresh_model(S, audio_head=params.audio_head)
+    model.load_head_state_dict(train.load_checkpoint_head(S.layout.checkpoint(tag) / "best.pt"))
+    print(f"{label}: reusing the finished checkpoint {tag}/ (same inputs)")
+    return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params,
+                   history=meta.get("history", []), reused=True)
+
+
+def _train_or_reuse(S: Session, *, key: str, label: str, params, own_run: bool,
+                    build) -> Trained:
+    """Reuse a finished stage or train it (``build()``). ``own_run``: the active MLflow run is
+    this stage's (01/02, an ablation row): a reused curve is logged there again. Otherwise a
+    stage trained as a prerequisite gets a nested run ``train: <label>``."""
+    found = _reuse(S, key, label, params)
+    if found is not None:
+        if own_run:
+            _log_history(found.history, prefix="")
+            mlflow.set_tags({"teminal.reused_from": found.tag, "teminal.model": label})
+        return found
+    if own_run:
+        return build()
+    with tracking.run(run_name=f"train: {label}", tags={"teminal.model": label}):  # nested
+        return build()
+
+
+def _log_history(history: list[dict], *, prefix: str) -> None:
+    """Re-log a reused stage's per-epoch curve to the active run (one batch)."""
+    if mlflow.active_run() is None or not history:
+        return
+    from mlflow.entities import Metric
+
+    metrics = []
+    for h in history:
+        for name, col in (("train/epoch_loss", "train_loss"), ("val/loss", "val_loss")):
+            v = h.get(col)
+            if v is not None and v == v:  # not NaN
+                metrics.append(Metric(f"{prefix}{name}", float(v), 0, int(h["step"])))
+    mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
+
+
+def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, params,
+         start_tag: str) -> Trained:
+    tag = S.layout.free_tag(role, key)
+    out = S.layout.checkpoint(tag)
+    mlflow.set_tags({"teminal.tag": tag, "teminal.start": start_tag, "teminal.model": label})
+    with S.phase("training"):
+        order_lr = getattr(params, "order_lr", None)
+        result = train.fit(task=task, model=model, params=_param_groups(model, params.lr, order_lr),
+                           config=train_config(S, params), out_dir=out, device=S.device,
+                           fingerprint_extra={"key": key})
+    for name, seconds in getattr(result, "timings", {}).items():
+        S.layout.add_phase(S.notebook, name, seconds)
+    model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
+    write_json(out / "meta.json", {
+        "role": role, "tag": tag, "key": key, "label": label, "start": start_tag,
+        "audio_head": params.audio_head, "params": params.model_dump(mode="json"),
+        "history": result.history, "mlflow_run_id": mlflow.active_run().info.run_id,
+        "finished": True})
+    return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params,
+                   history=result.history)
+
+
+def build_task(S: Session, trained_or_params, model: Backbone | None = None):
+    """The stage task (``teminal.stages``) of a stage's parameters on ``model``'s feature bank;
+    ``build_task(S, trained)`` rebuilds the task a finished stage trained on (for its views)."""
+    params = getattr(trained_or_params, "params", trained_or_params)
+    model = model if model is not None else trained_or_params.model
+    data = load_data(S)
+    bank = feature_bank(S, model)
+    common = dict(backbone=model, bank=bank, n_classes=len(data.classes),
+                  replay=_replay(S, bank, data, params.batch_size))
+    if isinstance(params, StageAParams):
+        weights = losses.StageAWeights(alpha_same=params.alpha_same,
+                                       alpha_diff=params.alpha_diff, beta=params.beta_a)
+        return stages.StageATask(weights=weights, manifest=data.manifests.stage_a, **common)
+    common["manifest"] = data.manifests.stage_b
+    if params.loss == "tclap":
+        return stages.TclapTask(lam=params.tclap_lambda, captions=params.captions, **common)
+    weights = losses.StageBWeights(alpha_st=params.alpha_st, alpha_ct=params.alpha_ct,
+                                   alpha_so=params.alpha_so, alpha_co=params.alpha_co,
+                                   beta=params.beta)
+    return stages.StageBTask(weights=weights, weights_by=params.weights_by,
+                             captions=params.captions, **common)
+
+
+def stage_a(S: Session, params: StageAParams | None = None, *, own_run: bool = False) -> Trained:
+    """TeminAL A from the pretrained baseline (SPEC §3), or the finished run with its inputs."""
+    params = params or S.config.stage_a
+    data = load_data(S)
+    label = stage_label("A", params)
+    key = _key(S, data, "A", params, pretrained_key(S, data))
+
+    def build() -> Trained:
+        model = fresh_model(S, audio_head=params.audio_head)
+        return _fit(S, role=_role(label), key=key, label=label, model=model,
+                    task=build_task(S, params, model), params=params, start_tag=PRETRAINED)
+
+    return _train_or_reuse(S, key=key, label=label, params=params, own_run=own_run, build=build)
+
+
+def stage_b(S: Session, params: StageBParams | None = None, *, own_run: bool = False,
+            role: str | None = None, label: str | None = None) -> Trained:
+    """TeminAL B (or the T-CLAP loss) from stage A (T-AB) or the pretrained model (T-B)."""
+    params = params or S.config.stage_b
+    data = load_data(S)
+    label = label or stage_label("B", params)
+    if params.start_from == "A":
+        start = stage_a(S, S.config.stage_a.model_copy(update={"audio_head": params.audio_head}))
+        start_key, start_tag = start.key, start.tag
+    else:
+        start, start_key, start_tag = None, pretrained_key(S, data), PRETRAINED
+    key = _key(S, data, "B", params, start_key)
+
+    def build() -> Trained:
+        model = fresh_model(S, audio_head=params.audio_head)
+        if start is not None:
+            model.load_head_state_dict(start.model.head_state_dict())
+        return _fit(S, role=role or _role(label), key=key, label=label, model=model,
+                    task=build_task(S, params, model), params=params, start_tag=start_tag)
+
+    return _train_or_reuse(S, key=key, label=label, params=params, own_run=own_run, build=build)

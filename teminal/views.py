@@ -1,0 +1,88 @@
+"""What the similarity explorer reads: one matrix at a time, from a stage task or a held-out pair.
+
+Both views have ``n_batches``, ``get(k)`` (the dict ``widgets.similarity_explorer`` expects:
+``sim``, ``log_weights``, ``block_labels``, ``row_captions``, ``col_captions``) and
+``figure_args(k)`` (keyword arguments of ``plots.similarity_matrix`` for a static picture of
+the same matrix, which stays in an executed notebook where the widget cannot).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .data.clips import audio_key
+from .features import FeatureBank, embed_audio, embed_texts
+from .models.base import Backbone
+
+
+def _figure_args(view: Any, k: int, title: str) -> dict:
+    data = view.get(k)
+    return {"sim": data["sim"], "block_labels": data["block_labels"],
+            "log_weights": data["log_weights"], "title": title}
+
+
+@dataclass
+class BatchView:
+    """Consecutive batches of a stage task's ``split`` (``task.similarity``, SPEC §3)."""
+
+    task: Any  # a teminal.stages task
+    split: str
+    batch_size: int
+
+    @property
+    def _n(self) -> int:
+        return self.task.n_val if self.split == "val" else self.task.n_train
+
+    @property
+    def n_batches(self) -> int:
+        return max(1, self._n // self.batch_size)
+
+    def get(self, k: int) -> dict:
+        rows = torch.arange(k * self.batch_size, min((k + 1) * self.batch_size, self._n))
+        with torch.no_grad():
+            return self.task.similarity(rows, split=self.split).as_dict()
+
+    def figure_args(self, k: int) -> dict:
+        return _figure_args(self, k, f"{self.split} batch {k}")
+
+
+@dataclass
+class PairView:
+    """The three audios of held-out pair ``k`` (``a_i ⊕ a_j``, ``a_j ⊕ a_i``, ``a_i ∧ a_j``)
+    against its three ZSTE captions (cosine similarities, SPEC §4)."""
+
+    backbone: Backbone
+    bank: FeatureBank
+    cache: Any  # TrunkCache (text trunk)
+    rows: pd.DataFrame  # stage-B rows of the evaluation set
+    device: torch.device
+    before: str = "{x} before {y}"
+    while_: str = "{x} while {y}"
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.rows)
+
+    def get(self, k: int) -> dict:
+        r = self.rows.iloc[k]
+        keys = [audio_key("seq", r.clip_i, r.clip_j), audio_key("seq", r.clip_j, r.clip_i),
+                audio_key("mix", r.clip_i, r.clip_j)]
+        captions = [self.before.format(x=r.label_i, y=r.label_j),
+                    self.before.format(x=r.label_j, y=r.label_i),
+                    self.while_.format(x=r.label_i, y=r.label_j)]
+        z_a = embed_audio(self.backbone, self.bank.pairs, keys)  # (3, d)
+        z_c = embed_texts(self.backbone, self.cache, captions, device=self.device)  # (3, d)
+        sim = F.normalize(z_a, dim=-1) @ F.normalize(z_c, dim=-1).T  # (3, 3)
+        return {"sim": sim.cpu().numpy().astype(np.float64), "log_weights": None,
+                "block_labels": ["f", "r", "o"],
+                "row_captions": ["audio a_i ⊕ a_j", "audio a_j ⊕ a_i", "audio a_i ∧ a_j"],
+                "col_captions": captions}
+
+    def figure_args(self, k: int) -> dict:
+        r = self.rows.iloc[k]
+        return _figure_args(self, k, f"held-out pair: {r.label_i} | {r.label_j}")
