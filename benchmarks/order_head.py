@@ -7,8 +7,8 @@ work folder: an embedded world (``synth_world.make_world``), manifests
 clip and caption (``TrunkCache`` + ``build_bank``, frames included). Then, per configuration,
 a fresh ``TinyClap.load(model.pt, audio_head="order")``, stage A (T-AB only, ``StageATask``,
 one learning rate, as the pipeline) and stage B (``StageBTask``, all weights 1,
-``weights_by="meaning"``, paper captions) with ``train.fit(params=[{other, lr}, {mixer,
-order_lr}])``. Only the heads train.
+``weights_by="meaning"``, ``--captions`` paper or paraphrase) with ``train.fit(params=[{other,
+lr}, {mixer, order_lr}])``, ``--schedule`` cosine or constant. Only the heads train.
 
 Every ``--eval-every`` epochs (and before training) the live model is scored on the held-out
 stage-B rows (split ``test``) with ``zste.evaluate`` (SPEC §4): 3A-o (``"x_i before x_j"`` vs
@@ -17,20 +17,23 @@ unordered clip pair right in 3A, "while" a candidate too), ``oc`` (both right in
 order-only consistency) and 1A / 3A / 3B. The hook runs inside ``fit``'s validation pass
 (eval mode, no grad); its time is measured and left out of the per-epoch seconds.
 
-Configuration knobs beyond the learning rates (both change "equals the pooled head at init"):
-``--up-inits`` std of a normal init of the mixer's output projection (0 = the library's zero
-init); ``--pos-scales`` factor on the sinusoidal positional table (1 = the library's).
+Knobs beyond ``--order-lrs``: ``--text-lrs`` (a learning rate of the text head's own) and
+``--up-inits`` (std of a normal init of the mixer's output projection; 0 = the library's zero
+init; > 0 breaks "equals the pooled head at init": ``init_cos_to_pooled`` says by how much).
+Diagnostics per evaluation: ``audio_order_cos`` / ``text_order_cos`` (1 = that side is blind to
+order).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/order_head.py --work-dir benchmarks/out/oh \\
         --starts B,AB --order-lrs 1e-3,3e-3,1e-2 --epochs 28 --out benchmarks/out/order_head.json
+
+``--work-dir`` keeps the world, the pretrained model and the trunk cache for later calls (and
+each call's stage checkpoints under ``runs/``, ~70 MB per configuration: delete them freely).
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import itertools
-import json
 import os
 import shutil
 import sys
@@ -57,6 +60,7 @@ from teminal.models.heads import FrameMixer, time_pool  # noqa: E402
 from teminal.models.tiny import TinyClap, TinyConfig  # noqa: E402
 from teminal.pretrain import pretrain_tiny  # noqa: E402
 from teminal.stages import StageATask, StageBTask  # noqa: E402
+from teminal.tracking import config_hash  # noqa: E402
 
 TASKS = ("1A", "3A", "3A-o", "3A-c", "3B")
 CLASS_PROMPT = "the sound of {x}"  # DataParams.caption_class
@@ -82,9 +86,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--order-lrs", default="1e-3", help="comma list: learning rates of the order module")
     a("--text-lrs", default="0", help="comma list: learning rates of the text head (0 = --lr)")
     a("--up-inits", default="0", help="comma list: std of the mixer output projection's init")
-    a("--pos-scales", default="1", help="comma list: factor on the positional table at init")
     a("--seeds", default="0", help="comma list: stage seeds (shuffles, dropout; a seed s > 0 "
       "also draws the order module's init with seed s)")
+    a("--schedule", default="cosine", choices=train.SCHEDULES,
+      help="lr schedule of stages A and B (params train.schedule: shared by every stage)")
     a("--captions", default="paper", choices=("paper", "paraphrase"), help="stage-B captions")
     a("--epochs", type=int, default=28), a("--batch-size", type=int, default=64)
     a("--lr", type=float, default=1e-3), a("--eval-every", type=int, default=2)
@@ -107,22 +112,20 @@ class Variant:
     order_lr: float
     text_lr: float  # 0 = the stage lr
     up_init: float
-    pos_scale: float
     seed: int
 
     @property
     def label(self) -> str:
         text = f" tlr={self.text_lr:g}" if self.text_lr else ""
-        return (f"T-{self.start} olr={self.order_lr:g}{text} up={self.up_init:g} "
-                f"pos={self.pos_scale:g} s={self.seed}")
+        return f"T-{self.start} olr={self.order_lr:g}{text} up={self.up_init:g} s={self.seed}"
 
 
 def variants(args) -> list[Variant]:
     starts = [s.strip() for s in args.starts.split(",")]
     if not set(starts) <= {"B", "AB"}:
         raise SystemExit(f"--starts takes B and/or AB, got {args.starts!r}")
-    grid = itertools.product(starts, floats(args.order_lrs), floats(args.text_lrs), floats(args.up_inits),
-                             floats(args.pos_scales), [int(s) for s in floats(args.seeds)])
+    grid = itertools.product(starts, floats(args.order_lrs), floats(args.text_lrs),
+                             floats(args.up_inits), [int(s) for s in floats(args.seeds)])
     return [Variant(*v) for v in grid]
 
 
@@ -137,10 +140,6 @@ class Setup:
     bank: object
     device: torch.device
     info: dict
-
-
-def short_hash(obj) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def setup(args, work: Path, device: torch.device) -> Setup:
@@ -161,7 +160,7 @@ def setup(args, work: Path, device: torch.device) -> Setup:
     pre = train.TrainConfig(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch_size,
                             lr=args.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
                             schedule="cosine", seed=args.seed)
-    folder = work / f"pretrained-{short_hash([world.hash, asdict(tiny), asdict(pre)])}"
+    folder = work / f"pretrained-{config_hash([world.hash, asdict(tiny), asdict(pre)])[:10]}"
     tic = time.perf_counter()
     model = TinyClap(config=tiny).to(device)
     result = pretrain_tiny(model=model, singles=manifests.singles, render=render_key,
@@ -179,10 +178,10 @@ def setup(args, work: Path, device: torch.device) -> Setup:
     timings["cache_s"] = time.perf_counter() - tic
     counts = {t: {s: int(n) for s, n in df["split"].value_counts().items()}
               for t, df in manifests.tables().items()}
-    info = {"world": asdict(world), "tiny": asdict(tiny), "pretrain": asdict(pre),
-            "pretrain_history": result.history, "frames_per_double": int(bank.pairs.feats.frames.shape[1]),
-            "rows": counts, "zero_shot_train_top1": zero_shot_top1(order, bank, cache, manifests,
-                                                                   base, device), **timings}
+    info = {"world": asdict(world), "tiny": asdict(tiny), "pretrain": asdict(pre), **timings,
+            "pretrain_history": result.history, "rows": counts,
+            "frames_per_double": int(bank.pairs.feats.frames.shape[1]),
+            "zero_shot_train_top1": zero_shot_top1(order, bank, cache, manifests, base, device)}
     return Setup(base, manifests, folder / "model.pt", cache, bank, device, info)
 
 
@@ -243,8 +242,8 @@ def distance_from_pooled(model, s: Setup) -> float:
     (1.0 exactly when the order module's output is zero)."""
     head = model.audio_head_module
     sb = s.manifests.stage_b
-    rows = s.bank.pairs.rows(audio_key("seq", a, b) for a, b in
-                             zip(sb.loc[sb["split"] == "test", "clip_i"], sb.loc[sb["split"] == "test", "clip_j"]))
+    test = sb[sb["split"] == "test"]
+    rows = s.bank.pairs.rows(audio_key("seq", a, b) for a, b in zip(test["clip_i"], test["clip_j"]))
     with torch.no_grad():
         feats = s.bank.pairs.take(rows)
         z_order = head(feats)  # (N, d)
@@ -285,11 +284,11 @@ def fresh_model(v: Variant, s: Setup) -> TinyClap:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(1000 + v.seed)
             other = FrameMixer(channels=mixer.up.out_features, max_frames=mixer.max_frames,
-                               d_model=mixer.down.out_features, n_heads=mixer.layer.self_attn.num_heads)
+                               d_model=mixer.down.out_features,
+                               n_heads=mixer.layer.self_attn.num_heads)
         mixer.load_state_dict(other.state_dict())
-    with torch.no_grad():
-        mixer.pos.mul_(v.pos_scale)
-        if v.up_init > 0:
+    if v.up_init > 0:
+        with torch.no_grad():
             mixer.up.weight.copy_(torch.randn(mixer.up.weight.shape, generator=gen) * v.up_init)
     return model
 
@@ -311,11 +310,12 @@ def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
     task = StageATask(weights=losses.StageAWeights(), backbone=model, bank=s.bank,
                       manifest=s.manifests.stage_a, n_classes=len(s.base.classes))
     cfg = train.TrainConfig(epochs=args.stage_a_epochs, batch_size=args.batch_size, lr=args.lr,
-                            seed=v.seed, checkpoint_every_s=1e9)
+                            schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9)
     tic = time.perf_counter()
     train.fit(task=task, model=model, params=model.trainable_parameters(), config=cfg,
               out_dir=out, device=s.device, progress=False)
-    return {"head": train.load_checkpoint_head(out / "best.pt"), "seconds": time.perf_counter() - tic}
+    return {"head": train.load_checkpoint_head(out / "best.pt"),
+            "seconds": time.perf_counter() - tic}
 
 
 def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) -> dict:
@@ -323,14 +323,15 @@ def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) 
     model = fresh_model(v, s)
     if start_head is not None:
         model.load_head_state_dict(start_head)
-    record = {"variant": asdict(v), "label": v.label, "init_cos_to_pooled": distance_from_pooled(model, s)}
+    record = {"variant": asdict(v), "label": v.label,
+              "init_cos_to_pooled": distance_from_pooled(model, s)}
     evals, eval_s, eval_cpu = [{"epoch": 0, **evaluate(model, s, n_boot=0)}], [0.0], [0.0]
     torch.manual_seed(v.seed)
-    task = StageBTask(weights=losses.StageBWeights(), weights_by="meaning",
-                      captions=args.captions, backbone=model, bank=s.bank, manifest=s.manifests.stage_b,
+    task = StageBTask(weights=losses.StageBWeights(), weights_by="meaning", captions=args.captions,
+                      backbone=model, bank=s.bank, manifest=s.manifests.stage_b,
                       n_classes=len(s.base.classes))
     cfg = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                            seed=v.seed, checkpoint_every_s=1e9)
+                            schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9)
 
     def on_epoch(epoch: int) -> None:
         tic, cpu = time.perf_counter(), time.process_time()
@@ -345,13 +346,13 @@ def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) 
     spe = task.n_train // args.batch_size
     hook = EvalHook(task, steps_per_epoch=spe, every=args.eval_every, on_epoch=on_epoch)
     tic, cpu = time.perf_counter(), time.process_time()
-    result = train.fit(task=hook, model=model, params=groups(model, args.lr, v.order_lr, v.text_lr),
-                       config=cfg, out_dir=out, device=s.device, progress=False)
+    result = train.fit(task=hook, model=model, config=cfg, out_dir=out, device=s.device,
+                       params=groups(model, args.lr, v.order_lr, v.text_lr), progress=False)
     wall, cpu = time.perf_counter() - tic, time.process_time() - cpu
     last = evaluate(model, s, n_boot=args.n_boot)
     model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
     best_epoch = min(result.history, key=lambda h: h["val_loss"])["epoch"]
-    first = lambda key, level: next((e["epoch"] for e in evals if e[key] > level), None)  # noqa: E731
+    first = lambda key, at: next((e["epoch"] for e in evals if e[key] > at), None)  # noqa: E731
     timings = result.timings
     record.update(
         steps_per_epoch=spe, steps=result.steps, history=result.history, evals=evals,
@@ -364,15 +365,14 @@ def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) 
 
 
 def print_table(records: list[dict]) -> None:
-    head = (f"{'configuration':40s} {'steps':>5s} {'s/ep':>5s} {'ep>75':>5s} {'ep≥80c':>6s} "
-            f"{'3A-o':>5s} {'3A-c':>5s} {'oc':>5s} {'1A':>5s} {'3B':>5s} {'best':>4s} {'3A-c*':>5s}")
-    print(head)
+    cols = ("steps", "s/ep", "ep>75", "ep≥80c", "3A-o", "3A-c", "oc", "1A", "3B", "best", "3A-c*")
+    print(f"{'configuration':40s} " + " ".join(f"{c:>5s}" for c in cols))
     for r in records:
         f, none = r["final"], lambda x: "-" if x is None else str(x)  # noqa: E731
         print(f"{r['label']:40s} {r['steps']:5d} {r['train_s_per_epoch']:5.2f} "
-              f"{none(r['epoch_3Ao_75']):>5s} {none(r['epoch_3Ac_80']):>6s} {f['3A-o']:5.1f} "
+              f"{none(r['epoch_3Ao_75']):>5s} {none(r['epoch_3Ac_80']):>5s} {f['3A-o']:5.1f} "
               f"{f['3A-c']:5.1f} {f['oc']:5.1f} {f['1A']:5.1f} {f['3B']:5.1f} "
-              f"{r['best_epoch']:4d} {r['best']['3A-c']:5.1f}")
+              f"{r['best_epoch']:5d} {r['best']['3A-c']:5.1f}")
     print("s/ep: train seconds per epoch; ep>75: first evaluated epoch with 3A-o > 75 %; "
           "ep≥80c: first with 3A-c > 80 %; 3A-o … 3B: after the last epoch; best: epoch of "
           "best.pt (lowest val loss, what the pipeline keeps), 3A-c*: its 3A-c")
@@ -399,7 +399,7 @@ def main(argv=None) -> dict:
         for n, v in enumerate(variants(args)):
             head = None
             if v.start == "AB":
-                key = (v.up_init, v.pos_scale, v.seed)
+                key = (v.up_init, v.seed)
                 if key not in heads_a:
                     heads_a[key] = stage_a(v, s, args, runs / f"A-{n}")
                     print(f"  stage A for {v.label}: {heads_a[key]['seconds']:.1f} s", flush=True)

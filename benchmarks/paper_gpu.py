@@ -2,20 +2,36 @@
 
 ESC-50-shaped data made up on the spot (default: 50 classes × 40 clips of 5 s at 44.1 kHz,
 5 folds), msclap 2022 (Cnn14 + BERT-base, the paper's trainable layers) with random weights,
-``pairing: paper`` (one clip per class, 70/30 by unordered pair), Adam lr 1e-4, batch 256,
-bf16 autocast on CUDA (paper B.5). Stages, each timed with its peak memory:
+``pairing: paper`` (one clip per class, 70/30 by unordered pair, 10 % of the training pairs for
+the validation loss), the default composite recipe, Adam lr 1e-4, batch 256, bf16 autocast on
+CUDA (paper B.5). Only the library is used (no notebook, no ``teminal.run`` session). Stages,
+each timed with its peak memory:
 
-1. data generation — the ESC-50-shaped folder, ``esc50.load`` (validation), ``build_manifests``;
-2. cache build — ``TrunkCache`` + ``build_bank``: every single clip, composite and caption
+1. data generation — the ESC-50-shaped folder, ``esc50.load`` (validation),
+   ``build_manifests``, and the SPEC §6 size gates (below);
+2. model build — random msclap 2022, Cnn14's conv layers redrawn (below);
+3. cache build — ``TrunkCache`` + ``build_bank``: every single clip, composite and caption
    through the frozen trunks once, in batches of ``--eval-batch-size``;
-3. stage A epochs — ``StageATask`` + ``train.fit`` (checkpoints included);
-4. stage B epochs — ``StageBTask`` + ``train.fit`` from stage A's heads (T-AB);
-5. ZSTE — ``evaluate.run_zste`` (heads in batches of 1024, prompts through the text trunk).
+4. stage A epochs — ``StageATask`` + ``train.fit`` (checkpoints included);
+5. stage B epochs — ``StageBTask`` + ``train.fit`` from stage A's heads (T-AB);
+6. ZSTE — ``evaluate.zste_inputs`` + ``zste.evaluate`` on the held-out pairs (heads in batches
+   of 1024, the prompts through the cached text trunk via ``evaluate.text_embedder``).
 
-The weights are random, so the ZSTE figures sit at chance: only the times mean something.
-On a CPU it runs at a toy size to check it works:
+**Random weights, not all ties.** msclap's own init shrinks Cnn14's activations ~2× per ReLU,
+so every clip of a random Cnn14 embeds to the same direction (cosine > 0.99997) and every ZSTE
+candidate ties. As ``random_msclap_2022`` in ``tests/test_paper_config.py`` does, every conv
+layer of Cnn14 is redrawn with He init (``kaiming_normal_``, seeded by ``--seed``) before the
+trunk cache is keyed, so clips embed apart. The ZSTE figures still sit near chance (the weights
+are random): only the times mean something; the ``tied %`` column shows how many items a tie
+decided.
 
-    .venv/bin/python benchmarks/paper_gpu.py --classes 6 --clips-per-class 5 --epochs 1 --device cpu
+**Sizes** (SPEC §6). The ZSTE needs ``gates.MIN_EVAL_PAIRS`` held-out unordered class pairs
+(``--classes`` ≥ 9 at the 30 % split), and ``train.fit`` refuses a training split smaller than
+one batch; both are checked right after the manifests, before anything expensive. On a CPU it
+runs at a toy size to check it works (~95 s on one core, 72 s of it the trunk-cache build):
+
+    .venv/bin/python benchmarks/paper_gpu.py --classes 9 --clips-per-class 5 --epochs 1 \\
+        --batch-size 8 --eval-batch-size 8 --n-boot 50 --device cpu --threads 1
     .venv/bin/python benchmarks/paper_gpu.py --out benchmarks/out/paper_gpu.json     # a CUDA machine
 """
 from __future__ import annotations
@@ -28,26 +44,27 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (bert_tokenizer_folder, describe, machine_info, make_esc50_like,  # noqa: E402
                      contention_note, memory_text, phase, pick_device, write_json)
 
-from teminal import evaluate, losses, tracking, train  # noqa: E402
+from teminal import evaluate, gates, losses, tracking, train, zste  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
 from teminal.data import esc50  # noqa: E402
-from teminal.data.pairs import PairingConfig, build_manifests  # noqa: E402
+from teminal.data.clips import ClipStore, render  # noqa: E402
+from teminal.data.pairs import Manifests, PairingConfig, build_manifests, eval_pair_count  # noqa: E402
 from teminal.features import build_bank, manifest_audio_keys, manifest_texts  # noqa: E402
 from teminal.models import build_backbone  # noqa: E402
+from teminal.models.base import Backbone  # noqa: E402
 from teminal.stages import StageATask, StageBTask  # noqa: E402
-from teminal.workflow import RunData  # noqa: E402
-from teminal.zste_prompts import ZsteTemplates  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--classes", type=int, default=50, help="ESC-50: 50")
+    p.add_argument("--classes", type=int, default=50, help="ESC-50: 50 (≥ 9, see the docstring)")
     p.add_argument("--clips-per-class", type=int, default=40, help="ESC-50: 40 (≥ 5 folds)")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--sample-rate", type=int, default=44100)
@@ -59,13 +76,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", default="", help="keep data, cache, checkpoints and MLflow "
-                   "here (default: a temporary folder, deleted at the end)")
+                   "here: a new or empty folder (default: a temporary folder, deleted at the end)")
     p.add_argument("--out", default="", help="write every figure to this JSON file")
     args = p.parse_args(argv)
-    if args.classes < 3 or args.clips_per_class < 5 or args.epochs < 1:
-        p.error("need --classes ≥ 3 (pairs of distinct classes), --clips-per-class ≥ 5 (5 folds) "
-                "and --epochs ≥ 1")
+    if args.classes < 3 or args.clips_per_class < 5 or args.epochs < 1 or args.batch_size < 2:
+        p.error("need --classes ≥ 3 (pairs of distinct classes), --clips-per-class ≥ 5 "
+                "(5 folds), --epochs ≥ 1 and --batch-size ≥ 2 (a contrastive batch)")
+    work = Path(args.work_dir) if args.work_dir else None
+    if work is not None and work.exists() and (not work.is_dir() or any(work.iterdir())):
+        p.error(f"--work-dir {work} exists and is not empty; earlier results are never "
+                "overwritten: pass a new folder")
     return args
+
+
+def random_msclap_2022(*, tokenizer: Path, seed: int) -> Backbone:
+    """msclap 2022 with random weights whose Cnn14 activations keep their scale: He init of
+    every conv layer (the rest as ``random_init`` draws it), so clips embed apart (module
+    docstring). Built on the CPU (the seeded generator lives there); move it afterwards."""
+    model = build_backbone(name="msclap-2022", random_init=True, download=False, seed=seed,
+                           tokenizer=tokenizer, audio_head="pooled", device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.clap.audio_encoder.base.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
+    return model
+
+
+def check_sizes(m: Manifests, *, batch_size: int) -> None:
+    """SPEC §6 gates, before anything expensive: ``SanityError`` saying what to change."""
+    n_eval = eval_pair_count(m, "test")
+    if n_eval < gates.MIN_EVAL_PAIRS:
+        raise gates.SanityError(
+            f"the held-out set has {n_eval} unordered class pairs, fewer than "
+            f"gates.MIN_EVAL_PAIRS={gates.MIN_EVAL_PAIRS} (SPEC §6): raise --classes (9 is the "
+            "least at the paper's 30 % split)")
+    for name, table in (("stage A", m.stage_a), ("stage B", m.stage_b)):
+        train.check_trainable(int((table["split"] == "train").sum()), batch_size,
+                              where=f"{name} (--batch-size {batch_size})")
 
 
 def fit_stage(task, bb, *, args, out_dir: Path, device: torch.device, tag: str) -> dict:
@@ -74,10 +122,15 @@ def fit_stage(task, bb, *, args, out_dir: Path, device: torch.device, tag: str) 
     result = train.fit(task=task, model=bb, params=bb.trainable_parameters(), config=config,
                        out_dir=out_dir, device=device, metric_prefix=f"{tag}/", progress=False)
     bb.load_head_state_dict(train.load_checkpoint_head(out_dir / "best.pt"))
-    steps = max(1, task.n_train // args.batch_size)
-    return {"train_rows": task.n_train, "val_rows": task.n_val, "steps_per_epoch": steps,
-            "epochs": args.epochs, "best_val": result.best_val,
-            "last_train_loss": result.history[-1]["train_loss"]}
+    return {"train_rows": task.n_train, "val_rows": task.n_val,
+            "steps_per_epoch": result.steps_per_epoch, "epochs": args.epochs,
+            "best_val": result.best_val, "last_train_loss": result.history[-1]["train_loss"]}
+
+
+def zste_templates(k: int) -> zste.ZsteTemplates:
+    """The paper's 50 candidates for 4A/4B and 5B, or as many as K classes allow (SPEC §4)."""
+    return zste.ZsteTemplates(n_candidates_4=min(50, 3 * k * (k - 1) // 2),
+                              n_candidates_5b=min(50, k * (k - 1)))
 
 
 def run(args, device: torch.device, work: Path, figures: dict) -> None:
@@ -87,22 +140,24 @@ def run(args, device: torch.device, work: Path, figures: dict) -> None:
     with phase("data_generation", device, figures, echo=True) as fig:
         make_esc50_like(work / "esc50", classes=args.classes, clips_per_class=args.clips_per_class,
                         seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed)
-        base = esc50.load(work / "esc50", expect_classes=args.classes)
+        base = esc50.load(work / "esc50")
         m = build_manifests(base, pairing=PairingConfig(pairing="paper", seed=args.seed))
+        check_sizes(m, batch_size=args.batch_size)
         fig.update(clips=len(base.clips), classes=len(base.classes), **{
             f"stage_b_{s}": int(n) for s, n in m.stage_b["split"].value_counts().items()})
-    data = RunData(base=base, manifests=m, manifest_dir=work / "esc50")
 
     with phase("model_build", device, figures, echo=True):
-        bb = build_backbone(name="msclap-2022", random_init=True, download=False, seed=args.seed,
-                            tokenizer=bert_tokenizer_folder(), audio_head="pooled", device=device)
-    recipe = Recipe(sample_rate=bb.sample_rate)
+        bb = random_msclap_2022(tokenizer=bert_tokenizer_folder(), seed=args.seed).to(device)
+    recipe = Recipe(sample_rate=bb.sample_rate)  # the default recipe (SPEC §1)
+    store = ClipStore(base, sample_rate=bb.sample_rate)
 
     with phase("cache_build", device, figures, echo=True) as fig:
-        cache = TrunkCache(root=work / "cache", backbone=bb, recipe=recipe, device=device,
+        cache = TrunkCache(root=work / "cache", backbone=bb, recipe=recipe,
+                           base_fingerprint=base.fingerprint, device=device,
                            batch_size=args.eval_batch_size, progress=False)
         with autocast():
-            bank = build_bank(cache=cache, manifests=m, render=data.renderer(recipe),
+            bank = build_bank(cache=cache, manifests=m,
+                              render=lambda key: render(key, store, recipe),
                               frames=bb.needs_frames, device=device)
         singles, pairs = manifest_audio_keys(m)
         fig.update(singles=len(singles), composites=len(pairs), captions=len(manifest_texts(m)))
@@ -111,20 +166,24 @@ def run(args, device: torch.device, work: Path, figures: dict) -> None:
     with phase("stage_a", device, figures, echo=True) as fig:
         task = StageATask(weights=losses.StageAWeights(), backbone=bb, bank=bank,
                           manifest=m.stage_a, n_classes=k, replay=None)
-        fig.update(fit_stage(task, bb, args=args, out_dir=work / "checkpoints" / "A", device=device, tag="A"))
+        fig.update(fit_stage(task, bb, args=args, out_dir=work / "checkpoints" / "A",
+                             device=device, tag="A"))
     with phase("stage_b", device, figures, echo=True) as fig:
         task = StageBTask(weights=losses.StageBWeights(), backbone=bb, bank=bank,
                           manifest=m.stage_b, n_classes=k, replay=None)
-        fig.update(fit_stage(task, bb, args=args, out_dir=work / "checkpoints" / "T-AB", device=device, tag="B"))
+        fig.update(fit_stage(task, bb, args=args, out_dir=work / "checkpoints" / "T-AB",
+                             device=device, tag="B"))
 
     with phase("zste", device, figures, echo=True) as fig:
-        templates = ZsteTemplates(n_candidates_4=min(50, 2 * k * (k - 1)),
-                                  n_candidates_5b=min(50, k * (k - 1)))
+        bb.eval()
         with autocast():
-            result = evaluate.run_zste(bb, bank, cache, data, device=device, seed=args.seed,
-                                       n_boot=args.n_boot, templates=templates)
-        fig["table"] = result.table.to_dict(orient="records")
-    print(result.table.round(1).to_string(index=False))
+            inputs = evaluate.zste_inputs(bb, bank, m, base.classes, split="test")
+            result = zste.evaluate(inputs, evaluate.text_embedder(bb, cache, device),
+                                   templates=zste_templates(k), n_boot=args.n_boot, seed=args.seed)
+        tied = [100 * result.items[t].tied.mean() for t in result.table.task]  # % of items
+        table = result.table.assign(tied=tied)
+        fig["table"] = table.to_dict(orient="records")
+    print(table.rename(columns={"tied": "tied %"}).round(1).to_string(index=False))
 
 
 def main(argv=None) -> dict:
@@ -171,6 +230,7 @@ def report(figures: dict, args) -> None:
     if contention_note(stages):
         print(contention_note(stages))
     write_json(args.out, figures)
+
 
 if __name__ == "__main__":
     main()

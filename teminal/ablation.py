@@ -9,6 +9,7 @@ the rows' ZSTE tables back from the run folder.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -51,17 +52,15 @@ def plan(config: RunConfig) -> list[Row]:
     if "tclap" in p.extra_rows:
         rows.append(Row("T-CLAP loss", _variant(b, loss="tclap", start_from="pretrained",
                                                 audio_head="pooled", order_lr=None)))
-    for captions in ("paper", "paraphrase"):
-        if f"{captions}-captions" in p.extra_rows:
-            params = _variant(b, captions=captions, audio_head="pooled", order_lr=None,
-                              loss="teminal")
-            start = "T-AB" if params.start_from == "A" else "T-B"
-            rows.append(Row(f"{start} {setting_label(params.setting)} {captions} captions", params))
+    order = _variant(b, **dict(zip(SETTING_FIELDS, p.order_setting)), start_from="A",
+                     loss="teminal", audio_head="order", epochs=p.order_epochs,
+                     order_lr=p.order_lr)
     if "order-head" in p.extra_rows:
-        params = _variant(b, **dict(zip(SETTING_FIELDS, p.order_setting)), start_from="A",
-                          loss="teminal", audio_head="order", epochs=p.order_epochs,
-                          order_lr=p.order_lr)
-        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)}", params))
+        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)}", order))
+    if "order-head-other-captions" in p.extra_rows:  # does paraphrase training move 5A, …?
+        other = "paper" if order.captions == "paraphrase" else "paraphrase"
+        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} {other} captions",
+                        _variant(order, captions=other)))
     if config.zste.probe:
         rows.append(Row("probe:level-duration", probe=True))
     return rows
@@ -96,8 +95,7 @@ def run(S: Session, rows: list[Row]) -> pd.DataFrame:
                 ev = steps.evaluate_ref(S, "pretrained", nested=False)
                 status, tag = ("reused" if ev.reused else "ran"), ev.tag
             else:
-                role = "abl-" + row.name.replace(" ", "").replace("(", "-").replace(")", "") \
-                    .replace(",", "-").replace("+", "-")
+                role = "abl-" + re.sub(r"[^0-9A-Za-z]+", "-", row.name).strip("-")
                 trained = steps.stage_b(S, row.params, own_run=True, role=role, label=row.name)
                 ev = steps.evaluate_trained(S, trained, nested=False)
                 status, tag = ("reused" if trained.reused else "trained"), trained.tag

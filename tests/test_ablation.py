@@ -39,11 +39,12 @@ def test_configured_row_equals_the_configured_stage_b():
     assert row.params == c.stage_b
 
 
-def test_caption_rows_differ_only_in_captions():
-    c = RunConfig.model_validate({"ablations": {"extra_rows": ["paper-captions"]}})
-    row = next(r for r in ablation.plan(c) if r.name.endswith("paper captions"))
-    assert row.params.captions == "paper"
-    assert row.params.model_dump(exclude={"captions"}) == c.stage_b.model_dump(exclude={"captions"})
+def test_other_captions_row_differs_from_the_order_row_only_in_captions():
+    c = RunConfig.model_validate({"ablations": {"extra_rows": ["order-head", "order-head-other-captions"]}})
+    rows = {r.name: r.params for r in ablation.plan(c)}
+    order, other = rows["T-AB+order-head (1,1,1,1,1)"], rows["T-AB+order-head (1,1,1,1,1) paper captions"]
+    assert order.captions == "paraphrase" and other.captions == "paper"
+    assert order.model_dump(exclude={"captions"}) == other.model_dump(exclude={"captions"})
 
 
 def test_probe_row_follows_zste_probe():

@@ -223,7 +223,7 @@ def test_metrics_logged_in_one_batch_per_epoch(store, monkeypatch):
     assert steps("pretrain/train/epoch_loss") == [3, 6] and steps("pretrain/val/loss") == [3, 6]
     assert "train/loss" not in client.get_run(run_id).data.metrics
     artifacts = {a.path for a in client.list_artifacts(run_id, "checkpoints/m")}
-    assert artifacts == {"checkpoints/m/best.pt", "checkpoints/m/last.pt"}
+    assert artifacts == {"checkpoints/m/best.pt"}
 
 
 def test_no_active_run_logs_nothing(tmp_path):

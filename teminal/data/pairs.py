@@ -26,15 +26,14 @@ Stage-B rows carry the paper captions (``caption_f/r/o``, ``phrasing`` before/af
 row; ``T`` keeps the phrasing and swaps the events) and one paraphrase draw per row from the
 training family (``para_f/r/o``; r uses f's template with the events swapped). Manifests hold
 clip filenames and captions only; audio is composed on the fly (``clips.render``).
+
+Where things live: drawing and splitting the pairs (``PairingConfig``, ``build_manifests``) here;
+the table schema (``SPLITS``, ``*_COLUMNS``), the ``Manifests`` container and its files (hash,
+write, read) in :mod:`teminal.data.manifest_files`, re-exported here.
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -43,18 +42,12 @@ from teminal.data.captions import (HELDOUT_FAMILY, PHRASINGS, TRAINING_FAMILY,  
                                    CaptionTemplates, PhrasingFamily, check_disjoint,
                                    stage_a_captions, stage_b_captions)
 from teminal.data.esc50 import BaseSet
+from teminal.data.manifest_files import (FILES, INT_COLUMNS, PAIR_COLUMNS,  # noqa: F401
+                                         SINGLE_SPLITS, SINGLES_COLUMNS, SPLITS, STAGE_A_COLUMNS,
+                                         STAGE_B_COLUMNS, TRAINING_SPLITS, Manifests,
+                                         canonical_csv, manifest_hash, read_manifests,
+                                         write_manifests)
 from teminal.gates import MIN_CLASSES, SanityError
-
-SPLITS = ("train", "val", "test", "seen")  # pair tables (stage A, stage B)
-SINGLE_SPLITS = ("train", "val", "test", "paired")  # singles table
-TRAINING_SPLITS = ("train", "val")
-SINGLES_COLUMNS = ["clip", "target", "label", "caption", "split"]
-PAIR_COLUMNS = ["pair", "i", "j", "draw", "clip_i", "clip_j", "label_i", "label_j"]
-STAGE_A_COLUMNS = PAIR_COLUMNS + ["caption_single", "caption_double", "split"]
-STAGE_B_COLUMNS = PAIR_COLUMNS + ["phrasing", "caption_f", "caption_r", "caption_o",
-                                  "para_f", "para_r", "para_o", "split"]
-INT_COLUMNS = ("pair", "i", "j", "draw", "target")
-FILES = {"singles": "singles.csv", "stage_a": "stage_a.csv", "stage_b": "stage_b.csv"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,26 +106,6 @@ class PairingConfig:
             return test, None
         lower = [f for f in folds if f < test]
         return test, (max(lower) if lower else min(f for f in folds if f > test))
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class Manifests:
-    """The three tables (module docstring; docs/CONTRACTS.md), their hashes and the config."""
-
-    singles: pd.DataFrame
-    stage_a: pd.DataFrame
-    stage_b: pd.DataFrame
-    hashes: dict[str, str]
-    config: dict = field(default_factory=dict)
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        return {"singles": self.singles, "stage_a": self.stage_a, "stage_b": self.stage_b}
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Rows per split of each table."""
-        return {k: {s: int((df["split"] == s).sum())
-                    for s in (SINGLE_SPLITS if k == "singles" else SPLITS)}
-                for k, df in self.tables().items()}
 
 
 def eval_pair_count(manifests: Manifests, split: str) -> int:
@@ -307,65 +280,3 @@ def stage_b_table(rows: pd.DataFrame, t: CaptionTemplates, family: PhrasingFamil
                   seed: int) -> pd.DataFrame:
     """f = ``a_i ⊕ a_j``, r = T(f) = ``a_j ⊕ a_i``, o = ``a_i ∧ a_j``, with their captions."""
     return stage_b_captions(rows, t, family, seed=seed)[STAGE_B_COLUMNS]
-
-
-# -------------------------------------------------------------------------------------- files
-def canonical_csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False, lineterminator="\n")
-
-
-def manifest_hash(df: pd.DataFrame) -> str:
-    """sha1 of the table's canonical CSV (the exact bytes ``write_manifests`` writes)."""
-    return hashlib.sha1(canonical_csv(df).encode()).hexdigest()
-
-
-def write_manifests(m: Manifests, out_dir: str | Path) -> Path:
-    """Write the three CSVs and ``manifest.json`` to ``out_dir``; identical files are left as
-    they are, a file with different content → ``FileExistsError`` naming it (nothing written)."""
-    out = Path(out_dir)
-    tables = m.tables()
-    fresh = {n: manifest_hash(df) for n, df in tables.items()}
-    if fresh != m.hashes:
-        raise ValueError("Manifests.hashes do not match its tables (were they modified?)")
-    texts = {FILES[n]: canonical_csv(df) for n, df in tables.items()}
-    texts["manifest.json"] = json.dumps({"hashes": m.hashes, "counts": m.counts(),
-                                         "config": m.config}, indent=2, sort_keys=True,
-                                        default=lambda o: o.item()) + "\n"  # numpy scalars
-    for fname, text in texts.items():
-        path = out / fname
-        if path.exists() and path.read_text() != text:
-            raise FileExistsError(f"{path} exists with different content; earlier manifests are "
-                                  f"never overwritten: write to another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for fname, text in texts.items():
-        path = out / fname
-        if not path.exists():
-            tmp = path.with_name(f".{fname}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
-    return out
-
-
-def read_manifests(out_dir: str | Path) -> Manifests:
-    """Read what ``write_manifests`` wrote, checking every CSV against its recorded hash."""
-    out = Path(out_dir)
-    meta_path = out / "manifest.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: no manifests in {out}")
-    meta = json.loads(meta_path.read_text())
-    tables = {}
-    for name, fname in FILES.items():
-        path = out / fname
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found (listed in {meta_path})")
-        text = path.read_text()
-        found, want = hashlib.sha1(text.encode()).hexdigest(), meta["hashes"][name]
-        if found != want:
-            raise ValueError(f"{path}: sha1 {found} does not match {want} recorded in "
-                             f"{meta_path}; the file was changed after it was written")
-        df = pd.read_csv(io.StringIO(text), keep_default_na=False,
-                         dtype={c: (np.int64 if c in INT_COLUMNS else str) for c in text.split("\n", 1)[0].split(",")})
-        if manifest_hash(df) != want:
-            raise ValueError(f"{path}: does not read back to the table it was written from")
-        tables[name] = df
-    return Manifests(**tables, hashes=dict(meta["hashes"]), config=meta["config"])

@@ -98,6 +98,7 @@ class TrainParams(Section):
     warmup_steps: int = Field(0, ge=0)
     replay_weight: float = Field(0.0, ge=0)  # λ_replay (not in the paper)
     checkpoint_every_s: float = Field(300.0, gt=0)  # last.pt at most this often (and at the end)
+    bf16: bool = False  # bf16 autocast on CUDA and on CPUs with native bf16 (smoke: off, exact)
 
 
 class StageAParams(Section):
@@ -152,7 +153,7 @@ class AblationParams(Section):
 
     grid: list[Setting] = [(1, 1, 1, 1, 1)]
     starts: list[Literal["pretrained", "A"]] = ["A"]
-    extra_rows: list[Literal["tclap", "order-head", "paper-captions", "paraphrase-captions"]] = []
+    extra_rows: list[Literal["tclap", "order-head", "order-head-other-captions"]] = []
     order_setting: Setting = (1, 1, 1, 1, 1)
     order_epochs: int = Field(2, ge=1)  # stage B epochs of the order-head row
     order_lr: float | None = Field(None, gt=0)  # the order module's lr in that row (None = lr)

@@ -62,7 +62,7 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
     model = TinyClap(config=_tiny_config(S, data)).to(S.device)
     config = train.TrainConfig(epochs=m.pretrain_epochs, batch_size=m.pretrain_batch_size,
                                lr=m.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
-                               schedule="cosine", seed=S.config.seed,
+                               schedule="cosine", seed=S.config.seed, bf16=S.config.train.bf16,
                                checkpoint_every_s=S.config.train.checkpoint_every_s)
     key = pretrained_key(S, data)
     with S.phase("pretraining"):

@@ -61,7 +61,8 @@ def train_config(S: Session, params: StageAParams | StageBParams) -> train.Train
     return train.TrainConfig(
         epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, optimizer=t.optimizer,
         weight_decay=t.weight_decay, grad_clip=t.grad_clip, schedule=t.schedule,
-        warmup_steps=t.warmup_steps, seed=S.config.seed, checkpoint_every_s=t.checkpoint_every_s)
+        warmup_steps=t.warmup_steps, seed=S.config.seed, checkpoint_every_s=t.checkpoint_every_s,
+        bf16=t.bf16)
 
 
 def _key(S: Session, data: RunData, kind: str, params, start_key: str) -> str:
