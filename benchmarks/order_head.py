@@ -95,6 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--lr", type=float, default=1e-3), a("--eval-every", type=int, default=2)
     a("--n-boot", type=int, default=1000, help="bootstrap resamples of the final evaluation")
     a("--threads", type=int, default=1), a("--seed", type=int, default=0, help="world/pretrain")
+    a("--train-repeats", type=int, default=1, help="clip draws per unordered training pair")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA / native-bf16 CPU)")
     a("--out", default="", help="write every figure to this JSON file (never overwritten)")
     args = p.parse_args(argv)
     if args.out and Path(args.out).exists():
@@ -149,7 +151,8 @@ def setup(args, work: Path, device: torch.device) -> Setup:
     world = WorldConfig(n_classes=args.classes, clips_per_class=args.clips_per_class,
                         clip_seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed)
     base = esc50.load(make_world(work / f"world-{world.hash}", world))
-    manifests = build_manifests(base, pairing=PairingConfig(pairing="folds", seed=args.seed))
+    manifests = build_manifests(base, pairing=PairingConfig(pairing="folds", seed=args.seed,
+                                                            train_repeats=args.train_repeats))
     recipe = Recipe(sample_rate=base.sample_rate)
     store = ClipStore(base, sample_rate=base.sample_rate)
     render_key = lambda key: render(key, store, recipe)  # noqa: E731
@@ -159,7 +162,7 @@ def setup(args, work: Path, device: torch.device) -> Setup:
                       channels=(w, 2 * w, 4 * w, 8 * w))
     pre = train.TrainConfig(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch_size,
                             lr=args.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
-                            schedule="cosine", seed=args.seed)
+                            schedule="cosine", seed=args.seed, bf16=False)
     folder = work / f"pretrained-{config_hash([world.hash, asdict(tiny), asdict(pre)])[:10]}"
     tic = time.perf_counter()
     model = TinyClap(config=tiny).to(device)
@@ -310,7 +313,8 @@ def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
     task = StageATask(weights=losses.StageAWeights(), backbone=model, bank=s.bank,
                       manifest=s.manifests.stage_a, n_classes=len(s.base.classes))
     cfg = train.TrainConfig(epochs=args.stage_a_epochs, batch_size=args.batch_size, lr=args.lr,
-                            schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9)
+                            schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
+                            bf16=args.bf16)
     tic = time.perf_counter()
     train.fit(task=task, model=model, params=model.trainable_parameters(), config=cfg,
               out_dir=out, device=s.device, progress=False)
@@ -331,7 +335,8 @@ def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) 
                       backbone=model, bank=s.bank, manifest=s.manifests.stage_b,
                       n_classes=len(s.base.classes))
     cfg = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                            schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9)
+                            schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
+                            bf16=args.bf16)
 
     def on_epoch(epoch: int) -> None:
         tic, cpu = time.perf_counter(), time.process_time()

@@ -47,13 +47,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run(params: str, overrides: list[str]) -> tuple[Path, float, float]:
-    """Run the pipeline in an empty temporary work folder; (run folder, wall s, peak RSS MiB)."""
+def run(params: str, overrides: list[str], extra: list[str] = ()) -> tuple[Path, float, float]:
+    """Run the pipeline in an empty temporary work folder; (run folder, wall s, peak RSS MiB).
+    ``extra``: more arguments of ``python -m teminal run`` (e.g. ``["--until", "02_stage_b"]``)."""
     work = Path(tempfile.mkdtemp(prefix="teminal-profile-"))
     env = dict(os.environ, TEMINAL_WORKDIR=str(work), TEMINAL_PROGRESS="0",
                TEMINAL_TRACKING_URI=f"sqlite:///{work}/mlruns/mlflow.db")
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "teminal", "run", params]
-    cmd += [x for o in overrides for x in ("-p", o)]
+    cmd += [x for o in overrides for x in ("-p", o)] + list(extra)
     print("running:", " ".join(cmd), f"(work folder {work})", flush=True)
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     log = proc.stdout + proc.stderr

@@ -74,6 +74,14 @@ S.show(plots.zste_bars({k: r.tables["zste"] for k, r in results.items()}), "zste
 display(steps.set_comparison(results))
 
 # %% [markdown]
+# The held-out phrasings one template at a time: a model that learned "the first class named
+# is heard first" rather than the meaning of "before" / "after" gets "{x} precedes {y}" right
+# and "{y} comes later than {x}" wrong.
+
+# %%
+display(steps.phrasing_comparison(results))
+
+# %% [markdown]
 # ## Which pairs fail
 # Per task, the held-out items the last model gets wrong.
 

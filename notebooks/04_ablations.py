@@ -68,6 +68,12 @@ S.show(plots.ablation_heatmap(ablation.values(outcome)), "ablation_heatmap.png")
 # %%
 display(ablation.table(outcome, set_name="zste_heldout"))
 
+# %% [markdown]
+# The same, one held-out template at a time.
+
+# %%
+display(ablation.phrasings(outcome))
+
 # %%
 summary = ablation.summary(outcome)
 steps.log_text(summary, "ablation_summary.md")

@@ -130,6 +130,14 @@ def table(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
     return df.fillna("")
 
 
+def phrasings(outcome: pd.DataFrame) -> pd.DataFrame:
+    """Rows × (task, held-out template): the mean score (%) under each held-out phrasing."""
+    cols = {r.row: r.evaluation.phrasings.set_index(["task", "template"])["value"].round(1)
+            for r in outcome.itertuples()
+            if r.evaluation.phrasings is not None and not r.evaluation.phrasings.empty}
+    return pd.DataFrame(cols).T
+
+
 def summary(outcome: pd.DataFrame) -> str:
     """The largest gain and loss per subtask against the pretrained baseline."""
     v = values(outcome).drop(index=[n for n in values(outcome).index if n.startswith("probe")])

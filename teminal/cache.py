@@ -18,8 +18,9 @@ stored as ``dtype`` (float16 by default) and returned as float32. A shard that i
 unreadable is dropped from the index and its entries are recomputed. One writer per folder at
 a time (a second writer only loses index entries, which are then recomputed).
 
-Memory: loaded and computed entries stay in memory (``_ShardStore.mem``, the size of what was
-asked for, as ``dtype``: per clip C numbers pooled, plus T×C frames when asked). Missing audio
+Memory: the entries of one ``audio`` call are held only during that call (the shards it
+needs are read from disk, the result is returned, and they are dropped), so a caller that asks
+in chunks (``features.build_bank``) holds at most one chunk; text entries stay in memory. Missing audio
 is rendered one clip at a time and encoded in batches of ``batch_size`` clips of one length;
 at most ``2 · batch_size`` rendered waveforms are held at once (never a list of all of them),
 and each batch's features are written to a shard before the next batch is rendered.
@@ -247,6 +248,7 @@ class TrunkCache:
                 raise ValueError(f"frames of different lengths {sorted(lengths)} in one request: "
                                  "ask for clips of one duration at a time (frames are not padded)")
             fr = torch.stack([r["frames"] for r in rows]).float()  # (B, T, C)
+        self._audio.mem.clear()  # the caller holds what it asked for; memory stays bounded
         return AudioFeatures(pooled=pooled, frames=fr).to(self.device)
 
     def _compute_audio(self, keys: list[str], render: Callable[[str], np.ndarray],

@@ -84,6 +84,25 @@ def zste_sets(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests
     return out
 
 
+def phrasing_table(result: zste.ZsteResult, family=HELDOUT_FAMILY) -> pd.DataFrame:
+    """Held-out phrasings one by one: the mean score (%) of each task's items under each
+    template it reads (3A-o / 3A-c: the sequence template; 3B: the overlay one; 5A: the
+    position one). A model that learned "first named = first heard" rather than the meaning of
+    "before" gets one sequence template right and its mirror-worded one wrong."""
+    combos = zste.family_phrasings(family)
+    which = {"3A-o": "sequence", "3A-c": "sequence", "3B": "overlay", "5A": "position"}
+    rows = []
+    for task, field in which.items():
+        items = result.items.get(task)
+        if items is None or items.empty:
+            continue
+        template = items["phrasing"].map(lambda k: getattr(combos[int(k)], field))
+        for text, score in items.groupby(template)["score"]:
+            rows.append({"task": task, "template": text, "value": 100 * score.mean(),
+                         "items": len(score)})
+    return pd.DataFrame(rows)
+
+
 def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests,
                     class_names: list[str], *, device: torch.device,
                     prompt: str = retrieval.ZERO_SHOT_PROMPT) -> pd.DataFrame:

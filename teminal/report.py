@@ -29,7 +29,7 @@ def _children(client, run_id: str) -> list:
 
 def _tables(client, run_id: str) -> dict[str, pd.DataFrame]:
     out = {}
-    for name in SETS:
+    for name in (*SETS, "phrasings"):
         try:
             path = client.download_artifacts(run_id, f"tables/{name}.json")
         except Exception:  # noqa: BLE001 — a set the run did not evaluate
@@ -135,4 +135,12 @@ def report(run_dir: str | Path) -> str:
                                for r, t in held.items()}).T
             df.index.name = "setting"
             parts.append("### Ablations — held-out phrasings\n\n" + markdown(df.fillna("")))
+        by = {r: t["phrasings"].set_index(["task", "template"])["value"]
+              for r, t in found["ablations"].items() if "phrasings" in t}
+        if by:
+            df = pd.DataFrame(by).T.map(lambda v: f"{v:.1f}")
+            df.columns = [f"{task}: `{tpl}`" for task, tpl in df.columns]
+            df.index.name = "setting"
+            parts.append("### Ablations — held-out phrasings, template by template\n\n"
+                         + markdown(df.fillna("")))
     return "\n\n".join(parts) + "\n"

@@ -123,9 +123,6 @@ def close_run(status: str = "FINISHED") -> None:
         mlflow.end_run(status=status)
 
 
-def set_terminated(run_id: str, status: str) -> None:
-    """Close ``run_id`` with ``status`` (FINISHED / FAILED) from outside the notebook."""
-    MlflowClient().set_terminated(run_id, status=status)
 
 
 def log_params(params: dict[str, Any]) -> None:
@@ -146,29 +143,6 @@ def file_sha1(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def find_finished_run(*, tag: str, value: str, experiment: str = EXPERIMENT) -> str | None:
-    """The newest FINISHED run whose tag ``tag`` equals ``value``, or None."""
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{tag}` = '{value}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
-
-
-def run_metrics(run_id: str) -> dict[str, float]:
-    return dict(MlflowClient().get_run(run_id).data.metrics)
-
-
-def run_tags(run_id: str) -> dict[str, str]:
-    return dict(MlflowClient().get_run(run_id).data.tags)
 
 
 def log_dataframe(df, artifact_file: str) -> None:

@@ -145,3 +145,44 @@ def test_composite_stats_and_validation():
         fit_probe(st[:, :2], np.array([True, False, True]))
     with pytest.raises(ValueError, match="mix_stats"):
         _score(lambda kind, p: np.zeros((p - 1 if kind == "mix" else p, 3)))
+
+
+# ---- the embedded world through the pipeline's own glue (teminal.evaluate.probe_sets)
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from teminal.data import esc50
+    from teminal.data.pairs import PairingConfig, build_manifests
+    from teminal.data.synth_world import WorldConfig, make_world
+
+    root = make_world(tmp_path_factory.mktemp("probe_world") / "world",
+                      WorldConfig(n_classes=10, clips_per_class=10, clip_seconds=0.5,
+                                  sample_rate=16000))
+    base = esc50.load(root)
+    return base, build_manifests(base, pairing=PairingConfig(pairing="folds"))
+
+
+def _world_probe(world, recipe: Recipe):
+    from teminal.data.clips import ClipStore, render
+    from teminal.evaluate import probe_sets
+
+    base, manifests = world
+    store = ClipStore(base, sample_rate=recipe.sample_rate)
+    sets = probe_sets(manifests, list(base.classes), render=lambda k: render(k, store, recipe),
+                      sample_rate=recipe.sample_rate, n_boot=1000, seed=0)
+    return sets["zste"].table.set_index("task")
+
+
+def test_probe_sits_at_chance_on_the_embedded_world(world):
+    t = _world_probe(world, Recipe(sample_rate=16000))
+    assert t.loc["3B", "ci_low"] <= 100 / 3 <= t.loc["3B", "ci_high"]
+    assert t.loc["3A-o", "value"] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("leak,floor", [
+    (dict(level_rms=None, renormalize=False), 100 / 3),  # levels off (clip gains blur the 3 dB)
+    (dict(renormalize=False), 90.0),  # parts levelled, the sum left ~3 dB louder
+    (dict(tile_overlay=False), 90.0),  # the overlay half as long as the concatenation
+])
+def test_probe_finds_the_leak_of_a_leaky_recipe(world, leak, floor):
+    t = _world_probe(world, Recipe(sample_rate=16000, **leak))
+    assert t.loc["3B", "ci_low"] > floor

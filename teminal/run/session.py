@@ -60,7 +60,7 @@ class Session:
     data: Any = None  # teminal.run.steps.data.RunData, once loaded
     models: dict = field(default_factory=dict)  # audio head → pretrained Backbone
     banks: dict = field(default_factory=dict)  # (trunk key, frames) → FeatureBank
-    caches: dict = field(default_factory=dict)  # trunk key → TrunkCache
+    caches: dict = field(default_factory=dict)  # pretrained key → TrunkCache; the msclap key
 
     @property
     def run_dir(self) -> Path:

@@ -38,6 +38,7 @@ class Evaluation:
     key: str
     tables: dict[str, pd.DataFrame]
     zero_shot: pd.DataFrame | None = None
+    phrasings: pd.DataFrame | None = None  # held-out phrasings template by template
     items: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     model: Backbone | None = None
     reused: bool = False
@@ -52,7 +53,8 @@ def _eval_key(S: Session, model_key: str) -> str:
 def _record(ev: Evaluation) -> dict:
     return {"label": ev.label, "tag": ev.tag, "key": ev.key,
             "tables": {k: t.to_dict(orient="records") for k, t in ev.tables.items()},
-            "zero_shot": None if ev.zero_shot is None else ev.zero_shot.to_dict(orient="records")}
+            "zero_shot": None if ev.zero_shot is None else ev.zero_shot.to_dict(orient="records"),
+            "phrasings": None if ev.phrasings is None else ev.phrasings.to_dict(orient="records")}
 
 
 def _read(S: Session, tag: str, key: str) -> Evaluation | None:
@@ -62,10 +64,10 @@ def _read(S: Session, tag: str, key: str) -> Evaluation | None:
     rec = json.loads(path.read_text())
     if rec.get("key") != key:
         return None
-    zs = rec.get("zero_shot")
+    frame = lambda v: None if v is None else pd.DataFrame(v)  # noqa: E731
     return Evaluation(label=rec["label"], tag=tag, key=key, reused=True,
                       tables={k: pd.DataFrame(v) for k, v in rec["tables"].items()},
-                      zero_shot=None if zs is None else pd.DataFrame(zs))
+                      zero_shot=frame(rec.get("zero_shot")), phrasings=frame(rec.get("phrasings")))
 
 
 def _log(ev: Evaluation) -> None:
@@ -73,6 +75,8 @@ def _log(ev: Evaluation) -> None:
     for name, table in ev.tables.items():
         metrics |= {f"{name}/{t}": float(v) for t, v in zip(table["task"], table["value"])}
         mlflow.log_text(table.to_json(orient="records", indent=1), f"tables/{name}.json")
+    if ev.phrasings is not None:
+        mlflow.log_text(ev.phrasings.to_json(orient="records", indent=1), "tables/phrasings.json")
     if ev.zero_shot is not None:
         for r in ev.zero_shot.itertuples():
             metrics |= {f"zero_shot/{r.split}/top1": r.top1, f"zero_shot/{r.split}/top5": r.top5}
@@ -105,8 +109,9 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
                              n_boot=z.n_boot, seed=z.zste_seed, seen=z.seen, heldout=z.heldout)
         zero_shot = lib.zero_shot_table(model, bank, cache, data.manifests, data.classes,
                                         device=S.device)
+    phrasings = lib.phrasing_table(sets["zste_heldout"]) if "zste_heldout" in sets else None
     ev = Evaluation(label=label, tag=tag, key=key, model=model, zero_shot=zero_shot,
-                    tables={k: r.table for k, r in sets.items()},
+                    phrasings=phrasings, tables={k: r.table for k, r in sets.items()},
                     items={k: r.items for k, r in sets.items()})
     write_json(S.layout.evaluation(tag), _record(ev))
     return _logged(S, ev, nested)
@@ -175,6 +180,13 @@ def set_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
                     lambda r: f"{r.value:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]", axis=1)
     order = [t for t in zste.TASKS if any(t in c.index for c in cols.values())]
     return pd.DataFrame(cols).reindex(order).fillna("")
+
+
+def phrasing_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
+    """(task, held-out template) × model: the mean score (%) under each held-out phrasing."""
+    cols = {label: ev.phrasings.set_index(["task", "template"])["value"].round(1)
+            for label, ev in results.items() if ev.phrasings is not None and not ev.phrasings.empty}
+    return pd.DataFrame(cols)
 
 
 def pair_view(S: Session, ev: Evaluation) -> PairView:

@@ -30,9 +30,11 @@ def pretrained_key(S: Session, data: RunData) -> str:
     data it is pretrained on, the recipe and every pretraining parameter."""
     m = S.config.model
     if m.backbone != "tiny":
-        weights = Path(m.msclap_weights) if m.msclap_weights else None
-        return tracking.config_hash({"backbone": m.backbone, "weights": (
-            tracking.file_sha1(weights) if weights and weights.is_file() else "hub")})
+        if "msclap-key" not in S.caches:  # hashing 0.8 GB of weights once per notebook is enough
+            weights = Path(m.msclap_weights) if m.msclap_weights else None
+            S.caches["msclap-key"] = tracking.config_hash({"backbone": m.backbone, "weights": (
+                tracking.file_sha1(weights) if weights and weights.is_file() else "hub")})
+        return S.caches["msclap-key"]
     return tracking.config_hash({
         "backbone": "tiny", "model": m.model_dump(mode="json"), "seed": S.config.seed,
         "manifests": data.manifests.hashes, "base": data.base.fingerprint,
@@ -154,8 +156,9 @@ def check_pretrained(S: Session, zero_shot) -> None:
     if top1 >= gates.ZERO_SHOT_FACTOR * chance:
         return
     reason = (f"zero-shot top-1 on its own training singles is {top1:.1f} %, under "
-              f"{gates.ZERO_SHOT_FACTOR:g}× chance ({chance:.1f} %): the backbone learned "
-              "nothing usable; every later number would be noise")
+              f"{gates.ZERO_SHOT_FACTOR:g} × chance = {gates.ZERO_SHOT_FACTOR * chance:.1f} % "
+              f"(chance {chance:.1f} %): the backbone learned nothing usable; every later "
+              "number would be noise")
     if S.config.model.backbone == "tiny":
         fix = ("train longer (model.pretrain_epochs), lower model.pretrain_batch_size, or use "
                "more data")
