@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--classes", default="10,50", help="class counts to run (a subset each)")
     p.add_argument("--until", default="00_pretrained_baseline", help="last notebook to run")
     p.add_argument("--folder", default="", help="reuse this generated folder")
+    p.add_argument("--eval-batch-sizes", default="256", help="clips per trunk pass, one run each")
     p.add_argument("--out", default="", help="write the figures to this JSON file")
     args = p.parse_args(argv)
     folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="teminal-mem-")) / "esc50-like"
@@ -35,22 +36,26 @@ def main(argv=None) -> int:
         print(f"writing a 50-class ESC-50-shaped folder at {folder} …", flush=True)
         make_esc50_like(folder, classes=50, clips_per_class=40, seconds=5.0, sample_rate=44100)
     results = []
-    for k in (int(c) for c in args.classes.split(",")):
+    runs = [(int(k), int(b)) for k in args.classes.split(",") for b in args.eval_batch_sizes.split(",")]
+    for k, batch in runs:
         overrides = ["dataset=folder", f"data_root={folder}", "pairing=paper", f"classes={k}",
                      "tiny_hop=441", "pretrain_epochs=8", "pretrain_batch_size=32", "epochs=1",
-                     "batch_size=16", "device=cpu"]
+                     "batch_size=16", "device=cpu", f"eval_batch_size={batch}"]
         run_dir, wall, rss = run("params/default.yaml", overrides, ["--until", args.until])
         table = profile(run_dir)
         pairs = json.loads((run_dir / "data.json").read_text())
-        results.append({"classes": k, "ordered_pairs": k * (k - 1), "wall_s": round(wall, 1),
+        results.append({"classes": k, "eval_batch_size": batch, "ordered_pairs": k * (k - 1),
+                        "wall_s": round(wall, 1),
                         "peak_rss_mib": round(rss), "run_dir": str(run_dir), "notebooks": table,
                         "base_clips": sum(1 for _ in open(folder / "meta" / "esc50.csv")) - 1,
                         "classes_in_run": len(pairs["classes"])})
-        print(f"{k} classes ({k * (k - 1)} ordered pairs): peak RSS {rss:.0f} MiB, "
+        print(f"{k} classes ({k * (k - 1)} ordered pairs), eval_batch_size {batch}: peak RSS {rss:.0f} MiB, "
               f"{wall:.0f} s until {args.until}", flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2))
+    if args.out:  # appended to what an earlier call wrote
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        earlier = json.loads(out.read_text()) if out.exists() else []
+        out.write_text(json.dumps(earlier + results, indent=2))
     return 0
 
 

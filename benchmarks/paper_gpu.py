@@ -44,7 +44,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (bert_tokenizer_folder, describe, machine_info, make_esc50_like,  # noqa: E402
@@ -90,17 +89,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def random_msclap_2022(*, tokenizer: Path, seed: int) -> Backbone:
-    """msclap 2022 with random weights whose Cnn14 activations keep their scale: He init of
-    every conv layer (the rest as ``random_init`` draws it), so clips embed apart (module
-    docstring). Built on the CPU (the seeded generator lives there); move it afterwards."""
+    """msclap 2022 with random weights whose Cnn14 activations keep their scale
+    (``MsClap.he_init_audio_convs``), so clips embed apart. Built on the CPU; move it afterwards."""
     model = build_backbone(name="msclap-2022", random_init=True, download=False, seed=seed,
                            tokenizer=tokenizer, audio_head="pooled", device="cpu")
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.clap.audio_encoder.base.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
-    return model
+    return model.he_init_audio_convs(seed=seed)
 
 
 def check_sizes(m: Manifests, *, batch_size: int) -> None:

@@ -20,7 +20,7 @@ a time (a second writer only loses index entries, which are then recomputed).
 
 Memory: the entries of one ``audio`` call are held only during that call (the shards it
 needs are read from disk, the result is returned, and they are dropped), so a caller that asks
-in chunks (``features.build_bank``) holds at most one chunk; text entries stay in memory. Missing audio
+in chunks (``features.build_bank``) holds at most one chunk; the same holds for text. Missing audio
 is rendered one clip at a time and encoded in batches of ``batch_size`` clips of one length;
 at most ``2 · batch_size`` rendered waveforms are held at once (never a list of all of them),
 and each batch's features are written to a shard before the next batch is rendered.
@@ -315,4 +315,5 @@ class TrunkCache:
         for i, r in enumerate(rows):
             hidden[i, : r.shape[0]] = r.float()
             mask[i, : r.shape[0]] = 1
+        self._text.mem.clear()  # the caller holds what it asked for
         return TextFeatures(hidden=hidden, mask=mask).to(self.device)

@@ -83,7 +83,8 @@ class TextTable:
         rows = rows.to(self.feats.hidden.device)
         mask = self.feats.mask[rows]  # (B, L)
         keep = int(mask.sum(1).max())  # trim padding shared by the whole batch
-        return TextFeatures(hidden=self.feats.hidden[rows, :keep], mask=mask[:, :keep])
+        hidden = self.feats.hidden[rows, :keep].float()  # stored float16 in the bank
+        return TextFeatures(hidden=hidden, mask=mask[:, :keep])
 
 
 @dataclass
@@ -159,6 +160,12 @@ def _join(a: AudioFeatures, b: AudioFeatures) -> AudioFeatures:
     return AudioFeatures(pooled=torch.cat([a.pooled, b.pooled]), frames=torch.cat([a.frames, b.frames]))
 
 
+def _stored(feats: TextFeatures, dtype: torch.dtype) -> TextFeatures:
+    """Text-trunk features kept in the bank at the cache's storage precision (float16 by
+    default: lossless, and half the memory of many captions); ``take`` returns float32."""
+    return TextFeatures(hidden=feats.hidden.to(dtype), mask=feats.mask)
+
+
 def build_bank(*, cache, manifests, render: Callable[[str], np.ndarray], frames: bool,
                device: torch.device) -> FeatureBank:
     """Fetch (or compute once) every trunk feature the manifests need and move it to ``device``.
@@ -181,7 +188,7 @@ def build_bank(*, cache, manifests, render: Callable[[str], np.ndarray], frames:
     return FeatureBank(
         singles=FeatureTable(index=_index(single_keys), feats=singles.to(device)),
         pairs=FeatureTable(index=_index(composite_keys + loop_keys), feats=pairs.to(device)),
-        text=TextTable(index=_index(texts), feats=cache.text(texts).to(device)),
+        text=TextTable(index=_index(texts), feats=_stored(cache.text(texts), cache.dtype).to(device)),
     )
 
 

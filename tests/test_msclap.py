@@ -195,3 +195,19 @@ def test_without_tokenizer_text_fails_clearly(m22, monkeypatch):
     monkeypatch.setattr(m22, "tokenizer", None)
     with pytest.raises(RuntimeError, match="tokenizer="):
         m22.text_trunk(["a dog"])
+
+
+def test_he_init_keeps_random_clips_apart(tmp_path):
+    """msclap's own random init maps every clip to one direction; the He re-init used by the
+    paper rehearsal (tests/test_paper_config.py) and benchmarks/paper_gpu.py does not."""
+    model = MsClap(version="2022", random_init=True, tokenizer=make_bert_tokenizer(tmp_path))
+    t = torch.arange(44100) / 44100
+    clips = torch.stack([0.1 * torch.sin(2 * torch.pi * f * t) for f in (220.0, 880.0, 3520.0)])
+
+    def max_cos() -> float:
+        z = torch.nn.functional.normalize(model.encode_audio(clips), dim=-1)  # (3, d)
+        return float((z @ z.T).masked_fill(torch.eye(3, dtype=torch.bool), -1).max())
+
+    assert max_cos() > 0.999
+    model.he_init_audio_convs(seed=0)
+    assert max_cos() < 0.999

@@ -76,15 +76,10 @@ def make_spelling_bert_tokenizer(folder: Path) -> Path:
 
 
 def random_msclap_2022(tokenizer: Path, *, seed: int = 0) -> MsClap:
-    """msclap 2022 with random weights whose Cnn14 activations keep their scale (He init of
-    every conv layer; the rest as ``random_init`` draws it), so clips embed apart."""
-    model = MsClap(version="2022", random_init=True, tokenizer=tokenizer, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.clap.audio_encoder.base.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
-    return model
+    """msclap 2022 with random weights whose Cnn14 activations keep their scale, so clips embed
+    apart (``MsClap.he_init_audio_convs``)."""
+    return MsClap(version="2022", random_init=True, tokenizer=tokenizer, seed=seed) \
+        .he_init_audio_convs(seed=seed)
 
 
 @pytest.fixture(scope="module")

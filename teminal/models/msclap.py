@@ -165,6 +165,17 @@ class MsClap(Backbone):
             raise RuntimeError(f"could not download msclap {self.version} weights {name} from "
                                f"{url} ({type(exc).__name__}): {how}") from exc
 
+    def he_init_audio_convs(self, *, seed: int = 0) -> "MsClap":
+        """Redraw every conv layer of the audio encoder with He init, for rehearsals with random
+        weights: msclap's own init shrinks the activations layer after layer, so every clip
+        would embed to one direction (cosine > 0.9999) and no evaluation could tell clips apart."""
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for module in self.clap.audio_encoder.base.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
+        return self
+
     def load_weights(self, path: str | Path) -> None:
         """Load a ``{'model': state_dict}`` file (msclap's release format or ``save``'s)."""
         self._apply_weights(self._read_weights(path), path)
