@@ -199,10 +199,12 @@ def test_ablation_rows_include_the_order_head(paper_run):
             if "teminal.ablation_row" in r.data.tags}
     assert set(rows) == {row.name for row in ablation.plan(config)}
     assert all(r.info.status == "FINISHED" for r in rows.values())
-    order = [name for name in rows if name.startswith("T-AB+order-head")]
-    assert len(order) == 1
-    _assert_percent(rows[order[0]].data.metrics, "zste/3A-c", order[0])
-    assert rows[order[0]].data.tags["teminal.model"] == order[0]
+    order = sorted(name for name in rows if name.startswith("T-AB+order-head"))
+    # the order-aware row, and the same row on the other caption family (paper.yaml asks both)
+    assert order == ["T-AB+order-head (1,1,1,1,1)", "T-AB+order-head (1,1,1,1,1) paraphrase captions"]
+    for name in order:
+        _assert_percent(rows[name].data.metrics, "zste/3A-c", name)
+        assert rows[name].data.tags["teminal.model"] == name
     names = [a.path for a in client.list_artifacts(abl_run.info.run_id)]
     assert "ablation_table.json" in names and "ablation_heatmap.png" in names
 
@@ -214,8 +216,8 @@ def test_checkpoints_of_a_t_ab_and_the_order_head(paper_run):
     assert {"A", "T-AB"} <= set(metas)
     assert metas["A"].name == "A" and metas["T-AB"].name == "T-AB"
     order = [label for label in metas if label.startswith("T-AB+order-head")]
-    assert len(order) == 1 and "A+order-head" in metas  # the order row starts from its own A
-    for label in ("A", "T-AB", order[0], "A+order-head"):
+    assert len(order) == 2 and "A+order-head" in metas  # the order rows start from their own A
+    for label in ("A", "T-AB", *order, "A+order-head"):
         meta = json.loads((metas[label] / "meta.json").read_text())
         assert meta["finished"] and (metas[label] / "best.pt").exists(), label
         assert meta["audio_head"] == ("order" if "order-head" in label else "pooled"), label
