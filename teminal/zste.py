@@ -18,10 +18,11 @@ unordered clip pair (``a_i ⊕ a_j`` and ``a_j ⊕ a_i`` of the same clips, coun
 probability that both are answered correctly in 3A: the product of the two expected credits
 (independent tie breaks; chance 1/9).
 
-**Intervals** (SPEC §4): 95 % percentile bootstrap over clusters — unordered class pairs for
-tasks 2–5 (all items of a pair resampled together), clips for 1A — of the item mean (the
-ratio Σ scores / Σ items over the drawn clusters). ``n`` = items after de-duplication,
-``n_clusters`` = clusters.
+**Intervals** (SPEC §4; :mod:`teminal.intervals`): a multi-way cluster bootstrap over the
+items' classes (every class one weight, an item the product of its classes' weights; clips
+and pairs are nested in them — Task 1 included), turned into a Wilson interval with an
+effective sample size, so no interval collapses to a point when items disagree. ``n`` = items
+after de-duplication, ``n_clusters`` = unordered class pairs (clips for 1A).
 
 **Held-out phrasings** (SPEC §4): :func:`evaluate_phrasings` scores 3A, 3A-o, 3A-c, 3B and 5A
 again under every combination of a phrasing family's templates (all in the item's cluster;
@@ -31,7 +32,7 @@ Figures are percent; ``items`` scores are in [0, 1].
 
 Where things live: inputs and the evaluation entry points here; items and prompts in
 :mod:`teminal.zste_prompts` (vocabulary in :mod:`teminal.zste_tasks`); credit, per-item frames,
-chance levels and the bootstrap in :mod:`teminal.zste_scoring`. All re-exported here.
+chance levels in :mod:`teminal.zste_scoring`; intervals in :mod:`teminal.intervals`. All re-exported here.
 """
 from __future__ import annotations
 
@@ -58,7 +59,6 @@ from teminal.zste_prompts import (
 from teminal.zste_scoring import (
     ZsteResult,
     chance_levels,
-    cluster_interval,
     consistency_frame,
     gather_scores,
     item_ids,  # noqa: F401  (re-exported; teminal.probe uses it)
@@ -69,7 +69,7 @@ from teminal.zste_scoring import (
 
 __all__ = [
     "PAPER_TABLE3", "PHRASING_TASKS", "TASKS", "ZsteInputs", "ZsteResult", "ZsteTemplates",
-    "chance_levels", "cluster_interval", "evaluate", "evaluate_phrasings", "result_from_frames",
+    "chance_levels", "evaluate", "evaluate_phrasings", "result_from_frames",
     "topk_credit",
 ]
 

@@ -1,0 +1,221 @@
+"""95 % intervals of item means, across seeds, and of paired differences (SPEC §4 "Intervals").
+
+The one home of interval arithmetic. Scores are per-item values in [0, 1] (ZSTE credits);
+results are in the same units (callers make percent).
+
+**Which effects are resampled.** A ZSTE item is a question about one audio built from one or
+two clips of one or two classes. Items share classes (each class sits in many pairs) and clips
+(each clip in several pairs; under ``pairing: paper`` one clip per class for all of them), so
+items are not independent. :func:`item_groups` gives each item the ids of the *classes* it
+involves (``i`` and ``j``; ``label`` for 1A). Those are the resampled units: a multi-way
+(crossed, "dyadic") cluster bootstrap in which every class gets one random weight per draw and
+an item weighs the product of the weights of its classes (Owen 2007, "The pigeonhole
+bootstrap"; with two classes per item it is the vertex bootstrap of dyadic data). Clips are
+nested in classes and a pair is the cell of two classes, so their effects are carried by the
+classes' weights: resampling them as extra factors multiplies item weights by more independent
+factors and inflates the residual part of the variance (2^G - 1 for G factors) without adding
+anything the classes miss. Task 1 (one clip, one class) resamples the same way over its class;
+its clips are nested in it. The simulation of :mod:`teminal.intervals_sim` (class, clip and
+pair random effects, known truth) shows the coverage (README "Intervals").
+
+**The interval.** Weights are i.i.d. Exp(1) (mean 1, variance 1, never all zero: a smooth,
+Bayesian-bootstrap version of resampling); each draw gives the weighted item mean. The
+bootstrap standard error ``se`` turns into an interval by the Wilson score interval with an
+effective sample size ``n_eff = p (1 - p) / se²`` (Korn & Graubard 1998 for clustered
+proportions; Dean & Pagano 2015), where ``n_eff`` is capped at the number of items (a
+design effect below 1 is not credited) and made smaller by ``(z / t_df)²`` with ``df`` = the
+number of resampled units - 1 (few classes → a wider interval). In the interior this is
+``p ± t·se``; at the bounds it stays open on the inner side — all items 0 of n gives
+``[0, ≈ t²/(n_eff + t²)]`` — and it never collapses to a point when items disagree (the
+cap at n keeps ``se`` ≥ the Bernoulli standard error; a pair whose two orders score 1 and 0
+still counts). Identical items are scored once upstream (:mod:`teminal.zste_prompts`).
+
+**Seeds.** :func:`seed_interval`: one score vector per training seed on the same items, the
+mean over seeds and items. Its variance has two parts, added: evaluation sampling (the class
+bootstrap above, on the seed-averaged item scores) and seed sampling (the variance of the
+per-seed means / S, unbiased; a bootstrap over 5 seeds would shrink it by (S-1)/(S+1)). The
+interval is the Wilson one above with the Welch–Satterthwaite ``df`` of the two parts (S - 1
+and classes - 1), so 5 seeds that disagree widen it a lot. :func:`paired_difference` does
+the same on the per-item, per-seed differences a − b (both rows under the very same draws),
+with a t interval (a difference is not a proportion).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+
+LEVEL = 0.95  # two-sided coverage of every interval (SPEC §4)
+_CHUNK = 1 << 21  # draws × weight columns per block of bootstrap arithmetic
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point value with its 95 % interval (same units as the scores). ``n_seeds``: how many
+    training seeds it averages; ``seed_min``/``seed_max``: range of the per-seed means
+    (``None`` for one seed)."""
+
+    value: float
+    low: float
+    high: float
+    n_seeds: int = 1
+    seed_min: float | None = None
+    seed_max: float | None = None
+
+    def percent(self) -> "Interval":
+        """The same interval × 100."""
+        f = lambda x: None if x is None else 100.0 * x  # noqa: E731
+        return Interval(100 * self.value, 100 * self.low, 100 * self.high, self.n_seeds,
+                        f(self.seed_min), f(self.seed_max))
+
+
+NAN = Interval(float("nan"), float("nan"), float("nan"))
+
+
+def item_groups(items: pd.DataFrame) -> np.ndarray:
+    """[N, G] int ids of the resampled units of a ZSTE items frame: its classes (module doc).
+
+    ``items`` has ``label`` (Task 1: G = 1) or ``i`` and ``j`` (every two-class task, 3A-c
+    included: G = 2). Class ids are shared across the two columns — class c as the first or
+    the second event is one unit with one weight. Clips (recoverable from ``key``) and pairs
+    are not extra columns: they are nested in the classes (module doc)."""
+    cols = ["label"] if "label" in items.columns else ["i", "j"]
+    missing = [c for c in cols if c not in items.columns]
+    if missing:
+        raise ValueError(f"items frame: missing column(s) {missing}; expected a ZSTE items "
+                         f"frame with 'label' (Task 1) or 'i' and 'j'")
+    groups = items[cols].to_numpy()
+    if groups.dtype.kind not in "iu" or (len(groups) and groups.min() < 0):
+        raise ValueError(f"items frame: columns {cols} must hold non-negative class indices, "
+                         f"got dtype {groups.dtype}")
+    return groups.astype(np.int64)
+
+
+def item_interval(score, groups, *, n_boot: int, seed) -> Interval:
+    """95 % interval of the item mean of ``score [N]`` (module doc). ``groups [N, G]`` from
+    :func:`item_groups`; ``n_boot`` draws (≤ 0 or no items → NaN interval)."""
+    return seed_interval([score], groups, n_boot=n_boot, seed=seed)
+
+
+def seed_interval(scores: list, groups, *, n_boot: int, seed) -> Interval:
+    """95 % interval of the mean over seeds and items of ``scores`` (one [N] vector per
+    training seed, same items in the same order), covering seed and evaluation sampling
+    (module doc). ``seed_min``/``seed_max``: range of the per-seed means."""
+    y, g = _check(scores, groups, "scores")
+    per_seed = y.mean(axis=1)  # [S]
+    value = float(per_seed.mean()) if y.size else float("nan")
+    lo_s, hi_s = (float(per_seed.min()), float(per_seed.max())) if len(y) > 1 and y.size else (None, None)
+    if n_boot <= 0 or y.shape[1] == 0:
+        return Interval(value, float("nan"), float("nan"), len(y), lo_s, hi_s)
+    draws = _draws(y, g, n_boot=n_boot, seed=seed)
+    low, high = wilson(value, draws.se, n=y.shape[1], df=draws.df)
+    return Interval(value, low, high, len(y), lo_s, hi_s)
+
+
+def paired_difference(a: list, b: list, groups, *, n_boot: int, seed) -> Interval:
+    """95 % interval of mean(a) − mean(b) over the same seeds and items (``a``, ``b``: one [N]
+    score vector per seed each, seeds and items aligned), from the same bootstrap draws for
+    both (module doc); a t interval around the observed difference. ``seed_min``/``seed_max``:
+    range of the per-seed differences."""
+    ya, g = _check(a, groups, "a")
+    yb, _ = _check(b, groups, "b")
+    if ya.shape != yb.shape:
+        raise ValueError(f"paired_difference: a is [seeds={ya.shape[0]}, items={ya.shape[1]}] "
+                         f"but b is {list(yb.shape)}; pair the same seeds and items")
+    return _t_interval(ya - yb, g, n_boot=n_boot, seed=seed)
+
+
+def wilson(value: float, se: float, *, n: int, df: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``value`` with bootstrap standard error ``se``,
+    effective sample size ``min(n, p(1-p)/se²) · (z/t_df)²`` (module doc). [0, 1] bounds."""
+    z = stats.norm.ppf(0.5 + LEVEL / 2)
+    t = stats.t.ppf(0.5 + LEVEL / 2, df) if np.isfinite(df) else z
+    p = min(max(value, 0.0), 1.0)
+    var = p * (1 - p)
+    n_eff = n if var <= 0 or se * se * n <= var else var / se**2  # design effect ≥ 1
+    n_eff *= (z / t) ** 2
+    if n_eff <= 0:
+        return p, p
+    c = z * z / n_eff
+    centre = (p + c / 2) / (1 + c)
+    half = z / (1 + c) * np.sqrt(var / n_eff + c / (4 * n_eff))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class _Draws:
+    values: np.ndarray  # [n_boot] bootstrap means of the seed-averaged item scores
+    se: float  # standard error: the class part (bootstrap) and the seed part together
+    df: float  # Welch–Satterthwaite degrees of freedom of the two parts
+
+
+def _check(scores, groups, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``scores`` as float [S, N], ``groups`` as int [N, G]; ValueError naming the argument."""
+    y = np.asarray([np.asarray(s, dtype=np.float64).ravel() for s in scores])
+    if y.ndim != 2 or len(y) == 0:
+        raise ValueError(f"{name}: expected one score vector per seed, got {len(y)} vectors")
+    g = np.asarray(groups)
+    if g.ndim == 1:
+        g = g[:, None]
+    if g.ndim != 2 or len(g) != y.shape[1] or g.dtype.kind not in "iu":
+        raise ValueError(f"groups: expected int ids [N={y.shape[1]}, G], got {g.dtype} {list(g.shape)}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name}: scores must be finite")
+    return y, g
+
+
+def _draws(y: np.ndarray, groups: np.ndarray, *, n_boot: int, seed) -> _Draws:
+    """Standard error of the mean of ``y [S, N]`` (module doc): the class bootstrap of the
+    seed-averaged item scores (Exp(1) weight per unit, item weight = product of its units'
+    weights) plus, with S > 1 seeds, the variance of the per-seed means / S."""
+    rng = np.random.default_rng(seed)
+    units, cell = np.unique(groups, return_inverse=True)
+    combo, item_combo = np.unique(cell.reshape(groups.shape), axis=0, return_inverse=True)
+    n, c = groups.shape[0], len(combo)  # combo [C, G]: unit indices of each distinct unit set
+    member = sparse.csr_matrix((np.ones(n), (np.arange(n), item_combo.ravel())), shape=(n, c))
+    counts = np.asarray(member.sum(axis=0)).ravel()  # [C] items per unit set
+    sums = member.T @ y.mean(axis=0)  # [C] Σ seed-averaged scores per unit set
+    w_unit = rng.exponential(size=(n_boot, len(units)))  # [B, U]
+    values = _weighted_means(sums, counts, w_unit, combo)  # [B]
+    parts = [(float(values.var(ddof=1)) if n_boot > 1 else 0.0, len(units) - 1)]
+    if len(y) > 1:
+        parts.append((float(y.mean(axis=1).var(ddof=1)) / len(y), len(y) - 1))
+    return _Draws(values=values, se=float(np.sqrt(sum(v for v, _ in parts))),
+                  df=_satterthwaite(parts))
+
+
+def _weighted_means(sums: np.ndarray, counts: np.ndarray, w_unit: np.ndarray,
+                    combo: np.ndarray) -> np.ndarray:
+    """Per draw b: Σ_c W_bc sums[c] / Σ_c W_bc counts[c], W_bc = Π_g w_unit[b, combo[c, g]]."""
+    out = np.empty(len(w_unit))
+    step = max(1, _CHUNK // max(1, combo.size))
+    for s in range(0, len(w_unit), step):
+        w = np.prod(w_unit[s : s + step][:, combo], axis=2)  # [b, C] weight of each unit set
+        out[s : s + step] = (w @ sums) / (w @ counts)
+    return out
+
+
+def _satterthwaite(parts: list[tuple[float, int]]) -> float:
+    """Welch–Satterthwaite df of a sum of variance parts ``(variance, df)``; inf if all 0."""
+    num = sum(v for v, _ in parts) ** 2
+    den = sum(v * v / d for v, d in parts if d > 0)
+    return num / den if den > 0 else float("inf")
+
+
+def _t_interval(d: np.ndarray, groups: np.ndarray, *, n_boot: int, seed) -> Interval:
+    """Interval of the mean of ``d [S, N]`` (a paired difference): value ± t_df · se, with
+    ``se`` at least the i.i.d. standard error of the per-item means (no design effect below 1:
+    differences that disagree never give a point)."""
+    per_seed = d.mean(axis=1)
+    value = float(per_seed.mean()) if d.size else float("nan")
+    lo_s, hi_s = (float(per_seed.min()), float(per_seed.max())) if len(d) > 1 and d.size else (None, None)
+    if n_boot <= 0 or d.shape[1] == 0:
+        return Interval(value, float("nan"), float("nan"), len(d), lo_s, hi_s)
+    draws = _draws(d, groups, n_boot=n_boot, seed=seed)
+    item_means = d.mean(axis=0)  # [N]
+    se = max(draws.se, float(item_means.std(ddof=1) / np.sqrt(len(item_means))) if len(item_means) > 1 else 0.0)
+    t = stats.t.ppf(0.5 + LEVEL / 2, draws.df) if np.isfinite(draws.df) else stats.norm.ppf(0.5 + LEVEL / 2)
+    return Interval(value, value - t * se, value + t * se, len(d), lo_s, hi_s)

@@ -1,0 +1,114 @@
+"""A simulation with a known truth for the ZSTE intervals (SPEC §4 "Intervals").
+
+Each simulated evaluation draws ``n_classes`` classes with a random effect each, ``clips`` test
+clips per class with a random effect each, and holds out a share of the unordered class pairs,
+each with a random effect of its own. Like ``pairing: folds`` (one clip draw per pair, both
+orders ``a_i ⊕ a_j`` and ``a_j ⊕ a_i`` asked) or ``pairing: paper`` (``clips = 1``: every pair
+of class i uses the same clip). An item is answered correctly with probability
+``sigmoid(mu + class_i + class_j + clip_a + clip_b + pair_ij)``; its score is that Bernoulli
+draw. The true mean is the expectation over all random effects (Gauss–Hermite quadrature), the
+figure an infinitely large evaluation would give. :func:`coverage` counts how often an interval
+method covers it; the baseline :func:`pair_percentile` is the former method (a percentile
+bootstrap over unordered pairs).
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from teminal.intervals import Interval, item_groups, item_interval
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimWorld:
+    """One simulated evaluation design and its random-effect sizes (logit scale)."""
+
+    n_classes: int = 12  # classes (ZSTE needs ≥ 3)
+    clips: int = 3  # test clips per class (1 = pairing: paper)
+    pair_fraction: float = 0.5  # share of unordered class pairs held out
+    mu: float = 0.0  # intercept
+    sd_class: float = 1.0  # class random effect
+    sd_clip: float = 0.5  # clip random effect
+    sd_pair: float = 0.5  # unordered-pair random effect
+
+    def __post_init__(self) -> None:
+        if self.n_classes < 3 or self.clips < 1 or not 0 < self.pair_fraction <= 1:
+            raise ValueError(f"SimWorld: need n_classes >= 3, clips >= 1, 0 < pair_fraction <= 1; "
+                             f"got {self}")
+
+    def true_mean(self) -> float:
+        """E sigmoid(mu + N(0, 2 sd_class² + 2 sd_clip² + sd_pair²)) by 80-point Gauss–Hermite."""
+        sd = np.sqrt(2 * self.sd_class**2 + 2 * self.sd_clip**2 + self.sd_pair**2)
+        x, w = np.polynomial.hermite.hermgauss(80)
+        return float((w * _sigmoid(self.mu + np.sqrt(2) * sd * x)).sum() / np.sqrt(np.pi))
+
+
+def simulate(world: SimWorld, rng: np.random.Generator) -> pd.DataFrame:
+    """One ZSTE-shaped items frame (``i, j, key, cluster, score``): two items per held-out
+    unordered pair (both orders of one clip draw)."""
+    k, m = world.n_classes, world.clips
+    cls = rng.normal(0, world.sd_class, k)
+    clip = rng.normal(0, world.sd_clip, (k, m))
+    pairs = np.array(list(itertools.combinations(range(k), 2)))  # [P_all, 2]
+    n_keep = max(1, round(world.pair_fraction * len(pairs)))
+    pairs = pairs[np.sort(rng.choice(len(pairs), n_keep, replace=False))]  # [P, 2]
+    a, b = rng.integers(0, m, len(pairs)), rng.integers(0, m, len(pairs))  # clip draw per pair
+    eta = (world.mu + cls[pairs[:, 0]] + cls[pairs[:, 1]] + clip[pairs[:, 0], a]
+           + clip[pairs[:, 1], b] + rng.normal(0, world.sd_pair, len(pairs)))  # [P]
+    i, j = np.repeat(pairs[:, 0], 2), np.repeat(pairs[:, 1], 2)  # [2P] seq and rev items
+    ca, cb = np.repeat(a, 2), np.repeat(b, 2)
+    first = np.tile([True, False], len(pairs))
+    name = lambda c, d: np.char.add(np.char.add("c", c.astype(str)), np.char.add("_", d.astype(str)))  # noqa: E731
+    x, y = name(i, ca), name(j, cb)
+    key = np.where(first, np.char.add(np.char.add("seq|", x), np.char.add(".wav|", y)),
+                   np.char.add(np.char.add("seq|", y), np.char.add(".wav|", x)))
+    return pd.DataFrame({"i": i, "j": j, "key": np.char.add(key, ".wav").astype(object),
+                         "cluster": i * k + j,
+                         "score": (rng.random(2 * len(pairs)) < _sigmoid(np.repeat(eta, 2))) * 1.0})
+
+
+def pair_percentile(items: pd.DataFrame, *, n_boot: int, seed) -> Interval:
+    """The former interval (baseline): a 95 % percentile bootstrap over unordered pairs."""
+    score, cluster = items.score.to_numpy(), items.cluster.to_numpy()
+    ids, inverse = np.unique(cluster, return_inverse=True)
+    sums = np.bincount(inverse.ravel(), weights=score, minlength=len(ids))  # [G]
+    counts = np.bincount(inverse.ravel(), minlength=len(ids)).astype(np.float64)  # [G]
+    draw = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
+    lo, hi = np.percentile(sums[draw].sum(axis=1) / counts[draw].sum(axis=1), [2.5, 97.5])
+    return Interval(float(score.mean()), float(lo), float(hi))
+
+
+def class_bootstrap(items: pd.DataFrame, *, n_boot: int, seed) -> Interval:
+    """The interval of :mod:`teminal.intervals` on a simulated items frame."""
+    return item_interval(items.score.to_numpy(), item_groups(items), n_boot=n_boot, seed=seed)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Share of simulated evaluations whose interval covers the true mean, and mean width."""
+
+    covered: float
+    width: float
+    n_sims: int
+    truth: float
+
+
+def coverage(world: SimWorld, method: Callable[..., Interval], *, n_sims: int, n_boot: int,
+             seed: int) -> Coverage:
+    """Coverage of ``method(items, n_boot=, seed=)`` over ``n_sims`` evaluations of ``world``."""
+    truth, rng = world.true_mean(), np.random.default_rng(seed)
+    hits, widths = [], []
+    for s in range(n_sims):
+        iv = method(simulate(world, rng), n_boot=n_boot, seed=(seed, s))
+        hits.append(iv.low <= truth <= iv.high)
+        widths.append(iv.high - iv.low)
+    return Coverage(covered=float(np.mean(hits)), width=float(np.mean(widths)), n_sims=n_sims,
+                    truth=truth)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
