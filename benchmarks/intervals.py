@@ -4,8 +4,8 @@ run's items (SPEC §4 "Intervals"; :mod:`teminal.intervals_sim`).
     .venv/bin/python benchmarks/intervals.py [--sims 1000] [--items runs/<run>/evaluations/*.items.parquet] [--out f.json]
 
 Prints, per simulated design, how often the former interval (percentile bootstrap over
-unordered pairs) and the current one (class-crossed bootstrap, Wilson with an effective size)
-cover the true mean, and their mean widths; with ``--items``, both intervals of every set and
+unordered pairs, seeds pooled) and the current one (class-crossed bootstrap, Wilson with an
+effective size; with seeds, ``seed_interval``) cover the true mean, and their mean widths; with ``--items``, both intervals of every set and
 task of those files and the median ratio of their widths.
 """
 from __future__ import annotations
@@ -29,6 +29,11 @@ WORLDS = {  # name → design (logit-scale random effects as SimWorld's defaults
     "default world: 30 classes, 4 clips, 30 %": SimWorld(n_classes=30, clips=4, pair_fraction=0.3, mu=1.0),
     "weak effects (0.2 each)": SimWorld(sd_class=0.2, sd_clip=0.2, sd_pair=0.2),
     "rare success (mu = -3)": SimWorld(mu=-3.0),
+    "5 seeds, seed effect 1.2, seed x item 0.5": SimWorld(n_classes=10, clips=2, seeds=5,
+                                                          sd_seed=1.2, sd_seed_item=0.5),
+    "default world, 5 seeds, seed effect 0.3": SimWorld(n_classes=30, clips=4, pair_fraction=0.3,
+                                                        mu=1.0, seeds=5, sd_seed=0.3,
+                                                        sd_seed_item=0.3),
 }
 
 

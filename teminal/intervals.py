@@ -86,10 +86,10 @@ def item_groups(items: pd.DataFrame) -> np.ndarray:
     first or the second event is one unit with one weight. Clips (recoverable from ``key``) and
     pairs are not extra columns: they are nested in the classes (module doc). A frame read back
     from a run's ``items/*.parquet`` (both kinds of columns, NaN where unused) works per task."""
-    pair = {"i", "j"} <= set(items.columns) and items[["i", "j"]].notna().all(axis=None)
-    if pair:
+    set_on_all = lambda c: c in items.columns and not items[c].isna().any()  # noqa: E731
+    if set_on_all("i") and set_on_all("j"):
         cols = ["i", "j"]
-    elif "label" in items.columns and items["label"].notna().all():
+    elif set_on_all("label"):
         cols = ["label"]
     else:
         raise ValueError("items frame: expected 'label' (Task 1) or 'i' and 'j' set on every "

@@ -6,7 +6,9 @@ each with a random effect of its own. Like ``pairing: folds`` (one clip draw per
 orders ``a_i ⊕ a_j`` and ``a_j ⊕ a_i`` asked) or ``pairing: paper`` (``clips = 1``: every pair
 of class i uses the same clip). An item is answered correctly with probability
 ``sigmoid(mu + class_i + class_j + clip_a + clip_b + pair_ij)``; its score is that Bernoulli
-draw. The true mean is the expectation over all random effects (Gauss–Hermite quadrature), the
+draw. With ``seeds`` > 1 the same items are scored again per training seed, each seed adding
+a shift (``sd_seed``) and a per-item effect (``sd_seed_item``). The true mean is the
+expectation over all random effects (Gauss–Hermite quadrature), the
 figure an infinitely large evaluation would give. :func:`coverage` counts how often an interval
 method covers it; the baseline :func:`pair_percentile` is the former method (a percentile
 bootstrap over unordered pairs).
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from teminal.intervals import Interval, item_groups, item_interval
+from teminal.intervals import Interval, item_groups, item_interval, seed_interval
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,22 +36,28 @@ class SimWorld:
     sd_class: float = 1.0  # class random effect
     sd_clip: float = 0.5  # clip random effect
     sd_pair: float = 0.5  # unordered-pair random effect
+    seeds: int = 1  # training seeds scored on the same items
+    sd_seed: float = 0.0  # seed random effect (a shift of every item)
+    sd_seed_item: float = 0.0  # seed × item random effect
 
     def __post_init__(self) -> None:
-        if self.n_classes < 3 or self.clips < 1 or not 0 < self.pair_fraction <= 1:
-            raise ValueError(f"SimWorld: need n_classes >= 3, clips >= 1, 0 < pair_fraction <= 1; "
-                             f"got {self}")
+        if (self.n_classes < 3 or self.clips < 1 or not 0 < self.pair_fraction <= 1
+                or self.seeds < 1):
+            raise ValueError(f"SimWorld: need n_classes >= 3, clips >= 1, seeds >= 1, "
+                             f"0 < pair_fraction <= 1; got {self}")
 
     def true_mean(self) -> float:
-        """E sigmoid(mu + N(0, 2 sd_class² + 2 sd_clip² + sd_pair²)) by 80-point Gauss–Hermite."""
-        sd = np.sqrt(2 * self.sd_class**2 + 2 * self.sd_clip**2 + self.sd_pair**2)
+        """E sigmoid(mu + N(0, σ²)), σ² the sum of every effect's variance (two classes, two
+        clips), by 80-point Gauss–Hermite."""
+        sd = np.sqrt(2 * self.sd_class**2 + 2 * self.sd_clip**2 + self.sd_pair**2
+                     + self.sd_seed**2 + self.sd_seed_item**2)
         x, w = np.polynomial.hermite.hermgauss(80)
         return float((w * _sigmoid(self.mu + np.sqrt(2) * sd * x)).sum() / np.sqrt(np.pi))
 
 
 def simulate(world: SimWorld, rng: np.random.Generator) -> pd.DataFrame:
-    """One ZSTE-shaped items frame (``i, j, key, cluster, score``): two items per held-out
-    unordered pair (both orders of one clip draw)."""
+    """One ZSTE-shaped items frame (``seed, i, j, key, cluster, score``): two items per held-out
+    unordered pair (both orders of one clip draw), scored once per seed."""
     k, m = world.n_classes, world.clips
     cls = rng.normal(0, world.sd_class, k)
     clip = rng.normal(0, world.sd_clip, (k, m))
@@ -59,16 +67,17 @@ def simulate(world: SimWorld, rng: np.random.Generator) -> pd.DataFrame:
     a, b = rng.integers(0, m, len(pairs)), rng.integers(0, m, len(pairs))  # clip draw per pair
     eta = (world.mu + cls[pairs[:, 0]] + cls[pairs[:, 1]] + clip[pairs[:, 0], a]
            + clip[pairs[:, 1], b] + rng.normal(0, world.sd_pair, len(pairs)))  # [P]
-    i, j = np.repeat(pairs[:, 0], 2), np.repeat(pairs[:, 1], 2)  # [2P] seq and rev items
-    ca, cb = np.repeat(a, 2), np.repeat(b, 2)
-    first = np.tile([True, False], len(pairs))
-    name = lambda c, d: np.char.add(np.char.add("c", c.astype(str)), np.char.add("_", d.astype(str)))  # noqa: E731
-    x, y = name(i, ca), name(j, cb)
-    key = np.where(first, np.char.add(np.char.add("seq|", x), np.char.add(".wav|", y)),
-                   np.char.add(np.char.add("seq|", y), np.char.add(".wav|", x)))
-    return pd.DataFrame({"i": i, "j": j, "key": np.char.add(key, ".wav").astype(object),
-                         "cluster": i * k + j,
-                         "score": (rng.random(2 * len(pairs)) < _sigmoid(np.repeat(eta, 2))) * 1.0})
+    items = pd.DataFrame({"i": np.repeat(pairs[:, 0], 2), "j": np.repeat(pairs[:, 1], 2)})  # [2P]
+    x = [f"c{c}_{d}.wav" for c, d in zip(pairs[:, 0], a)]
+    y = [f"c{c}_{d}.wav" for c, d in zip(pairs[:, 1], b)]
+    items["key"] = [key for u, v in zip(x, y) for key in (f"seq|{u}|{v}", f"seq|{v}|{u}")]
+    items["cluster"] = items.i * k + items.j
+    frames = []
+    for s in range(world.seeds):
+        logit = (np.repeat(eta, 2) + rng.normal(0, world.sd_seed)
+                 + rng.normal(0, world.sd_seed_item, len(items)))  # [2P]
+        frames.append(items.assign(seed=s, score=(rng.random(len(items)) < _sigmoid(logit)) * 1.0))
+    return pd.concat(frames, ignore_index=True)
 
 
 def pair_percentile(items: pd.DataFrame, *, n_boot: int, seed) -> Interval:
@@ -83,8 +92,12 @@ def pair_percentile(items: pd.DataFrame, *, n_boot: int, seed) -> Interval:
 
 
 def class_bootstrap(items: pd.DataFrame, *, n_boot: int, seed) -> Interval:
-    """The interval of :mod:`teminal.intervals` on a simulated items frame."""
-    return item_interval(items.score.to_numpy(), item_groups(items), n_boot=n_boot, seed=seed)
+    """The interval of :mod:`teminal.intervals` on a simulated items frame (one seed:
+    ``item_interval``; several: ``seed_interval`` on the per-seed score vectors)."""
+    n_seeds = int(items.seed.max()) + 1  # simulate() writes seed-major blocks of equal size
+    scores = items.score.to_numpy().reshape(n_seeds, -1)  # [S, N]
+    groups = item_groups(items.iloc[: scores.shape[1]])
+    return seed_interval(list(scores), groups, n_boot=n_boot, seed=seed)
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,21 @@ def test_class_bootstrap_covers_the_true_mean_where_pairs_alone_do_not(world):
     assert new.width > old.width
 
 
+def test_seed_interval_covers_seed_and_evaluation_sampling_where_one_seed_does_not():
+    world = SimWorld(n_classes=10, clips=2, seeds=5, sd_seed=1.2, sd_seed_item=0.5)
+    first = lambda items, **kw: class_bootstrap(items[items.seed == 0], **kw)  # noqa: E731
+    new = coverage(world, class_bootstrap, n_sims=300, n_boot=200, seed=0)
+    one = coverage(world, first, n_sims=300, n_boot=200, seed=0)
+    assert 0.92 <= new.covered <= 0.985, new
+    assert one.covered < 0.85, one
+
+
 def test_simulated_frame_is_zste_shaped_and_the_truth_is_the_population_mean():
     world = SimWorld(n_classes=6, clips=2, pair_fraction=1.0, mu=0.7)
     items = simulate(world, np.random.default_rng(0))
     assert len(items) == 2 * 15 and item_groups(items).shape == (30, 2)
+    _, x, y = items.key.iloc[0].split("|")  # both orders of one clip draw of the pair (0, 1)
+    assert x.startswith("c0_") and y.startswith("c1_") and items.key.iloc[1] == f"seq|{y}|{x}"
     assert set(items.score.unique()) <= {0.0, 1.0}
     big = SimWorld(n_classes=400, clips=2, pair_fraction=0.05, mu=0.7)
     est = np.mean([simulate(big, np.random.default_rng(s)).score.mean() for s in range(6)])
