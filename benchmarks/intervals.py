@@ -1,12 +1,14 @@
 """Coverage of the ZSTE intervals on a simulation with a known truth, and their widths on a
 run's items (SPEC §4 "Intervals"; :mod:`teminal.intervals_sim`).
 
-    .venv/bin/python benchmarks/intervals.py [--sims 1000] [--items runs/<run>/evaluations/*.items.parquet] [--out f.json]
+    .venv/bin/python benchmarks/intervals.py [--sims 1000] [--out f.json]
+        [--items runs/<run>/evaluations/*.items.parquet]
 
 Prints, per simulated design, how often the former interval (percentile bootstrap over
 unordered pairs, seeds pooled) and the current one (class-crossed bootstrap, Wilson with an
-effective size; with seeds, ``seed_interval``) cover the true mean, and their mean widths; with ``--items``, both intervals of every set and
-task of those files and the median ratio of their widths.
+effective size; with seeds, ``seed_interval``) cover the true mean, and their mean widths;
+with ``--items``, both intervals of every set and task of those files and the median ratio
+of their widths.
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ from teminal.intervals_sim import (SimWorld, class_bootstrap, coverage,  # noqa:
 WORLDS = {  # name → design (logit-scale random effects as SimWorld's defaults unless given)
     "12 classes, 3 clips, half the pairs": SimWorld(),
     "12 classes, paper pairing (1 clip)": SimWorld(clips=1),
-    "ci world: 10 classes, 2 clips, 30 % pairs": SimWorld(n_classes=10, clips=2, pair_fraction=0.3, mu=1.0),
-    "default world: 30 classes, 4 clips, 30 %": SimWorld(n_classes=30, clips=4, pair_fraction=0.3, mu=1.0),
+    "ci world: 10 classes, 2 clips, 30 % pairs": SimWorld(n_classes=10, clips=2,
+                                                         pair_fraction=0.3, mu=1.0),
+    "default world: 30 classes, 4 clips, 30 %": SimWorld(n_classes=30, clips=4,
+                                                        pair_fraction=0.3, mu=1.0),
     "weak effects (0.2 each)": SimWorld(sd_class=0.2, sd_clip=0.2, sd_pair=0.2),
     "rare success (mu = -3)": SimWorld(mu=-3.0),
     "5 seeds, seed effect 1.2, seed x item 0.5": SimWorld(n_classes=10, clips=2, seeds=5,
@@ -57,7 +61,8 @@ def main(argv=None) -> dict:
                    old_width=old.width, new_width=new.width, seconds=time.perf_counter() - t0)
         out["coverage"].append(row)
         print(f"{name:44s} truth {new.truth:.3f}  old {old.covered:6.1%} (width {old.width:.3f})"
-              f"  new {new.covered:6.1%} (width {new.width:.3f})  {row['seconds']:.1f} s", flush=True)
+              f"  new {new.covered:6.1%} (width {new.width:.3f})  {row['seconds']:.1f} s",
+              flush=True)
     for path in args.items:
         tab = width_table(pd.read_parquet(path), n_boot=1000, seed=0)
         tab.insert(0, "file", Path(path).name)

@@ -18,7 +18,8 @@
 # # 03 · ZSTE — zero-shot temporal evaluation
 # The 11 subtasks of SPEC §4 (paper §4.2, B.4, Algorithms 2–3) plus 3A-o (order only) and 3A-c
 # (order consistency), each with its chance level and a 95 % interval from a bootstrap over
-# unordered class pairs (items that share clips move together; identical items count once).
+# classes (items that share a class move together, and with it their clips and pairs; identical
+# items count once; `teminal.intervals`).
 # Three evaluation sets:
 # - **held-out pairs** (`zste/…`): new recordings in class combinations never trained on;
 # - **seen combinations** (`zste_seen/…`): new recordings in training class combinations;

@@ -130,7 +130,8 @@ def width_table(items: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
     records = []
     for (name, task), df in items.groupby(["set", "task"], sort=False):
         old = pair_percentile(df, n_boot=n_boot, seed=seed).percent()
-        new = item_interval(df.score.to_numpy(), item_groups(df), n_boot=n_boot, seed=seed).percent()
+        new = item_interval(df.score.to_numpy(), item_groups(df), n_boot=n_boot,
+                            seed=seed).percent()
         records.append(dict(set=name, task=task, n=len(df), value=new.value,
                             old_low=old.low, old_high=old.high, new_low=new.low,
                             new_high=new.high, old_width=old.high - old.low,

@@ -102,7 +102,7 @@ def report(run_dir: str | Path) -> str:
     """Markdown: ZSTE (Table 3 layout) per set, the probe, the ablation table (Table 2)."""
     found = collect(run_dir)
     parts = [f"Results of run `{found['run']}` (MLflow parent run `{found['parent']}`); "
-             "% with a 95 % interval (bootstrap over unordered class pairs; Task 1 over clips)."]
+             "% with a 95 % interval (bootstrap over classes, SPEC §4; `teminal.intervals`)."]
     models = {k: v for k, v in found["zste"].items() if not k.startswith("probe")}
     for set_name, title in SETS.items():
         tables = {m: t[set_name] for m, t in models.items() if set_name in t}

@@ -28,7 +28,7 @@ def _pairs_frame(k: int = 8) -> pd.DataFrame:
 def test_class_bootstrap_covers_the_true_mean_where_pairs_alone_do_not(world):
     new = coverage(world, class_bootstrap, n_sims=400, n_boot=300, seed=0)
     old = coverage(world, pair_percentile, n_sims=400, n_boot=300, seed=0)
-    assert 0.93 <= new.covered <= 0.985, new  # ≈ 95 % (±2 binomial s.e. of 400 draws, a bit over)
+    assert 0.93 <= new.covered <= 0.985, new  # ≈ 95 % (± 2 binomial s.e. of 400, a bit over)
     assert old.covered < 0.85, old
     assert new.width > old.width
 
@@ -96,7 +96,8 @@ def test_one_class_per_item_is_the_bayesian_bootstrap_of_class_means():
 def test_two_classes_per_item_is_the_product_weight_bootstrap():
     """Linearised variance of the product-weight ratio mean: Σ_nm Cov(W_n, W_m) e_n e_m / N²,
     with Cov = 0, 1, 3 for items sharing 0, 1, 2 classes (Exp(1) weights); the bootstrap of K
-    classes reaches it up to the small-sample factor ≈ ((K - 1) / (K + 1))² of Dirichlet weights."""
+    classes reaches it up to the small-sample factor ≈ ((K - 1) / (K + 1))² of Dirichlet
+    weights."""
     k = 30
     frame = _pairs_frame(k)
     g = item_groups(frame)
@@ -118,7 +119,8 @@ def test_one_seed_is_the_item_interval_and_seeds_that_disagree_widen_it():
     rng = np.random.default_rng(3)
     y = (rng.random(len(g)) < 0.6) * 1.0
     assert seed_interval([y], g, n_boot=800, seed=5) == item_interval(y, g, n_boot=800, seed=5)
-    flips = [np.where(rng.random(len(g)) < abs(s), float(s > 0), y) for s in (-.3, -.15, 0, .15, .3)]
+    flips = [np.where(rng.random(len(g)) < abs(s), float(s > 0), y)
+             for s in (-0.3, -0.15, 0.0, 0.15, 0.3)]  # seeds: some items flipped to 0 or 1
     agree = seed_interval([y] * 5, g, n_boot=800, seed=5)
     disagree = seed_interval(flips, g, n_boot=800, seed=5)
     means = [f.mean() for f in flips]
@@ -141,7 +143,8 @@ def test_paired_difference_against_a_plain_reference():
     wn = w[:, frame.i.to_numpy()] * w[:, frame.j.to_numpy()]  # [B, N]
     se = max(((wn * d).sum(1) / wn.sum(1)).std(ddof=1), d.std(ddof=1) / np.sqrt(len(d)))
     half = stats.t.ppf(0.975, 6) * se
-    assert (got.value, got.low, got.high) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
+    want = (d.mean(), d.mean() - half, d.mean() + half)
+    assert (got.value, got.low, got.high) == pytest.approx(want)
 
 
 def test_paired_difference_zero_shift_and_pairing():
