@@ -104,6 +104,26 @@ def item_groups(items: pd.DataFrame) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def aligned_scores(frames: list[pd.DataFrame]) -> tuple[list[np.ndarray], np.ndarray]:
+    """``(scores, groups)`` for :func:`seed_interval` / :func:`paired_difference` from one
+    task's items frames, one per seed (or per row): the ``score`` column of each and
+    :func:`item_groups` of the first. The frames must list the same items in the same order
+    (``key``, ``phrasing`` and the class columns equal): else a ValueError naming the frame —
+    seeds evaluated on different pairs cannot be paired item by item."""
+    if not frames:
+        raise ValueError("frames: expected one items frame per seed, got none")
+    groups = item_groups(frames[0])
+    ids = [c for c in ("key", "phrasing") if c in frames[0].columns]
+    for n, df in enumerate(frames[1:], start=1):
+        same = len(df) == len(frames[0]) and all(
+            np.array_equal(df[c].to_numpy(), frames[0][c].to_numpy()) for c in ids)
+        if not same or not np.array_equal(item_groups(df), groups):
+            raise ValueError(f"frames[{n}]: its items differ from frames[0]'s ({len(df)} vs "
+                             f"{len(frames[0])} items, or other keys/classes/order); pair "
+                             f"frames of the same items")
+    return [df.score.to_numpy(dtype=np.float64) for df in frames], groups
+
+
 def item_interval(score, groups, *, n_boot: int, seed) -> Interval:
     """95 % interval of the item mean of ``score [N]`` (module doc). ``groups [N, G]`` from
     :func:`item_groups`; ``n_boot`` draws (≤ 0 or no items → NaN interval)."""

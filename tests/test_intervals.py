@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from teminal.intervals import (Interval, _draws, item_groups, item_interval, paired_difference,
+from teminal.intervals import (Interval, _draws, aligned_scores, item_groups, item_interval, paired_difference,
                                seed_interval, wilson)
 from teminal.intervals_sim import (SimWorld, class_bootstrap, coverage, pair_percentile,
                                    simulate)
@@ -157,20 +157,32 @@ def test_paired_difference_zero_shift_and_pairing():
     shifted = paired_difference([b + 0.1 for b in base], base, g, n_boot=400, seed=0)
     assert shifted.value == pytest.approx(0.1) and shifted.seed_min == pytest.approx(0.1)
     assert (shifted.low, shifted.high) == pytest.approx((0.1 - 1.1 * q, 0.1 + 0.9 * q))
-    covered = 0
-    for s in range(100):  # two rows of one model: the difference covers 0 ≈ 95 % of the time
-        r = np.random.default_rng(100 + s)
-        p = r.random(len(g))
-        a, b = ([(r.random(len(g)) < p) * 1.0 for _ in range(2)] for _ in range(2))
-        iv = paired_difference(a, b, g, n_boot=200, seed=s)
-        covered += iv.low <= 0 <= iv.high
-    assert covered >= 88
+    assert _difference_coverage(n_sims=300) >= 0.92
     noisy = [np.clip(b + rng.normal(0, 0.3, len(g)), 0, 1) for b in base]  # b: big item spread
     better = [n + rng.normal(0.05, 0.02, len(g)) for n in noisy]  # the same items, a bit better
     paired = paired_difference(better, noisy, g, n_boot=400, seed=0)
     apart = [seed_interval(x, g, n_boot=400, seed=0) for x in (better, noisy)]
     assert paired.low > 0
     assert paired.high - paired.low < 0.2 * min(iv.high - iv.low for iv in apart)
+
+
+def _difference_coverage(*, n_sims: int) -> float:
+    """Rows a and b share class and pair effects; b adds its own class effects δ (mean 0), so
+    they differ class by class while the true mean difference is 0 (logit mean 0, symmetric).
+    How often the paired interval over 2 seeds covers 0."""
+    frame = _pairs_frame(12)
+    g = item_groups(frame)
+    hits = 0
+    for s in range(n_sims):
+        r = np.random.default_rng(100 + s)
+        cls, delta, pair = r.normal(0, 1, 12), r.normal(0, 0.7, 12), r.normal(0, 0.5, len(g) // 2)
+        eta = cls[g[:, 0]] + cls[g[:, 1]] + np.repeat(pair, 2)  # [N]
+        eta_b = eta + delta[g[:, 0]] + delta[g[:, 1]]
+        a = [(r.random(len(g)) < 1 / (1 + np.exp(-eta))) * 1.0 for _ in range(2)]
+        b = [(r.random(len(g)) < 1 / (1 + np.exp(-eta_b))) * 1.0 for _ in range(2)]
+        iv = paired_difference(a, b, g, n_boot=200, seed=s)
+        hits += iv.low <= 0 <= iv.high
+    return hits / n_sims
 
 
 def test_bad_inputs_name_the_argument():
@@ -185,3 +197,15 @@ def test_bad_inputs_name_the_argument():
     nan = item_interval(np.ones(len(g)), g, n_boot=0, seed=0)
     assert nan.value == 1.0 and np.isnan(nan.low) and isinstance(nan, Interval)
     assert item_interval(np.ones(4), g[:4], n_boot=10, seed=0).percent().value == 100.0
+
+
+def test_aligned_scores_pairs_frames_of_the_same_items_only():
+    frame = _pairs_frame(5).assign(phrasing=0)
+    frames = [frame.assign(score=np.arange(len(frame)) % s / s) for s in (2, 3)]
+    scores, groups = aligned_scores(frames)
+    assert np.array_equal(groups, item_groups(frame)) and np.array_equal(scores[1], frames[1].score)
+    with pytest.raises(ValueError, match=r"frames\[1\]: its items differ"):
+        aligned_scores([frames[0], frames[1].iloc[::-1]])
+    with pytest.raises(ValueError, match=r"frames\[1\]"):
+        aligned_scores([frames[0], frames[1].iloc[:-1]])
+
