@@ -20,9 +20,10 @@ probability that both are answered correctly in 3A: the product of the two expec
 
 **Intervals** (SPEC §4; :mod:`teminal.intervals`): a multi-way cluster bootstrap over the
 items' classes (every class one weight, an item the product of its classes' weights; clips
-and pairs are nested in them — Task 1 included), turned into a Wilson interval with an
-effective sample size, so no interval collapses to a point when items disagree. ``n`` = items
-after de-duplication, ``n_clusters`` = unordered class pairs (clips for 1A).
+and pairs are nested in the classes and move with them; Task 1 draws classes with their
+clips), turned into a Wilson interval with an effective sample size: no interval collapses to
+a point when items disagree, nor at 0 or 100. ``n`` = items after de-duplication,
+``n_clusters`` = unordered class pairs (clips for 1A).
 
 **Held-out phrasings** (SPEC §4): :func:`evaluate_phrasings` scores 3A, 3A-o, 3A-c, 3B and 5A
 again under every combination of a phrasing family's templates (all in the item's cluster;
@@ -32,7 +33,8 @@ Figures are percent; ``items`` scores are in [0, 1].
 
 Where things live: inputs and the evaluation entry points here; items and prompts in
 :mod:`teminal.zste_prompts` (vocabulary in :mod:`teminal.zste_tasks`); credit, per-item frames,
-chance levels in :mod:`teminal.zste_scoring`; intervals in :mod:`teminal.intervals`. All re-exported here.
+chance levels in :mod:`teminal.zste_scoring` (all re-exported here); intervals in
+:mod:`teminal.intervals`.
 """
 from __future__ import annotations
 
