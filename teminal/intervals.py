@@ -19,16 +19,20 @@ its clips are nested in it. The simulation of :mod:`teminal.intervals_sim` (clas
 pair random effects, known truth) shows the coverage (README "Intervals").
 
 **The interval.** Weights are i.i.d. Exp(1) (mean 1, variance 1, never all zero: a smooth,
-Bayesian-bootstrap version of resampling); each draw gives the weighted item mean. The
-bootstrap standard error ``se`` turns into an interval by the Wilson score interval with an
-effective sample size ``n_eff = p (1 - p) / se²`` (Korn & Graubard 1998 for clustered
-proportions; Dean & Pagano 2015), where ``n_eff`` is capped at the number of items (a
-design effect below 1 is not credited) and made smaller by ``(z / t_df)²`` with ``df`` = the
-number of resampled units - 1 (few classes → a wider interval). In the interior this is
-``p ± t·se``; at the bounds it stays open on the inner side — all items 0 of n gives
-``[0, ≈ t²/(n_eff + t²)]`` — and it never collapses to a point when items disagree (the
-cap at n keeps ``se`` ≥ the Bernoulli standard error; a pair whose two orders score 1 and 0
-still counts). Identical items are scored once upstream (:mod:`teminal.zste_prompts`).
+Bayesian-bootstrap version of resampling); each draw gives the weighted item mean, and their
+spread the standard error ``se``, floored at the i.i.d. standard error ``s/√N`` of the item
+scores (a design effect below 1 is not credited: a pair whose two orders score 1 and 0 has
+the same mean in every draw, yet its items disagree). The interval is the Wilson score
+interval with the effective sample size ``n_eff = p (1 - p) / se²`` (Korn & Graubard 1998 for
+clustered proportions; Dean & Pagano 2015), made smaller by ``(z / t_df)²`` with ``df`` = the
+number of classes - 1 (few classes → wider). In the interior it is ≈ ``p ± t·se``; near 0 or
+1 it is asymmetric and stays inside [0, 1]. So no interval collapses when items disagree.
+**When all N items agree** on one value v (every score 0, every score 1, or every score the
+same tie credit), no spread is observed: the share of disagreeing items in the population is
+then bounded by the Wilson bound for 0 of N, ``q = z²/(N + z²)`` (≈ the rule of three), and
+the mean can move by at most that share towards either end: ``[v - q·v, v + q·(1 - v)]``
+(``[0, q]`` at 0 — what Wilson gives for 0 of N). Identical items are scored once upstream
+(:mod:`teminal.zste_prompts`).
 
 **Seeds.** :func:`seed_interval`: one score vector per training seed on the same items, the
 mean over seeds and items. Its variance has two parts, added: evaluation sampling (the class
@@ -50,6 +54,7 @@ from scipy import sparse, stats
 
 LEVEL = 0.95  # two-sided coverage of every interval (SPEC §4)
 _CHUNK = 1 << 21  # draws × weight columns per block of bootstrap arithmetic
+_AGREE = 1e-12  # scores closer than this agree (rounding of differences, e.g. (b + 0.1) - b)
 
 
 @dataclass(frozen=True)
@@ -72,26 +77,27 @@ class Interval:
                         f(self.seed_min), f(self.seed_max))
 
 
-NAN = Interval(float("nan"), float("nan"), float("nan"))
-
 
 def item_groups(items: pd.DataFrame) -> np.ndarray:
     """[N, G] int ids of the resampled units of a ZSTE items frame: its classes (module doc).
 
-    ``items`` has ``label`` (Task 1: G = 1) or ``i`` and ``j`` (every two-class task, 3A-c
-    included: G = 2). Class ids are shared across the two columns — class c as the first or
-    the second event is one unit with one weight. Clips (recoverable from ``key``) and pairs
-    are not extra columns: they are nested in the classes (module doc)."""
-    cols = ["label"] if "label" in items.columns else ["i", "j"]
-    missing = [c for c in cols if c not in items.columns]
-    if missing:
-        raise ValueError(f"items frame: missing column(s) {missing}; expected a ZSTE items "
-                         f"frame with 'label' (Task 1) or 'i' and 'j'")
-    groups = items[cols].to_numpy()
-    if groups.dtype.kind not in "iu" or (len(groups) and groups.min() < 0):
-        raise ValueError(f"items frame: columns {cols} must hold non-negative class indices, "
-                         f"got dtype {groups.dtype}")
-    return groups.astype(np.int64)
+    Two-class items (``i`` and ``j`` set; every task but 1A, 3A-c included) give G = 2; Task 1
+    items (``label`` set) G = 1. Class ids are shared across the two columns — class c as the
+    first or the second event is one unit with one weight. Clips (recoverable from ``key``) and
+    pairs are not extra columns: they are nested in the classes (module doc). A frame read back
+    from a run's ``items/*.parquet`` (both kinds of columns, NaN where unused) works per task."""
+    pair = {"i", "j"} <= set(items.columns) and items[["i", "j"]].notna().all(axis=None)
+    if pair:
+        cols = ["i", "j"]
+    elif "label" in items.columns and items["label"].notna().all():
+        cols = ["label"]
+    else:
+        raise ValueError("items frame: expected 'label' (Task 1) or 'i' and 'j' set on every "
+                         "row; select one task's items (column 'task') first")
+    values = items[cols].to_numpy(dtype=np.float64)  # [N, G]
+    if len(values) and (values.min() < 0 or not np.array_equal(values, np.round(values))):
+        raise ValueError(f"items frame: columns {cols} must hold non-negative class indices")
+    return values.astype(np.int64)
 
 
 def item_interval(score, groups, *, n_boot: int, seed) -> Interval:
@@ -105,44 +111,69 @@ def seed_interval(scores: list, groups, *, n_boot: int, seed) -> Interval:
     training seed, same items in the same order), covering seed and evaluation sampling
     (module doc). ``seed_min``/``seed_max``: range of the per-seed means."""
     y, g = _check(scores, groups, "scores")
-    per_seed = y.mean(axis=1)  # [S]
-    value = float(per_seed.mean()) if y.size else float("nan")
-    lo_s, hi_s = (float(per_seed.min()), float(per_seed.max())) if len(y) > 1 and y.size else (None, None)
-    if n_boot <= 0 or y.shape[1] == 0:
-        return Interval(value, float("nan"), float("nan"), len(y), lo_s, hi_s)
-    draws = _draws(y, g, n_boot=n_boot, seed=seed)
-    low, high = wilson(value, draws.se, n=y.shape[1], df=draws.df)
-    return Interval(value, low, high, len(y), lo_s, hi_s)
+    return _interval(y, g, n_boot=n_boot, seed=seed, span=(0.0, 1.0), proportion=True)
 
 
 def paired_difference(a: list, b: list, groups, *, n_boot: int, seed) -> Interval:
     """95 % interval of mean(a) − mean(b) over the same seeds and items (``a``, ``b``: one [N]
-    score vector per seed each, seeds and items aligned), from the same bootstrap draws for
-    both (module doc); a t interval around the observed difference. ``seed_min``/``seed_max``:
-    range of the per-seed differences."""
+    score vector per seed each, seeds and items aligned): the per-item, per-seed differences
+    under the very same draws (module doc), a t interval around the observed difference
+    (all differences equal: the agreement rule on [-1, 1]). ``seed_min``/``seed_max``: range
+    of the per-seed differences."""
     ya, g = _check(a, groups, "a")
     yb, _ = _check(b, groups, "b")
     if ya.shape != yb.shape:
         raise ValueError(f"paired_difference: a is [seeds={ya.shape[0]}, items={ya.shape[1]}] "
                          f"but b is {list(yb.shape)}; pair the same seeds and items")
-    return _t_interval(ya - yb, g, n_boot=n_boot, seed=seed)
+    return _interval(ya - yb, g, n_boot=n_boot, seed=seed, span=(-1.0, 1.0), proportion=False)
 
 
-def wilson(value: float, se: float, *, n: int, df: float) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``value`` with bootstrap standard error ``se``,
-    effective sample size ``min(n, p(1-p)/se²) · (z/t_df)²`` (module doc). [0, 1] bounds."""
-    z = stats.norm.ppf(0.5 + LEVEL / 2)
-    t = stats.t.ppf(0.5 + LEVEL / 2, df) if np.isfinite(df) else z
+def wilson(value: float, se: float, *, df: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``value`` with standard error ``se``: effective
+    sample size ``p(1-p)/se² · (z/t_df)²`` (module doc); within [0, 1]. ``se = 0`` → a point
+    (callers floor ``se`` when items disagree)."""
+    z, t = _quantiles(df)
     p = min(max(value, 0.0), 1.0)
     var = p * (1 - p)
-    n_eff = n if var <= 0 or se * se * n <= var else var / se**2  # design effect ≥ 1
-    n_eff *= (z / t) ** 2
-    if n_eff <= 0:
+    if se <= 0 or var <= 0:
         return p, p
+    n_eff = var / se**2 * (z / t) ** 2
     c = z * z / n_eff
     centre = (p + c / 2) / (1 + c)
     half = z / (1 + c) * np.sqrt(var / n_eff + c / (4 * n_eff))
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def agreement(value: float, n: int, *, span: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+    """Interval when all ``n`` items score ``value`` (module doc): ``[v - q (v - lo),
+    v + q (hi - v)]`` with ``q = z²/(n + z²)``, ``span = (lo, hi)`` the possible scores."""
+    z = _quantiles(float("inf"))[0]
+    q = z * z / (n + z * z)
+    return value - q * (value - span[0]), value + q * (span[1] - value)
+
+
+def _interval(y: np.ndarray, g: np.ndarray, *, n_boot: int, seed, span, proportion: bool) -> Interval:
+    """Value, interval and seed range of the mean of ``y [S, N]`` (module doc)."""
+    per_seed = y.mean(axis=1)  # [S]
+    value = float(per_seed.mean()) if y.size else float("nan")
+    many = len(y) > 1 and y.size
+    seeds = dict(n_seeds=len(y), seed_min=float(per_seed.min()) if many else None,
+                 seed_max=float(per_seed.max()) if many else None)
+    if n_boot <= 0 or y.shape[1] == 0:
+        return Interval(value, float("nan"), float("nan"), **seeds)
+    if np.ptp(y) <= _AGREE:  # every item of every seed agrees
+        return Interval(value, *agreement(value, y.shape[1], span=span), **seeds)
+    draws = _draws(y, g, n_boot=n_boot, seed=seed)
+    if proportion:
+        return Interval(value, *wilson(value, draws.se, df=draws.df), **seeds)
+    half = _quantiles(draws.df)[1] * draws.se
+    return Interval(value, value - half, value + half, **seeds)
+
+
+def _quantiles(df: float) -> tuple[float, float]:
+    """``(z, t_df)`` two-sided quantiles at ``LEVEL`` (t = z for infinite df)."""
+    z = float(stats.norm.ppf(0.5 + LEVEL / 2))
+    return z, float(stats.t.ppf(0.5 + LEVEL / 2, df)) if np.isfinite(df) else z
 
 
 @dataclass(frozen=True)
@@ -170,7 +201,8 @@ def _check(scores, groups, name: str) -> tuple[np.ndarray, np.ndarray]:
 def _draws(y: np.ndarray, groups: np.ndarray, *, n_boot: int, seed) -> _Draws:
     """Standard error of the mean of ``y [S, N]`` (module doc): the class bootstrap of the
     seed-averaged item scores (Exp(1) weight per unit, item weight = product of its units'
-    weights) plus, with S > 1 seeds, the variance of the per-seed means / S."""
+    weights; at least the i.i.d. variance of the mean, the floor of the module doc) plus, with S > 1 seeds, the variance of the
+    per-seed means / S."""
     rng = np.random.default_rng(seed)
     units, cell = np.unique(groups, return_inverse=True)
     combo, item_combo = np.unique(cell.reshape(groups.shape), axis=0, return_inverse=True)
@@ -180,7 +212,8 @@ def _draws(y: np.ndarray, groups: np.ndarray, *, n_boot: int, seed) -> _Draws:
     sums = member.T @ y.mean(axis=0)  # [C] Σ seed-averaged scores per unit set
     w_unit = rng.exponential(size=(n_boot, len(units)))  # [B, U]
     values = _weighted_means(sums, counts, w_unit, combo)  # [B]
-    parts = [(float(values.var(ddof=1)) if n_boot > 1 else 0.0, len(units) - 1)]
+    iid = max(float(y.mean(axis=0).var(ddof=1)) / n, float(y.var(ddof=1)) / y.size) if n > 1 else 0.0
+    parts = [(max(float(values.var(ddof=1)) if n_boot > 1 else 0.0, iid), len(units) - 1)]
     if len(y) > 1:
         parts.append((float(y.mean(axis=1).var(ddof=1)) / len(y), len(y) - 1))
     return _Draws(values=values, se=float(np.sqrt(sum(v for v, _ in parts))),
@@ -203,19 +236,3 @@ def _satterthwaite(parts: list[tuple[float, int]]) -> float:
     num = sum(v for v, _ in parts) ** 2
     den = sum(v * v / d for v, d in parts if d > 0)
     return num / den if den > 0 else float("inf")
-
-
-def _t_interval(d: np.ndarray, groups: np.ndarray, *, n_boot: int, seed) -> Interval:
-    """Interval of the mean of ``d [S, N]`` (a paired difference): value ± t_df · se, with
-    ``se`` at least the i.i.d. standard error of the per-item means (no design effect below 1:
-    differences that disagree never give a point)."""
-    per_seed = d.mean(axis=1)
-    value = float(per_seed.mean()) if d.size else float("nan")
-    lo_s, hi_s = (float(per_seed.min()), float(per_seed.max())) if len(d) > 1 and d.size else (None, None)
-    if n_boot <= 0 or d.shape[1] == 0:
-        return Interval(value, float("nan"), float("nan"), len(d), lo_s, hi_s)
-    draws = _draws(d, groups, n_boot=n_boot, seed=seed)
-    item_means = d.mean(axis=0)  # [N]
-    se = max(draws.se, float(item_means.std(ddof=1) / np.sqrt(len(item_means))) if len(item_means) > 1 else 0.0)
-    t = stats.t.ppf(0.5 + LEVEL / 2, draws.df) if np.isfinite(draws.df) else stats.norm.ppf(0.5 + LEVEL / 2)
-    return Interval(value, value - t * se, value + t * se, len(d), lo_s, hi_s)

@@ -110,5 +110,20 @@ def coverage(world: SimWorld, method: Callable[..., Interval], *, n_sims: int, n
                     truth=truth)
 
 
+def width_table(items: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Old (:func:`pair_percentile`, clusters = the ``cluster`` column) and new intervals of a
+    run's items frame (``items/*.parquet``: columns ``set, task, …``), percent, one row per
+    set and task: ``value, old_low, old_high, new_low, new_high, old_width, new_width``."""
+    records = []
+    for (name, task), df in items.groupby(["set", "task"], sort=False):
+        old = pair_percentile(df, n_boot=n_boot, seed=seed).percent()
+        new = item_interval(df.score.to_numpy(), item_groups(df), n_boot=n_boot, seed=seed).percent()
+        records.append(dict(set=name, task=task, n=len(df), value=new.value,
+                            old_low=old.low, old_high=old.high, new_low=new.low,
+                            new_high=new.high, old_width=old.high - old.low,
+                            new_width=new.high - new.low))
+    return pd.DataFrame.from_records(records)
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))

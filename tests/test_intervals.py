@@ -59,14 +59,15 @@ def test_no_collapse_when_items_disagree_and_open_bounds():
 
 
 def test_wilson_solves_the_score_equation_with_the_effective_size():
-    for p, se, n, df in ((0.3, 0.05, 200, 11), (0.9, 0.02, 50, np.inf), (0.5, 0.1, 1000, 5)):
-        lo, hi = wilson(p, se, n=n, df=df)
+    for p, se, df in ((0.3, 0.05, 11), (0.9, 0.02, np.inf), (0.5, 0.03, 5), (0.02, 0.01, 20)):
+        lo, hi = wilson(p, se, df=df)
         t = stats.t.ppf(0.975, df) if np.isfinite(df) else Z
-        n_eff = min(n, p * (1 - p) / se**2) * (Z / t) ** 2
+        n_eff = p * (1 - p) / se**2 * (Z / t) ** 2
         for bound in (lo, hi):  # (p - π)² = z² π (1 - π) / n_eff at both ends
             assert (p - bound) ** 2 == pytest.approx(Z**2 * bound * (1 - bound) / n_eff, rel=1e-9)
-        if n_eff < n:  # interior, design effect > 1: ≈ p ± t · se
-            assert (hi - lo) / 2 == pytest.approx(t * se, rel=0.15)
+        if p == 0.5:  # interior: ≈ p ± t · se
+            assert (hi - lo) / 2 == pytest.approx(t * se, rel=0.05)
+        assert 0 < lo < p < hi < 1
 
 
 def test_one_class_per_item_is_the_bayesian_bootstrap_of_class_means():
@@ -76,7 +77,8 @@ def test_one_class_per_item_is_the_bayesian_bootstrap_of_class_means():
     iv = item_interval(score, labels[:, None], n_boot=40000, seed=0)
     class_means = score.reshape(10, 3).mean(axis=1)  # equal class sizes: mean of class means
     se = np.sqrt(((class_means - class_means.mean()) ** 2).sum() / (10 * 11))  # Dirichlet(1)
-    lo, hi = wilson(score.mean(), se, n=30, df=9)
+    se = max(se, score.std(ddof=1) / np.sqrt(30))  # the i.i.d. floor
+    lo, hi = wilson(score.mean(), se, df=9)
     assert (iv.low, iv.high) == pytest.approx((lo, hi), abs=0.01)
 
 
@@ -135,10 +137,12 @@ def test_paired_difference_zero_shift_and_pairing():
     g = item_groups(_pairs_frame())
     rng = np.random.default_rng(5)
     base = [(rng.random(len(g)) < p) * 1.0 for p in (0.3, 0.5, 0.7)]  # 3 seeds, seeds differ
+    q = Z**2 / (len(g) + Z**2)  # all differences agree: the share of others is ≤ q
     same = paired_difference(base, base, g, n_boot=400, seed=0)
-    assert same.value == same.low == same.high == 0.0 and same.n_seeds == 3
+    assert (same.value, same.low, same.high) == (0.0, -q, q) and same.n_seeds == 3
     shifted = paired_difference([b + 0.1 for b in base], base, g, n_boot=400, seed=0)
-    assert shifted.value == pytest.approx(0.1) and shifted.high - shifted.low < 1e-9
+    assert shifted.value == pytest.approx(0.1) and shifted.seed_min == pytest.approx(0.1)
+    assert (shifted.low, shifted.high) == pytest.approx((0.1 - 1.1 * q, 0.1 + 0.9 * q))
     covered = 0
     for s in range(100):  # two rows of one model: the difference covers 0 ≈ 95 % of the time
         r = np.random.default_rng(100 + s)
@@ -148,8 +152,10 @@ def test_paired_difference_zero_shift_and_pairing():
         covered += iv.low <= 0 <= iv.high
     assert covered >= 88
     noisy = [np.clip(b + rng.normal(0, 0.3, len(g)), 0, 1) for b in base]  # b: big item spread
-    paired = paired_difference([n + 0.05 for n in noisy], noisy, g, n_boot=400, seed=0)
-    apart = [seed_interval(x, g, n_boot=400, seed=0) for x in ([n + 0.05 for n in noisy], noisy)]
+    better = [n + rng.normal(0.05, 0.02, len(g)) for n in noisy]  # the same items, a bit better
+    paired = paired_difference(better, noisy, g, n_boot=400, seed=0)
+    apart = [seed_interval(x, g, n_boot=400, seed=0) for x in (better, noisy)]
+    assert paired.low > 0
     assert paired.high - paired.low < 0.2 * min(iv.high - iv.low for iv in apart)
 
 

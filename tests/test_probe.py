@@ -76,7 +76,7 @@ def test_probe_sits_at_chance_with_the_default_recipe_and_finds_leaky_recipes():
              "level_rms=None": (Recipe(sample_rate=SR, level_rms=None), 45)}  # random gains blur it
     for name, (recipe, floor) in leaky.items():
         _, tab = _probe_on(recipe, clips)
-        assert tab.value["3B"] > floor and tab.ci_low["3B"] > 100 / 3, (name, tab)
+        assert tab.ci_low["3B"] > floor, (name, tab)
         assert tab.value["3A-o"] == 50.0, name  # order-free statistics never tell the order
         assert tab.value["3A"] > 100 / 3, name  # rejects "while" for sequential audio
 
@@ -188,5 +188,5 @@ def test_probe_sits_at_chance_on_the_embedded_world(world):
 def test_probe_finds_the_leak_of_a_leaky_recipe(world, leak, floor, clear):
     t = _world_probe(world, Recipe(sample_rate=16000, **leak))
     assert t.loc["3B", "value"] > floor
-    if clear:  # 14 overlay items over 10 classes: only a strong leak's interval clears chance
-        assert t.loc["3B", "ci_low"] > 100 / 3
+    if clear:  # 14 overlay items over 10 classes: the weak leak's interval still holds chance
+        assert t.loc["3B", "ci_low"] > floor

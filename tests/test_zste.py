@@ -108,6 +108,8 @@ def test_constant_model_scores_exact_chance():
                    templates=TPL, n_boot=20)
     np.testing.assert_allclose(res.table.value, res.table.chance, atol=1e-9)
     assert all(df.tied.all() for df in res.items.values())
+    t = res.table  # every item a tie: intervals stay open around chance (SPEC §4 "Intervals")
+    assert ((t.ci_low < t.value) & (t.value < t.ci_high)).all(), t
     first = res.items["3A"].iloc[0]
     assert first.predicted == "dog before rain | rain before dog | dog while rain (tie: 1 of 3 drawn)"
     assert first.target == "dog before rain"
@@ -149,6 +151,9 @@ def test_model_preferring_one_phrasing_fails_consistency():
     assert tab.value["3A"] == pytest.approx(50) and tab.value["3A-o"] == pytest.approx(50)
     assert tab.value["3A-c"] == 0.0 and tab.n["3A-c"] == comb(K, 2)
     assert not res.items["3A"].tied.any()
+    # no interval collapses: each pair's two orders score 1 and 0; 3A-c is 0 of 10 pairs
+    assert tab.ci_low["3A-o"] < 50 < tab.ci_high["3A-o"]
+    assert tab.ci_low["3A-c"] == 0.0 and tab.ci_high["3A-c"] > 10
 
 
 def test_consistency_counts_each_unordered_clip_pair_once():
