@@ -287,8 +287,9 @@ def report(run_dir: str | Path) -> str:
              f"{len(seeds)} training seed{'s' * several} {seeds}: % as the mean over seeds with a "
              "95 % interval covering seed and evaluation sampling (classes, clips and pairs "
              "resampled; SPEC §4 \"Intervals\")"
-             + ("; `· seeds a–b` is the seed range, **bold ⚠** where the seeds disagree (their "
-                "range is wider than the evaluation margin of error)." if several else ".")]
+             + ("; `· seeds a–b` is the seed range, **bold ⚠** where the seeds disagree "
+                "(their range is wider than the evaluation margin of error)." if several
+                else ".")]
     parts += zste_tables(found, agg, several)
     parts += ablation_tables(found, agg, several)
     diff = differences(found, agg)

@@ -37,7 +37,7 @@ ID_COLUMNS = ("row", "audio", "i", "j", "label", "key", "cluster", "phrasing")
 
 
 def item_table(items: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
-    """``{set: {task: per-item frame}}`` → one frame ``set, task, <ID_COLUMNS present>, score``."""
+    """``{set: {task: per-item frame}}`` → one frame ``set, task, <ID_COLUMNS>, score``."""
     frames = []
     for set_name, tasks in items.items():
         for task, df in tasks.items():

@@ -37,12 +37,15 @@ def _inputs(rng: np.random.Generator) -> zste.ZsteInputs:
         mix_audio=np.stack([vec(s) for s in mix]), seq_keys=seq, rev_keys=rev, mix_keys=mix)
 
 
-def _table(seed: int) -> pd.DataFrame:
+def _table(seed: int) -> tuple[pd.DataFrame, zste.ZsteResult]:
     """The item table of a real ZSTE evaluation of random audio embeddings (one 'model')."""
     inputs = _inputs(np.random.default_rng(seed))
     texts = np.random.default_rng(99)  # one text side for every "seed"
     cache: dict = {}
-    embed = lambda ts: np.stack([cache.setdefault(t, texts.normal(size=16)) for t in ts])  # noqa: E731
+
+    def embed(ts):
+        return np.stack([cache.setdefault(t, texts.normal(size=16)) for t in ts])
+
     result = zste.evaluate(inputs, embed, templates=TPL, n_boot=0, seed=0)
     return seed_stats.item_table({"zste": result.items}), result
 
@@ -100,7 +103,8 @@ def test_paired_difference_pairs_seeds_by_value():
     a, b = {1: t[1], 0: t[0]}, {0: t[2], 1: t[0]}
     iv = seed_stats.paired(a, b, "zste", "3B", n_boot=N_BOOT, seed=0)
     pick = lambda x: x[(x.set == "zste") & (x.task == "3B")].score.mean()  # noqa: E731
-    assert iv.value == pytest.approx(100 * ((pick(t[0]) - pick(t[2])) + (pick(t[1]) - pick(t[0]))) / 2)
+    by_seed = (pick(t[0]) - pick(t[2]), pick(t[1]) - pick(t[0]))  # seed 0, seed 1
+    assert iv.value == pytest.approx(100 * np.mean(by_seed))
     with pytest.raises(ValueError, match="no common training seed"):
         seed_stats.paired({0: t[0]}, {1: t[1]}, "zste", "3B", n_boot=N_BOOT, seed=0)
 
@@ -130,3 +134,16 @@ def test_comparisons_are_chosen_by_the_rows_parameters():
     only_a = config.model_copy(update={"ablations": config.ablations.model_copy(
         update={"starts": ["A"], "extra_rows": []})})
     assert ablation.comparisons(ablation.plan(only_a)) == []
+
+
+def test_seeds_parameter_is_a_count_from_seed_or_a_list():
+    from teminal.run.config import ConfigError, apply_overrides
+    from teminal.run.params import RunConfig
+
+    assert RunConfig().training_seeds == (0,)  # the single-seed run
+    assert RunConfig(seed=2, seeds=3).training_seeds == (2, 3, 4)
+    config, notes = apply_overrides(RunConfig(), ["seeds=[5,1]"])
+    assert config.training_seeds == (5, 1) and notes == ["-p seeds=[5,1] → seeds"]
+    for bad, why in (("seeds=0", "count ≥ 1"), ("seeds=[1,1]", "distinct")):
+        with pytest.raises(ConfigError, match=f"seeds: .*{why}"):
+            apply_overrides(RunConfig(), [bad])
