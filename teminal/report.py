@@ -173,8 +173,14 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _task_order(tasks) -> list[str]:
+    """ZSTE's tasks in ``TASKS`` order, then any other (e.g. a probe's own task) as found."""
+    tasks = list(tasks)
+    return [t for t in TASKS if t in tasks] + [t for t in tasks if t not in TASKS]
+
+
 def _ordered(df: pd.DataFrame) -> pd.DataFrame:
-    return df.reindex([t for t in TASKS if t in df.index])
+    return df.reindex(_task_order(df.index))
 
 
 def zste_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
@@ -265,7 +271,7 @@ def differences(found: dict, agg: Aggregator) -> str | None:
     if not lines:
         return None
     df = pd.DataFrame(lines).T
-    df = df[[t for t in TASKS if t in df.columns]]
+    df = df[_task_order(df.columns)]
     df.index.name = "difference (points)"
     return ("### Paired differences (held-out pairs)\n\n"
             "Percentage points, 95 % interval over seeds and items; the same items and seeds "
