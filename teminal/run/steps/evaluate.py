@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -64,7 +65,8 @@ def _record(ev: Evaluation) -> dict:
             "phrasings": None if ev.phrasings is None else ev.phrasings.to_dict(orient="records")}
 
 
-def _items_path(S: Session, tag: str):
+def _items_path(S: Session, tag: str) -> Path:
+    """``evaluations/<tag>.items.parquet``: the per-item scores beside the tables."""
     return S.layout.evaluation(tag).with_suffix(".items.parquet")
 
 
