@@ -29,6 +29,10 @@
 # The **level/duration probe** is a logistic regression on each composite's duration, RMS and
 # peak only: it must score at chance, or the data leak the answer. Each model is evaluated in
 # its own MLflow run (tag `teminal.model`) under this notebook's run.
+#
+# With several training seeds (`-p seeds=N`) a trained model is evaluated once per seed, each in
+# a child run `seed <n>` of its run; the tables here show the first seed, and `python -m
+# teminal report` every seed (mean, interval over seeds and items, seed range).
 
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
