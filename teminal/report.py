@@ -291,8 +291,8 @@ def report(run_dir: str | Path) -> str:
     agg = Aggregator(n_boot=config.zste.n_boot, seed=config.zste.zste_seed)
     parts = [f"Results of run `{found['run']}` (MLflow parent run `{found['parent']}`), "
              f"{len(seeds)} training seed{'s' * several} {seeds}: % as the mean over seeds with a "
-             "95 % interval covering seed and evaluation sampling (classes, clips and pairs "
-             "resampled; SPEC §4 \"Intervals\")"
+             "95 % interval covering seed and evaluation sampling (a bootstrap over classes, "
+             "each with its clips and pairs; SPEC §4 \"Intervals\")"
              + ("; `· seeds a–b` is the seed range, **bold ⚠** where the seeds disagree "
                 "(their range is wider than the evaluation margin of error)." if several
                 else ".")]
