@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import tracking
+from .run import logged
 from .run.params import RunConfig, Setting, StageBParams
 from .run.session import Session
 
@@ -81,20 +82,23 @@ def plan_table(rows: list[Row]) -> pd.DataFrame:
 
 
 def run(S: Session, rows: list[Row]) -> pd.DataFrame:
-    """Train (or reuse) and evaluate every row, each in a child MLflow run of the notebook's."""
+    """Train (or reuse) and evaluate every row, each in a child MLflow run of the notebook's
+    with the row's effective parameters (``teminal.run.logged``: α/β, start, head, captions,
+    seed, …; reused or not), so the MLflow UI can filter and plot them."""
     from .run import steps
 
     out = []
     for row in rows:
         with tracking.run(run_name=row.name, parent_run_id=S.run_id,
                           tags={"teminal.ablation_row": row.name}):
+            tracking.log_params(logged.for_stage(S.config, row.params))
             if row.probe:
                 ev = steps.probe(S, nested=False)
                 status, tag = ("reused" if ev.reused else "ran"), ev.tag
             elif row.params is None:
                 ev = steps.evaluate_ref(S, "pretrained", nested=False)
                 status, tag = ("reused" if ev.reused else "ran"), ev.tag
-            else:
+            else:  # tags teminal.tag / start / reused (and what it reuses): steps.stage_b
                 role = "abl-" + re.sub(r"[^0-9A-Za-z]+", "-", row.name).strip("-")
                 trained = steps.stage_b(S, row.params, own_run=True, role=role, label=row.name)
                 ev = steps.evaluate_trained(S, trained, nested=False)

@@ -12,8 +12,10 @@ globals())``. ``start`` reads three things from the notebook's namespace — ``r
   a pretrained backbone, stage A) are built in that folder when first asked for.
 
 The MLflow run is the one the pipeline created for this notebook (``TEMINAL_MLFLOW_RUN_ID`` in
-the kernel's environment, set by the runner) or a new one. Only this notebook's section and the
-top-level fields are logged as its parameters.
+the kernel's environment, set by the runner) or a new one. Its parameters are the effective
+parameters of what the notebook computes, flattened (``teminal.run.logged.for_notebook``): the
+top-level fields, the shared sections and the notebook's own section (a stage-B notebook also
+the stage A it starts from).
 
 ``Session`` also carries memos of heavy objects the steps build once per notebook (the run's
 data, backbones by audio head, feature banks); they are plain fields, filled only by
@@ -31,6 +33,7 @@ import torch
 
 from .. import tracking
 from .config import load_config, with_cell
+from . import logged
 from .layout import RunLayout, new_run_dir, workdir
 from .params import NOTEBOOKS, RunConfig
 
@@ -127,10 +130,7 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
         parent_run_id=record.get("parent_run_id", ""),
         tracking_uri=record.get("tracking_uri", ""),
         tags={"teminal.notebook": notebook, "teminal.run_dir": str(layout.root), **(tags or {})})
-    section = NOTEBOOKS[notebook].section
-    logged = {"name": config.name, "seed": config.seed, "device": config.device,
-              **{f"{section}.{k}": v for k, v in config.section(section).model_dump(mode="json").items()}}
-    tracking.log_params(logged)
+    tracking.log_params(logged.for_notebook(config, NOTEBOOKS[notebook].section))
     print(f"{notebook}: run folder {layout.root.name}, device {device.type}")
     return Session(notebook=notebook, config=config, layout=layout, device=device,
                    run_id=active.info.run_id, standalone=standalone)

@@ -19,6 +19,7 @@ from ... import evaluate as lib
 from ... import tracking, zste
 from ...models.base import Backbone
 from ...views import BatchView, PairView
+from .. import logged
 from ..layout import write_json
 from ..session import Session
 from .data import load_data
@@ -85,9 +86,13 @@ def _log(ev: Evaluation) -> None:
                     | ({"teminal.reused_evaluation": "true"} if ev.reused else {}))
 
 
-def _logged(S: Session, ev: Evaluation, nested: bool) -> Evaluation:
+def _logged(S: Session, ev: Evaluation, nested: bool, stage=None) -> Evaluation:
+    """Log ``ev`` to the active run, or to a nested run ``zste: <label>`` that also records
+    the evaluated model's effective parameters (``stage``: its stage parameters, None for the
+    pretrained model and the probe)."""
     if nested:
         with tracking.run(run_name=f"zste: {ev.label}"):  # nested under the active run
+            tracking.log_params(logged.for_stage(S.config, stage))
             _log(ev)
     else:
         _log(ev)
@@ -95,13 +100,14 @@ def _logged(S: Session, ev: Evaluation, nested: bool) -> Evaluation:
 
 
 def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: Backbone,
-                   nested: bool = True, reuse: bool = True) -> Evaluation:
-    """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4)."""
+                   nested: bool = True, reuse: bool = True, stage=None) -> Evaluation:
+    """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4); ``stage``:
+    the parameters of the stage that trained it (None: the pretrained model)."""
     key = _eval_key(S, model_key)
     found = _read(S, tag, key) if reuse else None
     if found is not None:
         print(f"{label}: reusing the evaluation evaluations/{tag}.json (same inputs)")
-        return _logged(S, found, nested)
+        return _logged(S, found, nested, stage)
     data, z = load_data(S), S.config.zste
     bank, cache = feature_bank(S, model), trunk_cache(S, model)
     with S.phase("evaluation"):
@@ -114,12 +120,12 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
                     phrasings=phrasings, tables={k: r.table for k, r in sets.items()},
                     items={k: r.items for k, r in sets.items()})
     write_json(S.layout.evaluation(tag), _record(ev))
-    return _logged(S, ev, nested)
+    return _logged(S, ev, nested, stage)
 
 
 def evaluate_trained(S: Session, trained: Trained, *, nested: bool = True) -> Evaluation:
     return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
-                          model=trained.model, nested=nested)
+                          model=trained.model, nested=nested, stage=trained.params)
 
 
 def evaluate_ref(S: Session, ref: str, *, nested: bool = True, reuse: bool = True) -> Evaluation:
@@ -131,7 +137,7 @@ def evaluate_ref(S: Session, ref: str, *, nested: bool = True, reuse: bool = Tru
                               nested=nested, reuse=reuse)
     trained = stage_a(S) if ref == "A" else stage_b(S)
     return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
-                          model=trained.model, nested=nested, reuse=reuse)
+                          model=trained.model, nested=nested, reuse=reuse, stage=trained.params)
 
 
 def evaluate_models(S: Session) -> dict[str, Evaluation]:
