@@ -82,9 +82,13 @@ def collect(run_dir: str | Path) -> dict:
     tracking.setup(record["tracking_uri"])
     client = mlflow.MlflowClient()
     out = {"run": layout.root.name, "parent": record["parent_run_id"], "zste": {},
-           "ablations": {}}
+           "ablations": {}, "status": client.get_run(record["parent_run_id"]).info.status,
+           "stopped": {}}
     for child in _children(client, record["parent_run_id"]):
         notebook = child.data.tags.get("teminal.notebook")
+        if child.info.status in ("FAILED", "KILLED"):
+            out["stopped"][notebook] = child.data.tags.get("teminal.failed_reason", "") \
+                or child.info.status
         if notebook == "03_zste":
             for run in _children(client, child.info.run_id):
                 label = run.data.tags.get("teminal.model")
@@ -98,11 +102,24 @@ def collect(run_dir: str | Path) -> dict:
     return out
 
 
+def stopped_note(found: dict) -> str:
+    """Why a run has no (or not every) table: each stopped notebook and its reason (the MLflow
+    tag ``teminal.failed_reason``, else its run status)."""
+    lines = [f"**Run status: {found['status']}.**"
+             + ("" if found["zste"] or found["ablations"] else " There are no results.")]
+    lines += [f"- `{nb}` stopped: {why}" for nb, why in found["stopped"].items()]
+    if not found["stopped"]:
+        lines.append("- no notebook of this run evaluated a model (03_zste, 04_ablations)")
+    return "\n".join(lines)
+
+
 def report(run_dir: str | Path) -> str:
     """Markdown: ZSTE (Table 3 layout) per set, the probe, the ablation table (Table 2)."""
     found = collect(run_dir)
     parts = [f"Results of run `{found['run']}` (MLflow parent run `{found['parent']}`); "
              "% with a 95 % interval (bootstrap over unordered class pairs; Task 1 over clips)."]
+    if found["stopped"] or not (found["zste"] or found["ablations"]):
+        parts.append(stopped_note(found))
     models = {k: v for k, v in found["zste"].items() if not k.startswith("probe")}
     for set_name, title in SETS.items():
         tables = {m: t[set_name] for m, t in models.items() if set_name in t}

@@ -4,8 +4,9 @@ Every notebook's first code cell after its parameters is ``S = session.start("<n
 globals())``. ``start`` reads three things from the notebook's namespace — ``run_dir``,
 ``config`` and the notebook's own cell parameters (``params.NOTEBOOKS``) — and:
 
-- with ``run_dir`` (a folder made by ``python -m teminal run``): loads the run's recorded
-  configuration and applies the cell on top (so a notebook reopened in JupyterLab with an edited
+- with ``run_dir`` (a folder made by ``teminal run``): loads the run's recorded
+  configuration (or ``config``, when given: ``teminal rerun … -p name=value`` passes the run's
+  configuration with its overrides) and applies the cell on top (so a notebook reopened in JupyterLab with an edited
   cell uses the edit, and every other decision comes from the run folder);
 - without: starts a **standalone** run ``runs/standalone-<notebook>-<time>`` on ``config`` (a
   ``params/*.yaml`` path; empty = the smoke defaults) and the cell; earlier steps it needs (data,
@@ -112,7 +113,7 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
     cell = _cell(notebook, namespace)
     if run_dir:
         layout = RunLayout(Path(run_dir).expanduser().resolve())
-        base = layout.read_config()
+        base = load_config(_find(config_path)) if config_path else layout.read_config()
         standalone = False
     else:
         base = load_config(_find(config_path)) if config_path else RunConfig()
