@@ -60,7 +60,7 @@ if S.params.probe:
 # %%
 table = plots.zste_table({k: r.tables["zste"] for k, r in results.items()}, paper=zste.PAPER_TABLE3)
 steps.log_table(table, "zste_table")
-display(table)
+display(plots.nowrap(table))
 
 # %%
 S.show(plots.zste_bars({k: r.tables["zste"] for k, r in results.items()}), "zste_bars.png")
@@ -71,7 +71,7 @@ S.show(plots.zste_bars({k: r.tables["zste"] for k, r in results.items()}), "zste
 # that only memorised its training phrasings falls on the held-out phrasings.
 
 # %%
-display(steps.set_comparison(results))
+display(plots.nowrap(steps.set_comparison(results)))
 
 # %% [markdown]
 # The held-out phrasings one template at a time: a model that learned "the first class named

@@ -56,7 +56,7 @@ outcome = ablation.run(S, rows)
 # %%
 table = ablation.table(outcome)
 steps.log_table(table, "ablation_table")
-display(table)
+display(plots.nowrap(table))
 
 # %%
 S.show(plots.ablation_heatmap(ablation.values(outcome)), "ablation_heatmap.png")
@@ -66,7 +66,7 @@ S.show(plots.ablation_heatmap(ablation.values(outcome)), "ablation_heatmap.png")
 # The order tasks asked with phrasings no training caption uses.
 
 # %%
-display(ablation.table(outcome, set_name="zste_heldout"))
+display(plots.nowrap(ablation.table(outcome, set_name="zste_heldout")))
 
 # %% [markdown]
 # The same, one held-out template at a time.

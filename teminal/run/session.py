@@ -82,15 +82,13 @@ class Session:
     def show(self, fig, artifact: str) -> None:
         """Show a figure in the notebook (as a PNG output, whatever the matplotlib backend, so
         it stays in the executed copy) and log it to the notebook's MLflow run."""
-        import io
-
         import mlflow
         from IPython.display import Image, display
 
+        from ..plots import png
+
         mlflow.log_figure(fig, artifact)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        display(Image(data=buf.getvalue(), format="png"))
+        display(Image(data=png(fig), format="png"))  # at plots.DPI: the sizes plots.py chose
 
     def close(self) -> None:
         tracking.close_run("FINISHED")
