@@ -79,3 +79,22 @@ def test_executed_copy_is_unpaired_and_rendered_with_static_pictures(tmp_path):
     page = executed.render_html(copy).read_text()
     assert "static picture of an interactive view" in page and "dog | rain" in page
     assert "VBox(" not in page
+
+
+def test_lab_works_on_unpaired_copies_and_keeps_the_users(tmp_path):
+    from teminal import notebook_tools
+
+    committed = Path(notebook_tools.__file__).resolve().parents[1] / "notebooks"
+    before = {p.name: p.read_bytes() for p in committed.glob("*")}
+    lines = notebook_tools.lab_copies(committed, tmp_path / "lab")
+    copies = sorted((tmp_path / "lab").glob("*.ipynb"))
+    assert [p.name for p in copies] == sorted(p.name for p in committed.glob("[0-9][0-9]_*.ipynb"))
+    assert len(lines) == len(copies) and not list((tmp_path / "lab").glob("*.py"))
+    first = nbformat.read(str(copies[0]), as_version=4)
+    assert "jupytext" not in first.metadata and first.cells[0].source  # cells and outputs kept
+    first.cells[0].source = "# my edit"
+    nbformat.write(first, str(copies[0]))
+    again = notebook_tools.lab_copies(committed, tmp_path / "lab")
+    assert nbformat.read(str(copies[0]), as_version=4).cells[0].source == "# my edit"
+    assert "differ" in again[0] and all("kept" in line for line in again)
+    assert {p.name: p.read_bytes() for p in committed.glob("*")} == before
