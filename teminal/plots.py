@@ -278,8 +278,9 @@ def _zste_axes(ax: Axes, long: pd.DataFrame, order: list[str], models: list[str]
             row = lookup.loc[(model, order[int(round(centre))])]
             row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
             if np.isfinite(row.ci_low) and np.isfinite(row.ci_high):
-                ax.errorbar(centre, row.value, yerr=[[row.value - row.ci_low], [row.ci_high - row.value]],
-                            fmt="none", ecolor="black", elinewidth=1, capsize=2)
+                low, high = max(0.0, row.value - row.ci_low), max(0.0, row.ci_high - row.value)
+                ax.errorbar(centre, row.value, yerr=[[low], [high]],  # a value outside its
+                            fmt="none", ecolor="black", elinewidth=1, capsize=2)  # interval: clipped
             if np.isfinite(row.chance):
                 segments.append((row.chance, bar.get_x(), bar.get_x() + bar.get_width()))
     if segments:

@@ -147,6 +147,15 @@ def test_zste_bars_task_subset_and_nan_interval():
     assert len(ax.containers[0]) == 2 and len(ax.containers) == 1 + 1  # 3A has no interval
 
 
+def test_zste_bars_value_outside_its_interval():
+    """A percentile bootstrap with few resamples can leave the value outside its interval."""
+    t = _zste({"1A": 80, "3A": 33, "3B": 30})
+    t.loc[0, ["ci_low", "ci_high"]] = [82.0, 90.0]
+    ax = plots.zste_bars({"m": t}).axes[0]
+    (_, low), (_, high) = ax.containers[1].lines[2][0].get_segments()[0]
+    assert (low, high) == (80, 90)
+
+
 def test_zste_table_layout_and_paper_columns():
     class Result:  # anything with .table is accepted, like ZsteResult
         table = _zste({"1A": 80.04, "3A": 33.3})

@@ -126,7 +126,8 @@ def _train_or_reuse(S: Session, *, key: str, label: str, params, own_run: bool,
     found = _reuse(S, key, label, params)
     if found is not None:
         if own_run:
-            if not (found.source_run_id and tracking.copy_curves(found.source_run_id)):
+            own = found.source_run_id == mlflow.active_run().info.run_id  # a re-executed cell
+            if not own and not (found.source_run_id and tracking.copy_curves(found.source_run_id)):
                 _log_history(found.history, prefix="")
             mlflow.set_tags(_stage_tags(found))
         return found
