@@ -39,3 +39,26 @@ def test_training_bar_is_labelled_with_what_trains(monkeypatch, capsys, tmp_path
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["A", "pretrain"], lines
     assert all("100%" in line and "2/2" in line for line in lines)
+
+
+def _run_in_kernel(mode: str, monkeypatch) -> list[dict]:
+    """The outputs a Jupyter kernel saves for a bar over 3 items under TEMINAL_PROGRESS=mode."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv(progress.ENV, mode)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from teminal.progress import progress\nfor _ in progress(range(3), desc='A'):\n    pass")]
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    return nb.cells[0].outputs
+
+
+def test_saved_kernel_output_shows_the_final_state(monkeypatch):
+    text = _run_in_kernel("text", monkeypatch)  # what the pipeline's notebooks run with
+    assert [o["output_type"] for o in text] == ["stream"]
+    assert text[0]["text"].startswith("A: 100%") and "3/3" in text[0]["text"]
+    live = _run_in_kernel("1", monkeypatch)  # JupyterLab: the widget, then the same line
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in live)
+    lines = [o["text"] for o in live if o["output_type"] == "stream" and o["name"] == "stdout"]
+    assert len(lines) == 1 and lines[0].startswith("A: 100%") and "3/3" in lines[0]
