@@ -184,7 +184,7 @@ def _annotate(ax: Axes, values: np.ndarray, *, fmt: str, skip: np.ndarray | None
     for (r, c), v in np.ndenumerate(values):
         if skip is not None and skip[r, c]:
             continue
-        ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=6,
+        ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=MIN_FONT_PT,
                 color="black" if v > 0.6 * hi else "white")
 
 
@@ -206,7 +206,8 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
         title: figure title.
         row_label / col_label: what rows and columns hold (audio rows × text columns by default).
         highlight_row: outline this anchor row (``gid=ANCHOR_GID``).
-        small: matrices with at most this many rows and columns get hatching and annotations.
+        small: matrices with at most this many rows and columns get hatching; with at most
+            half as many, the weights are also written in their cells.
         cmap: colormap of the similarities.
 
     The similarity panel is labelled ``"similarity"`` and the weight panel ``"weights"``
@@ -222,7 +223,8 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
     if lw is not None and lw.shape != s.shape:
         raise ValueError(f"log_weights shape {lw.shape} differs from sim shape {s.shape}")
     is_small = max(s.shape) <= small
-    fig = Figure(figsize=(11.5 if lw is not None else 6.2, 5.2), layout="constrained")
+    legible = max(s.shape) <= small // 2  # cells wide enough for a 9 pt number
+    fig = Figure(figsize=(MAX_WIDTH_IN if lw is not None else 6.2, 4.8), layout="constrained")
     axes = fig.subplots(1, 1 if lw is None else 2, squeeze=False)[0]
     ax = axes[0]
     ax.set_label("similarity")
@@ -239,7 +241,7 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
                 ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///",
                                        edgecolor="0.25", lw=0, gid=ZERO_WEIGHT_GID))
         zero_patch = Patch(facecolor=_ZERO_RGBA, hatch="///", edgecolor="0.25", label="weight 0 (excluded)")
-        ax.legend(handles=[zero_patch], loc="upper right", bbox_to_anchor=(1.0, -0.12), fontsize=8, frameon=False)
+        ax.legend(handles=[zero_patch], loc="upper right", bbox_to_anchor=(1.0, -0.12), frameon=False)
         w = np.exp(lw)  # (R, C), exp(-inf) = 0
         wax = axes[1]
         wax.set_label("weights")
@@ -248,7 +250,7 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
         fig.colorbar(wim, ax=wax, shrink=0.85, label="weight w(r, c)")
         _draw_blocks(wax, s.shape, block_labels, row_label=row_label, col_label=col_label)
         wax.set_title("loss weights (0 = excluded)")
-        if is_small:
+        if legible:
             _annotate(wax, w, fmt=".2g")
     _draw_blocks(ax, s.shape, block_labels, row_label=row_label, col_label=col_label)
     if highlight_row is not None:

@@ -240,3 +240,13 @@ def test_ablation_heatmap_is_legible_at_display_width(n_rows, n_tasks):
 def test_loss_curves_are_legible_at_display_width():
     history = [dict(epoch=e, step=3 * e, train_loss=1 / e, val_loss=1.1 / e) for e in range(1, 9)]
     _assert_legible(plots.loss_curves(history, title="TeminAL B (T-AB)"), "loss_curves")
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_similarity_matrix_is_legible_at_display_width(n):
+    log_w = stage_b_log_weights(torch.arange(n), torch.arange(n) + n, StageBWeights(alpha_st=0),
+                                weights_by="block")
+    fig = plots.similarity_matrix(torch.randn(3 * n, 3 * n), block_labels=["f", "r", "o"],
+                                  log_weights=log_w, title="T-AB batch 0", highlight_row=1)
+    _assert_legible(fig, f"similarity {3 * n}×{3 * n}")
+    assert bool(_axis(fig, "weights").texts) == (3 * n <= 12)  # numbers only where they fit
