@@ -7,7 +7,6 @@ from pathlib import Path
 import mlflow
 import nbformat
 import pandas as pd
-import pytest
 
 from teminal import cli, executed, hints, report, tracking, widgets
 from teminal.run.config import to_yaml
