@@ -8,6 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PARAMS ?= params/default.yaml
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: install run test test-fast notebooks lab mlflow bench profile
 
@@ -32,8 +33,11 @@ test-fast: install
 notebooks: install
 	$(PY) -m teminal.notebook_tools refresh notebooks/*.ipynb
 
+# JupyterLab on working copies in lab/ (ignored by git; made once, then yours): running or
+# saving a notebook there never touches the committed notebooks/ (nbval's reference outputs)
 lab: install
-	$(VENV)/bin/jupyter lab notebooks
+	$(PY) -m teminal.notebook_tools lab lab
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/lab $(ROOT_OK)
 
 mlflow: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db

@@ -9,7 +9,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -65,7 +65,7 @@ if S.params.probe:
 # %%
 table = plots.zste_table({k: r.tables["zste"] for k, r in results.items()}, paper=zste.PAPER_TABLE3)
 steps.log_table(table, "zste_table")
-display(table)
+display(plots.nowrap(table))
 
 # %%
 S.show(plots.zste_bars({k: r.tables["zste"] for k, r in results.items()}), "zste_bars.png")
@@ -76,7 +76,7 @@ S.show(plots.zste_bars({k: r.tables["zste"] for k, r in results.items()}), "zste
 # that only memorised its training phrasings falls on the held-out phrasings.
 
 # %%
-display(steps.set_comparison(results))
+display(plots.nowrap(steps.set_comparison(results)))
 
 # %% [markdown]
 # The held-out phrasings one template at a time: a model that learned "the first class named

@@ -9,7 +9,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -58,7 +58,7 @@ outcome = ablation.run(S, rows)
 # %%
 table = ablation.table(outcome)
 steps.log_table(table, "ablation_table")
-display(table)
+display(plots.nowrap(table))
 
 # %%
 S.show(plots.ablation_heatmap(ablation.values(outcome)), "ablation_heatmap.png")
@@ -68,7 +68,7 @@ S.show(plots.ablation_heatmap(ablation.values(outcome)), "ablation_heatmap.png")
 # The order tasks asked with phrasings no training caption uses.
 
 # %%
-display(ablation.table(outcome, set_name="zste_heldout"))
+display(plots.nowrap(ablation.table(outcome, set_name="zste_heldout")))
 
 # %% [markdown]
 # The same, one held-out template at a time.

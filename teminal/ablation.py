@@ -23,6 +23,7 @@ import mlflow
 import pandas as pd
 
 from . import tracking
+from .run import logged
 from .run.params import RunConfig, Setting, StageBParams
 from .run.session import Session
 
@@ -134,7 +135,9 @@ def _trained_row(S: Session, row: Row, seed: int):
 
 def run(S: Session, rows: list[Row]) -> pd.DataFrame:
     """Train (or reuse) and evaluate every row, each in a child MLflow run of the notebook's
-    (a trained row once per training seed). One line per row: its first seed's evaluation."""
+    (a trained row once per training seed), with the row's effective parameters
+    (``teminal.run.logged``: α/β, start, head, captions, seed, …; reused or not), so the
+    MLflow UI can filter and plot them. One line per row: its first seed's evaluation."""
     from .run import steps
 
     out = []
@@ -143,6 +146,7 @@ def run(S: Session, rows: list[Row]) -> pd.DataFrame:
     for row in rows:
         tags = {"teminal.ablation_row": row.name}
         with tracking.run(run_name=row.name, parent_run_id=S.run_id, tags=tags):
+            tracking.log_params(logged.for_stage(S.config, row.params))
             if row.params is not None:
                 done = steps.for_seeds(S, lambda seed: _trained_row(S, row, seed), tags=tags)
                 status, tag, ev = done.base

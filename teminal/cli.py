@@ -1,15 +1,19 @@
-"""``python -m teminal``: run, resume, rerun and report pipelines.
+"""``teminal`` (``.venv/bin/teminal``, or ``python -m teminal``): run, resume, rerun and report
+pipelines.
 
 ::
 
-    python -m teminal run params/default.yaml [-p name=value ...] [--notebooks a,b | --from X --until Y]
-    python -m teminal resume runs/<run>
-    python -m teminal rerun runs/<run> 04_ablations
-    python -m teminal report runs/<run> [--out results.md]
+    .venv/bin/teminal run params/default.yaml [-p name=value ...] [--notebooks a,b | --from X --until Y]
+    .venv/bin/teminal resume runs/<run>
+    .venv/bin/teminal rerun runs/<run> 04_ablations [-p name=value ...]
+    .venv/bin/teminal report runs/<run> [--out results.md]
 
 ``-p`` values are typed like YAML (``-p epochs=3``, ``-p classes=[dog, rain, crow]``,
 ``-p level_rms=null``); a bare name sets every section that has it (``epochs`` → stage_a.epochs
 and stage_b.epochs), ``section.name`` one of them; an unknown name is an error naming it.
+``rerun`` takes the same ``-p`` (validated the same way) on the run's recorded configuration.
+The hints it prints name the commands by their path (``teminal.hints``): they work without
+activating the virtual environment.
 """
 from __future__ import annotations
 
@@ -17,14 +21,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import tracking
+from . import hints, tracking
 from .gates import SanityError
 from .pipeline import Interrupted, PipelineError, planned, rerun_notebook, resume, run_pipeline
 from .run.config import ConfigError, apply_overrides, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m teminal", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="teminal", description="run, resume, rerun and "
+                                     "report teminal notebook pipelines")
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="run the notebook pipeline on a params/*.yaml file")
     run_p.add_argument("params", help="e.g. params/default.yaml")
@@ -40,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     re_p = sub.add_parser("rerun", help="execute one notebook of a run again, in its folder")
     re_p.add_argument("run_dir")
     re_p.add_argument("notebook", help="e.g. 04_ablations")
+    re_p.add_argument("-p", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                      help="override one parameter of the run's configuration (repeatable)")
     re_p.add_argument("--tracking-uri", default="", help="MLflow store (default: the run's)")
     rep_p = sub.add_parser("report", help="the Results tables (markdown) of a run, from MLflow")
     rep_p.add_argument("run_dir")
@@ -60,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = run_pipeline(config, source=Path(args.params), overrides=args.overrides,
                                    tracking_uri=args.tracking_uri)
             uri = args.tracking_uri or tracking.default_tracking_uri()
-            print(f"teminal: done → {run_dir}\n  results: python -m teminal report {run_dir}\n"
-                  f"  MLflow:  mlflow ui --backend-store-uri {uri}")
+            print(f"teminal: done → {run_dir}\n  results: {hints.teminal()} report {run_dir}\n"
+                  f"  MLflow:  {hints.mlflow_ui(uri)}   (or: make mlflow)")
         elif args.command == "resume":
             run_dir = resume(args.run_dir, tracking_uri=args.tracking_uri)
             print(f"teminal: done → {run_dir}")
         elif args.command == "rerun":
-            rerun_notebook(args.run_dir, args.notebook, tracking_uri=args.tracking_uri)
+            rerun_notebook(args.run_dir, args.notebook, overrides=args.overrides,
+                           tracking_uri=args.tracking_uri)
         else:
             from .report import report
 
@@ -78,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"teminal: error: {exc}", file=sys.stderr)
         return 1
     except Interrupted as exc:
-        print(f"teminal: interrupted; continue with `python -m teminal resume {exc}`",
+        print(f"teminal: interrupted; continue with `{hints.teminal()} resume {exc}`",
               file=sys.stderr)
         return 130
     return 0

@@ -11,7 +11,8 @@ compares, so a changed number fails. After an intended change::
 
 executes every notebook exactly as nbval does (a fresh temporary work folder and MLflow store,
 progress bars off) and writes the outputs back. Executed copies of real runs are MLflow
-artifacts, never committed.
+artifacts, never committed. JupyterLab (``make lab``) works on copies in ``lab/``
+(``lab_copies``), so using it never changes a committed notebook.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
+KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+"""The kernelspec the committed notebooks record: ipykernel's own, as JupyterLab writes it, so
+saving a notebook from JupyterLab does not change it."""
 
 
 def test_environment(root: str | Path) -> dict[str, str]:
@@ -126,13 +129,39 @@ def refresh(paths: list[str]) -> None:
             jupytext.write(nb, twin(p), fmt="py:percent")
 
 
+def lab_copies(notebooks: Path, dest: Path) -> list[str]:
+    """Working copies of the committed notebooks for JupyterLab (``make lab``), in ``dest``
+    (ignored by git). What a lab session runs and autosaves lands in the copies; the committed
+    ``notebooks/NN_*.ipynb`` (nbval's reference outputs) and their twins stay as committed.
+    A missing copy is made (without jupytext pairing, so no twin is written beside it); an
+    existing one is the user's work and is kept, with a note when its cells differ from the
+    committed notebook's. Returns one line per notebook."""
+    dest.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for src in sorted(Path(notebooks).glob("[0-9][0-9]_*.ipynb")):
+        target, nb = dest / src.name, nbformat.read(str(src), as_version=4)
+        if target.exists():
+            same = cells_of(nbformat.read(str(target), as_version=4)) == cells_of(nb)
+            lines.append(f"{target}: kept" + ("" if same else f" (its cells differ from {src}; "
+                                                             "delete it for a fresh copy)"))
+            continue
+        nb.metadata.pop("jupytext", None)
+        nbformat.write(nb, str(target))
+        lines.append(f"{target}: copied from {src}")
+    return lines
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] not in ("refresh", "check"):
-        print("usage: python -m teminal.notebook_tools refresh|check NOTEBOOK.ipynb...",
+    if len(argv) < 2 or argv[0] not in ("refresh", "check", "lab"):
+        print("usage: python -m teminal.notebook_tools refresh|check NOTEBOOK.ipynb... | lab DEST",
               file=sys.stderr)
         return 2
     if argv[0] == "refresh":
         refresh(argv[1:])
+        return 0
+    if argv[0] == "lab":
+        print("\n".join(lab_copies(Path(__file__).resolve().parents[1] / "notebooks",
+                                    Path(argv[1]))))
         return 0
     bad = [msg for p in argv[1:] for msg in check_pair(p)]
     print("\n".join(bad) or "in sync")

@@ -23,11 +23,16 @@ import signal
 import time
 from pathlib import Path
 
-from . import tracking
-from .run.config import cell_values
+from . import executed, hints, progress, tracking
+from .run.config import apply_overrides, cell_values, to_yaml
 from .run.layout import RunLayout, new_run_dir
 from .run.params import PIPELINE, RunConfig
 from .run.session import RUN_ID_ENV
+
+
+KERNEL_ARGS = ("--IPKernelApp.log_level=ERROR",)
+"""The notebooks' kernels log errors only: its "running over TCP without encryption" warning
+(a local kernel on 127.0.0.1) would otherwise be printed by every notebook of every run."""
 
 
 class PipelineError(RuntimeError):
@@ -48,13 +53,16 @@ def _stamp() -> str:
 
 def execute_notebook(*, notebook: str, layout: RunLayout, config: RunConfig, output: Path,
                      run_name: str, parent_run_id: str, tags: dict[str, str] | None = None,
-                     record: bool = True) -> str:
+                     record: bool = True, extra: dict[str, str] | None = None) -> str:
     """Execute ``notebook`` into ``output`` as an MLflow child run of ``parent_run_id``.
 
     Returns the child run id. On failure the run is FAILED, the executed copy is logged and
     ``PipelineError`` names the notebook, the cell and the copy. On Ctrl-C / SIGTERM the run is
     KILLED and ``Interrupted`` propagates. ``record``: keep the notebook's entry of
     ``pipeline.json`` (run, status, seconds) up to date (a rerun records itself elsewhere).
+    ``extra``: more notebook parameters (a rerun's ``config``). The kernel prints progress as
+    final lines (``teminal.progress``); the copy is logged without jupytext pairing and with
+    its HTML rendering (``teminal.executed``).
     """
     import mlflow
     import papermill as pm
@@ -65,14 +73,17 @@ def execute_notebook(*, notebook: str, layout: RunLayout, config: RunConfig, out
              "executed": str(output.relative_to(layout.root))}
     if record:
         _record_notebook(layout, notebook, entry)
-    params = dict(cell_values(config, notebook), run_dir=str(layout.root))
+    params = dict(cell_values(config, notebook), run_dir=str(layout.root), **(extra or {}))
     output.parent.mkdir(parents=True, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in (RUN_ID_ENV, progress.ENV)}
     os.environ[RUN_ID_ENV] = run_id
+    if progress.mode() != "off":  # a saved copy shows each bar's final state
+        os.environ[progress.ENV] = "text"
     status, error, start = "FINISHED", None, time.perf_counter()
     try:
         pm.execute_notebook(str(notebooks_dir() / f"{notebook}.ipynb"), str(output),
                             parameters=params, kernel_name="python3", cwd=str(notebooks_dir()),
-                            progress_bar=False)
+                            progress_bar=False, extra_arguments=list(KERNEL_ARGS))
     except pm.PapermillExecutionError as exc:
         status = "KILLED" if exc.ename == "KeyboardInterrupt" else "FAILED"
         error = PipelineError(
@@ -85,10 +96,10 @@ def execute_notebook(*, notebook: str, layout: RunLayout, config: RunConfig, out
         error = PipelineError(f"notebook {notebook}.ipynb could not run: {exc!r}\n"
                               f"  executed copy (if any): {output}")
     finally:
-        os.environ.pop(RUN_ID_ENV, None)
+        _restore_env(saved)
         client = mlflow.MlflowClient()
         if output.exists():
-            client.log_artifact(run_id, str(output), artifact_path="notebook")
+            _log_copy(client, run_id, output)
         client.set_terminated(run_id, status=status)
         seconds = round(time.perf_counter() - start, 1)
         if record:
@@ -100,6 +111,27 @@ def execute_notebook(*, notebook: str, layout: RunLayout, config: RunConfig, out
     if error is not None:
         raise error
     return run_id
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _log_copy(client, run_id: str, output: Path) -> None:
+    """The executed copy, without jupytext pairing, and its HTML rendering, as artifacts
+    ``notebook/<copy>.ipynb`` and ``notebook/<copy>.html`` (the MLflow UI shows the page)."""
+    executed.unpair(output)
+    client.log_artifact(run_id, str(output), artifact_path="notebook")
+    try:
+        page = executed.render_html(output)
+    except Exception as exc:  # noqa: BLE001 — the copy is the record; the page is a view of it
+        print(f"teminal: no HTML rendering of {output.name}: {exc!r}", flush=True)
+        return
+    client.log_artifact(run_id, str(page), artifact_path="notebook")
 
 
 def _record_notebook(layout: RunLayout, notebook: str, entry: dict) -> None:
@@ -175,7 +207,7 @@ def _open(run_dir: str | Path, tracking_uri: str = "") -> tuple[RunLayout, dict,
     record = layout.read_record()
     if not record:
         raise PipelineError(f"{layout.root} is not a pipeline run folder (no pipeline.json); "
-                            "run `python -m teminal run params/<name>.yaml` first")
+                            f"run `{hints.teminal()} run params/<name>.yaml` first")
     tracking.setup(tracking_uri or record["tracking_uri"])
     return layout, record, layout.read_config()
 
@@ -204,26 +236,45 @@ def resume(run_dir: str | Path, *, tracking_uri: str = "") -> Path:
     return layout.root
 
 
-def rerun_notebook(run_dir: str | Path, notebook: str, *, tracking_uri: str = "") -> str:
+def rerun_notebook(run_dir: str | Path, notebook: str, *, overrides: list[str] = (),
+                   tracking_uri: str = "") -> str:
     """Execute one notebook of a run again, into the same folder, as a new copy
     (``notebooks/<nb>.rerun-<timestamp>.ipynb``) and a new child run; nothing earlier is
-    overwritten. The notebook reuses what it can (finished stages, evaluations)."""
+    overwritten. The notebook reuses what it can (finished stages, evaluations).
+    ``overrides``: ``-p name=value`` on the run's configuration, validated as ``run`` does;
+    the result is written to ``reruns/<nb>-<timestamp>.yaml`` and given to the notebook as its
+    ``config`` (a changed stage trains into a checkpoint folder of its own)."""
     layout, record, config = _open(run_dir, tracking_uri)
     if notebook not in record["planned"]:
         raise PipelineError(f"{notebook!r} is not a notebook of this pipeline: {record['planned']}")
-    output = layout.notebooks / f"{notebook}.rerun-{_stamp()}.ipynb"
+    config, notes = apply_overrides(config, overrides)
+    for note in notes:
+        print(f"teminal: {note}", flush=True)
+    stamp = _stamp()
+    output = layout.notebooks / f"{notebook}.rerun-{stamp}.ipynb"
     k = 2
     while output.exists():
-        output, k = layout.notebooks / f"{notebook}.rerun-{_stamp()}-{k}.ipynb", k + 1
+        output, k = layout.notebooks / f"{notebook}.rerun-{stamp}-{k}.ipynb", k + 1
+    extra = {}
+    if overrides:
+        path = layout.root / "reruns" / f"{output.stem.replace('.rerun', '')}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_yaml(config))
+        extra = {"config": str(path)}
     print(f"teminal: ▶ {notebook} again in {layout.root}", flush=True)
     start = time.perf_counter()
     child = execute_notebook(notebook=notebook, layout=layout, config=config, output=output,
                              run_name=f"{notebook} (rerun)", parent_run_id=record["parent_run_id"],
-                             tags={"teminal.rerun": "true"}, record=False)
+                             tags={"teminal.rerun": "true"}, record=False, extra=extra)
+    if overrides:
+        import mlflow
+
+        mlflow.MlflowClient().log_param(child, "overrides", " ".join(overrides)[:6000])
     record = layout.read_record()
     record.setdefault("reruns", []).append({"notebook": notebook, "run_id": child,
                                             "seconds": round(time.perf_counter() - start, 1),
-                                            "executed": output.name})
+                                            "executed": output.name,
+                                            "overrides": list(overrides)})
     layout.write_record(record)
     print(f"teminal: ✓ {notebook} → {output}", flush=True)
     return child

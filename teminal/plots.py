@@ -24,7 +24,8 @@ from matplotlib.patches import Patch, Rectangle
 
 __all__ = [
     "ANCHOR_GID", "BOUNDARY_GID", "ZERO_WEIGHT_GID", "ablation_heatmap", "log_mel",
-    "loss_curves", "mixture_figure", "similarity_matrix", "zste_bars", "zste_table",
+    "loss_curves", "mixture_figure", "nowrap", "png", "similarity_matrix", "zste_bars",
+    "zste_table",
 ]
 
 BOUNDARY_GID = "block-boundary"  # lines between blocks of a similarity matrix
@@ -32,6 +33,18 @@ ZERO_WEIGHT_GID = "zero-weight"  # hatched cells with w(r, c) = 0
 ANCHOR_GID = "anchor-row"  # outline of a highlighted anchor row
 _ZERO_RGBA = (0.55, 0.55, 0.55, 0.85)
 _ZSTE_COLUMNS = ("task", "value", "chance", "ci_low", "ci_high")
+DPI = 90  # the resolution a notebook shows figures at (``Session.show``, the widgets)
+MAX_WIDTH_IN = 9.5  # widest figure: 855 px at DPI, inside JupyterLab's output area
+MIN_FONT_PT = 9.0  # smallest text: 11 px at DPI
+
+
+def png(fig: Figure, *, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes at the notebook's display resolution (no pyplot involved)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 def _numpy(x: object, name: str) -> np.ndarray:
@@ -85,7 +98,7 @@ def loss_curves(history: Sequence[Mapping] | pd.DataFrame, *, title: str = "loss
     x = x or ("step" if "step" in df.columns and df["step"].notna().any() else "epoch")
     if x not in df.columns:
         raise ValueError(f"history: no x column {x!r} (columns: {list(df.columns)})")
-    ax = (fig := Figure(figsize=(6.5, 3.6), layout="constrained")).add_subplot()
+    ax = (fig := Figure(figsize=(7.0, 3.6), layout="constrained")).add_subplot()
     styles = {"train_loss": dict(label="train", lw=1.2, alpha=0.9),
               "val_loss": dict(label="val", lw=1.8, marker="o", ms=4)}
     for col in curves:
@@ -147,9 +160,9 @@ def mixture_figure(row: Mapping, render, sample_rate: int) -> Figure:
     keys = [("forward", audio_key("seq", row["clip_i"], row["clip_j"]), row["caption_f"]),
             ("reversed", audio_key("seq", row["clip_j"], row["clip_i"]), row["caption_r"]),
             ("overlay", audio_key("mix", row["clip_i"], row["clip_j"]), row["caption_o"])]
-    fig = Figure(figsize=(12, 3), constrained_layout=True)
+    fig = Figure(figsize=(MAX_WIDTH_IN, 3), constrained_layout=True)
     for ax, (name, key, caption) in zip(fig.subplots(1, 3), keys):
-        log_mel(render(key), sample_rate, ax=ax, title=f"{name}: {caption}", colorbar=False)
+        log_mel(render(key), sample_rate, ax=ax, title=f"{name}:\n{caption}", colorbar=False)
     return fig
 
 
@@ -171,7 +184,7 @@ def _annotate(ax: Axes, values: np.ndarray, *, fmt: str, skip: np.ndarray | None
     for (r, c), v in np.ndenumerate(values):
         if skip is not None and skip[r, c]:
             continue
-        ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=6,
+        ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=MIN_FONT_PT,
                 color="black" if v > 0.6 * hi else "white")
 
 
@@ -193,7 +206,8 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
         title: figure title.
         row_label / col_label: what rows and columns hold (audio rows × text columns by default).
         highlight_row: outline this anchor row (``gid=ANCHOR_GID``).
-        small: matrices with at most this many rows and columns get hatching and annotations.
+        small: matrices with at most this many rows and columns get hatching; with at most
+            half as many, the weights are also written in their cells.
         cmap: colormap of the similarities.
 
     The similarity panel is labelled ``"similarity"`` and the weight panel ``"weights"``
@@ -209,7 +223,8 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
     if lw is not None and lw.shape != s.shape:
         raise ValueError(f"log_weights shape {lw.shape} differs from sim shape {s.shape}")
     is_small = max(s.shape) <= small
-    fig = Figure(figsize=(11.5 if lw is not None else 6.2, 5.2), layout="constrained")
+    legible = max(s.shape) <= small // 2  # cells wide enough for a 9 pt number
+    fig = Figure(figsize=(MAX_WIDTH_IN if lw is not None else 6.2, 4.8), layout="constrained")
     axes = fig.subplots(1, 1 if lw is None else 2, squeeze=False)[0]
     ax = axes[0]
     ax.set_label("similarity")
@@ -226,7 +241,7 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
                 ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///",
                                        edgecolor="0.25", lw=0, gid=ZERO_WEIGHT_GID))
         zero_patch = Patch(facecolor=_ZERO_RGBA, hatch="///", edgecolor="0.25", label="weight 0 (excluded)")
-        ax.legend(handles=[zero_patch], loc="upper right", bbox_to_anchor=(1.0, -0.12), fontsize=8, frameon=False)
+        ax.legend(handles=[zero_patch], loc="upper right", bbox_to_anchor=(1.0, -0.12), frameon=False)
         w = np.exp(lw)  # (R, C), exp(-inf) = 0
         wax = axes[1]
         wax.set_label("weights")
@@ -235,7 +250,7 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
         fig.colorbar(wim, ax=wax, shrink=0.85, label="weight w(r, c)")
         _draw_blocks(wax, s.shape, block_labels, row_label=row_label, col_label=col_label)
         wax.set_title("loss weights (0 = excluded)")
-        if is_small:
+        if legible:
             _annotate(wax, w, fmt=".2g")
     _draw_blocks(ax, s.shape, block_labels, row_label=row_label, col_label=col_label)
     if highlight_row is not None:
@@ -252,30 +267,12 @@ def similarity_matrix(sim: object, *, block_labels: Sequence[str], log_weights: 
 # --------------------------------------------------------------------------- ZSTE
 
 
-def zste_bars(tables: Mapping[str, object], *, title: str = "ZSTE",
-              tasks: Sequence[str] | None = None) -> Figure:
-    """Bar chart of every ZSTE subtask (SPEC §4): x = task, hue = model, percent.
-
-    Args:
-        tables: model name → ZSTE table (``task, value, chance, ci_low, ci_high``, percent) or
-            a ``ZsteResult``.
-        title: axes title.
-        tasks: tasks to show, in order; default every task, in first-seen order.
-
-    Each bar carries its 95 % interval (``ci_low``–``ci_high``; none where NaN) and a dashed
-    black segment at its task's chance level (legend entry ``"chance"``).
-    """
-    long = _long(tables)
-    order = list(tasks) if tasks is not None else list(dict.fromkeys(long["task"]))
-    long = long[long["task"].isin(order)]
-    models = [m for m in map(str, tables) if (long["model"] == m).any()]
-    if long.empty:
-        raise ValueError(f"tables: no rows for tasks {order}")
-    width = max(6.0, 0.45 * len(order) * (1 + len(models)) + 2.5)
-    ax = (fig := Figure(figsize=(width, 4.2), layout="constrained")).add_subplot()
-    sns.barplot(data=long, x="task", y="value", hue="model", order=order, hue_order=models,
+def _zste_axes(ax: Axes, long: pd.DataFrame, order: list[str], models: list[str]) -> None:
+    """One row of the ZSTE bar chart: bars of ``order`` × ``models``, intervals, chance."""
+    part = long[long["task"].isin(order)]
+    sns.barplot(data=part, x="task", y="value", hue="model", order=order, hue_order=models,
                 errorbar=None, width=0.8, ax=ax)
-    lookup = long.set_index(["model", "task"])
+    lookup = part.set_index(["model", "task"])
     segments = []  # (chance, x0, x1)
     for model, container in zip(models, ax.containers):
         for bar in container:
@@ -283,23 +280,55 @@ def zste_bars(tables: Mapping[str, object], *, title: str = "ZSTE",
             row = lookup.loc[(model, order[int(round(centre))])]
             row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
             if np.isfinite(row.ci_low) and np.isfinite(row.ci_high):
-                ax.errorbar(centre, row.value, yerr=[[row.value - row.ci_low], [row.ci_high - row.value]],
-                            fmt="none", ecolor="black", elinewidth=1, capsize=2)
+                low, high = max(0.0, row.value - row.ci_low), max(0.0, row.ci_high - row.value)
+                ax.errorbar(centre, row.value, yerr=[[low], [high]],  # a value outside its
+                            fmt="none", ecolor="black", elinewidth=1, capsize=2)  # interval: clipped
             if np.isfinite(row.chance):
                 segments.append((row.chance, bar.get_x(), bar.get_x() + bar.get_width()))
-    legend = ax.get_legend()
-    handles = list(legend.legend_handles) if legend is not None else []
-    labels = [t.get_text() for t in legend.get_texts()] if legend is not None else []
     if segments:
         y, x0, x1 = map(list, zip(*segments))
         ax.hlines(y, x0, x1, colors="black", linestyles="--", lw=1.3, label="chance")
-        handles.append(Line2D([], [], color="black", ls="--", lw=1.3))
-        labels.append("chance")
-    ax.legend(handles, labels, title="model", fontsize=8, title_fontsize=8, loc="upper left",
-              bbox_to_anchor=(1.0, 1.0), frameon=False)
-    top = np.nanmax(long[["value", "ci_high"]].to_numpy()) if long["value"].notna().any() else 100
-    ax.set(xlabel="ZSTE task", ylabel="score (%)", title=title, ylim=(0, max(100.0, top * 1.05)))
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    top = np.nanmax(part[["value", "ci_high"]].to_numpy()) if part["value"].notna().any() else 100
+    ax.set(xlabel="", ylabel="score (%)", ylim=(0, max(100.0, top * 1.05)))
     ax.grid(axis="y", alpha=0.3)
+
+
+def zste_bars(tables: Mapping[str, object], *, title: str = "ZSTE",
+              tasks: Sequence[str] | None = None) -> Figure:
+    """Bar chart of every ZSTE subtask (SPEC §4): x = task, hue = model, percent.
+
+    Args:
+        tables: model name → ZSTE table (``task, value, chance, ci_low, ci_high``, percent) or
+            a ``ZsteResult``.
+        title: figure title.
+        tasks: tasks to show, in order; default every task, in first-seen order.
+
+    Each bar carries its 95 % interval (``ci_low``–``ci_high``; none where NaN) and a dashed
+    black segment at its task's chance level (legend entry ``"chance"``). The figure keeps the
+    notebook's display width (``MAX_WIDTH_IN``): the tasks wrap onto as many rows (axes) as
+    needed, the legend sits above the first.
+    """
+    long = _long(tables)
+    order = list(tasks) if tasks is not None else list(dict.fromkeys(long["task"]))
+    long = long[long["task"].isin(order)]
+    models = [m for m in map(str, tables) if (long["model"] == m).any()]
+    if long.empty:
+        raise ValueError(f"tables: no rows for tasks {order}")
+    per_row = max(3, int((MAX_WIDTH_IN - 1.5) / (0.28 * len(models) + 0.3)))
+    rows = [order[k:k + per_row] for k in range(0, len(order), per_row)]
+    fig = Figure(figsize=(MAX_WIDTH_IN, 2.5 * len(rows) + 1.0), layout="constrained")
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, chunk in zip(axes, rows):
+        _zste_axes(ax, long, chunk, models)
+        ax.set_xlim(-0.5, per_row - 0.5)  # the same bar width on every row
+    colours = [Patch(facecolor=c.patches[0].get_facecolor()) for c in axes[0].containers[:len(models)]]
+    axes[0].legend([*colours, Line2D([], [], color="black", ls="--", lw=1.3)],
+                   [*models, "chance"], loc="lower left", bbox_to_anchor=(0.0, 1.02),
+                   ncols=min(len(models) + 1, 4), frameon=False)
+    axes[-1].set_xlabel("ZSTE task")
+    fig.suptitle(title)
     return fig
 
 
@@ -349,14 +378,23 @@ def zste_table(tables: Mapping[str, object], *, paper: pd.DataFrame | None = Non
     return out
 
 
-def ablation_heatmap(table: pd.DataFrame, *, title: str = "ablation", fmt: str = ".1f",
+def nowrap(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` for display: spaces inside string cells become no-break spaces, so a cell
+    such as ``54.1 [40.2, 61.0]`` stays on one line in a notebook, its HTML rendering and the
+    MLflow UI (a wide table scrolls instead). Log the original, not this."""
+    keep = "\u00a0"
+    return table.map(lambda v: v.replace(" ", keep) if isinstance(v, str) else v)
+
+
+def ablation_heatmap(table: pd.DataFrame, *, title: str = "ablation", fmt: str | None = None,
                      cmap: str = "viridis", value: str = "value",
                      label: str = "score (%)") -> Figure:
     """Annotated heatmap of settings × ZSTE subtasks (e.g. the Table 2 grid, SPEC §5).
 
     ``table`` is wide (index = setting, columns = tasks, numeric cells) or tidy with columns
     ``setting, task`` and ``value`` (pivoted, settings and tasks in first-seen order).
-    ``label`` names the colour bar.
+    ``label`` names the colour bar; ``fmt`` the cells' number format (default ``.1f``, or
+    ``.0f`` when many tasks make the cells narrow: the figure keeps ``MAX_WIDTH_IN``).
     """
     if {"setting", "task", value} <= set(table.columns):
         wide = table.pivot_table(index="setting", columns="task", values=value, sort=False)
@@ -365,10 +403,12 @@ def ablation_heatmap(table: pd.DataFrame, *, title: str = "ablation", fmt: str =
     wide = wide.apply(pd.to_numeric, errors="coerce")
     if wide.empty or wide.isna().all().all():
         raise ValueError("table: expected numeric cells (rows = settings, columns = ZSTE tasks)")
-    size = (max(5.0, 0.75 * wide.shape[1] + 3), max(2.5, 0.45 * wide.shape[0] + 1.5))
+    cell_w = min(0.75, (MAX_WIDTH_IN - 3.5) / wide.shape[1])  # inches: the display width bounds it
+    size = (min(MAX_WIDTH_IN, max(5.0, cell_w * wide.shape[1] + 3.5)), max(2.5, 0.4 * wide.shape[0] + 1.5))
     ax = Figure(figsize=size, layout="constrained").add_subplot()
+    fmt = fmt or (".1f" if cell_w >= 0.45 else ".0f")  # "100.0" needs ~0.45 in at 9 pt
     sns.heatmap(wide, annot=True, fmt=fmt, cmap=cmap, ax=ax, linewidths=0.5,
-                annot_kws={"fontsize": 8}, cbar_kws={"label": label})
+                annot_kws={"fontsize": MIN_FONT_PT}, cbar_kws={"label": label})
     ax.set(xlabel="ZSTE task", ylabel="setting", title=title)
     ax.tick_params(axis="y", rotation=0)
     return ax.figure

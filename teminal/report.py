@@ -104,9 +104,13 @@ def collect(run_dir: str | Path) -> dict:
     tracking.setup(record["tracking_uri"])
     client = mlflow.MlflowClient()
     out = {"run": layout.root.name, "parent": record["parent_run_id"], "zste": {},
-           "ablations": {}, "comparisons": [], "config": layout.read_config()}
+           "ablations": {}, "comparisons": [], "config": layout.read_config(),
+           "status": client.get_run(record["parent_run_id"]).info.status, "stopped": {}}
     for child in _children(client, record["parent_run_id"]):
         notebook = child.data.tags.get("teminal.notebook")
+        if child.info.status in ("FAILED", "KILLED"):
+            out["stopped"][notebook] = child.data.tags.get("teminal.failed_reason", "") \
+                or child.info.status
         if notebook == "03_zste":
             for run in _descendants(client, child.info.run_id):
                 if run.data.tags.get("teminal.model"):
@@ -170,6 +174,17 @@ def markdown(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for idx, row in df.iterrows():
         lines.append("| " + " | ".join([str(idx)] + [str(v) for v in row]) + " |")
+    return "\n".join(lines)
+
+
+def stopped_note(found: dict) -> str:
+    """Why a run has no (or not every) table: each stopped notebook and its reason (the MLflow
+    tag ``teminal.failed_reason``, else its run status)."""
+    lines = [f"**Run status: {found['status']}.**"
+             + ("" if found["zste"] or found["ablations"] else " There are no results.")]
+    lines += [f"- `{nb}` stopped: {why}" for nb, why in found["stopped"].items()]
+    if not found["stopped"]:
+        lines.append("- no notebook of this run evaluated a model (03_zste, 04_ablations)")
     return "\n".join(lines)
 
 
@@ -296,6 +311,8 @@ def report(run_dir: str | Path) -> str:
              + ("; `· seeds a–b` is the seed range, **bold ⚠** where the seeds disagree "
                 "(their range is wider than the evaluation margin of error)." if several
                 else ".")]
+    if found["stopped"] or not (found["zste"] or found["ablations"]):
+        parts.append(stopped_note(found))
     parts += zste_tables(found, agg, several)
     parts += ablation_tables(found, agg, several)
     diff = differences(found, agg)

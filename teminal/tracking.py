@@ -126,9 +126,30 @@ def close_run(status: str = "FINISHED") -> None:
 
 
 def log_params(params: dict[str, Any]) -> None:
-    """Log a whole parameter dict; values are stringified, long ones truncated by MLflow."""
-    clean = {k: ("" if v is None else v) for k, v in params.items()}
-    mlflow.log_params({k: str(v)[:6000] for k, v in clean.items()})
+    """Log a whole parameter dict to the active run; values are stringified (``None`` as
+    ``None``) and cut at 6000 characters (MLflow's limit)."""
+    mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+
+
+TRAINING_CURVES = ("train/loss", "train/lr", "train/epoch_loss", "val/loss")
+"""The metrics ``teminal.train.fit`` logs, all on the optimizer-step axis."""
+
+
+def copy_curves(source_run_id: str, *, keys: tuple[str, ...] = TRAINING_CURVES) -> int:
+    """Log ``source_run_id``'s history of ``keys`` (values, steps, timestamps) again to the
+    active run — a reused stage shows the curves of the run that trained it. Returns the
+    number of points copied (0 when the source run is not in this store)."""
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        points = [Metric(m.key, m.value, m.timestamp, m.step) for key in keys
+                  for m in client.get_metric_history(source_run_id, key)]
+    except MlflowException:  # a run of another store, or deleted
+        return 0
+    client.log_batch(mlflow.active_run().info.run_id, metrics=points)  # MLflow chunks it
+    return len(points)
 
 
 def config_hash(payload: dict[str, Any]) -> str:

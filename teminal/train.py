@@ -283,7 +283,7 @@ def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
         out_dir: str | Path, device: torch.device, fingerprint_extra: dict | None = None,
         head_state: Callable[[], dict] | None = None,
         load_head_state: Callable[[dict], None] | None = None,
-        metric_prefix: str = "", progress: bool = True) -> FitResult:
+        metric_prefix: str = "", progress: bool = True, label: str = "") -> FitResult:
     """Train ``params`` of ``model`` on ``task``; checkpoints go to ``out_dir``.
 
     Args:
@@ -294,8 +294,12 @@ def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
         fingerprint_extra: the inputs (manifest hash, starting checkpoint, loss settings), so a
             folder is only resumed by the run that wrote it.
         metric_prefix: e.g. ``"pretrain/"``. Metrics (to the active MLflow run, if any, one
-            batch per epoch): ``train/loss`` and ``train/lr`` per step, ``train/epoch_loss``
-            and ``val/loss`` per epoch, each at its optimizer step.
+            batch per epoch), all on one axis, the number of optimizer steps done:
+            ``train/loss`` and ``train/lr`` of step ``k`` at ``k`` (1, 2, …),
+            ``train/epoch_loss`` and ``val/loss`` at the epoch's last step, so the curves of
+            ``train/loss`` and ``val/loss`` line up in the MLflow UI.
+        label: what trains, for the progress bar (``pretrain``, ``A``, ``T-B (1,1,1,1,1)``;
+            default the metric prefix, else ``train``).
 
     Raises:
         SanityError: the training split is smaller than one batch (SPEC §6).
@@ -339,18 +343,19 @@ def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
     timings = dict.fromkeys(TIMED, 0.0)
     log = _MetricBatch(metric_prefix)
     last_write = time.monotonic()
-    bar = progress_bar(range(start_epoch, config.epochs), desc=f"{metric_prefix or 'train'}",
-               disable=not progress, initial=start_epoch, total=config.epochs)
+    bar = progress_bar(range(start_epoch, config.epochs),
+                       desc=label or metric_prefix.rstrip("/") or "train", unit="epoch",
+                       disable=not progress, initial=start_epoch, total=config.epochs)
     for epoch in bar:
         tic = time.perf_counter()
         model.train()
         order = torch.randperm(task.n_train, generator=shuffle)  # (n_train,)
         batches = order[: steps_per_epoch * config.batch_size].view(steps_per_epoch, -1)  # (S, B)
         step_values, lrs = _train_epoch(task, batches, optimizer, scheduler, flat, config, autocast)
-        first = epoch * steps_per_epoch
+        done = epoch * steps_per_epoch  # optimizer steps before this epoch
         for k, (value, lr) in enumerate(zip(step_values, lrs)):
-            log.add("train/loss", value, first + k)
-            log.add("train/lr", lr, first + k)
+            log.add("train/loss", value, done + k + 1)  # after step done + k + 1
+            log.add("train/lr", lr, done + k + 1)
         steps += steps_per_epoch
         tic = _add_time(timings, "train steps", tic)
         model.eval()

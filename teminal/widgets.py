@@ -8,6 +8,10 @@ Rendering without a kernel: figures go to ``widgets.Image`` as PNG bytes, audio 
 ``IPython.display.Audio(data, rate=..., normalize=False)``) and tables go to ``widgets.Output``
 by setting its ``outputs`` directly (not ``with output:``, which captures only inside a kernel).
 
+Every view is a :class:`Pictured` ``VBox``: its display carries a static picture of its state
+(``text/html``, ``teminal.snapshot``) beside the live widget, so an executed copy opened
+untrusted, its HTML rendering and the MLflow UI show the same content as the live view.
+
 Public API: :func:`mixture_player`, :func:`similarity_explorer`, :func:`failure_view`.
 """
 from __future__ import annotations
@@ -22,10 +26,10 @@ import pandas as pd
 from IPython.display import HTML, Audio
 from matplotlib.figure import Figure
 
-from teminal import plots
+from teminal import plots, snapshot
 from teminal.data.clips import audio_key
 
-__all__ = ["failure_view", "mixture_player", "similarity_explorer"]
+__all__ = ["Pictured", "failure_view", "mixture_player", "similarity_explorer"]
 
 STAGE_B_COLUMNS = ("i", "j", "clip_i", "clip_j", "label_i", "label_j",
                    "caption_f", "caption_r", "caption_o", "split")
@@ -33,6 +37,16 @@ STAGE_B_COLUMNS = ("i", "j", "clip_i", "clip_j", "label_i", "label_j",
 _MIXTURES = (("forward a_i ⊕ a_j", "seq", False, "caption_f"),
              ("reversed a_j ⊕ a_i", "seq", True, "caption_r"),
              ("overlay a_i ∧ a_j", "mix", False, "caption_o"))
+
+
+class Pictured(widgets.VBox):
+    """A ``VBox`` whose display bundle also holds its static picture as ``text/html``."""
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/html"] = snapshot.picture(self)
+        return bundle
 
 
 def _png(fig: Figure, *, dpi: int = 80) -> bytes:
@@ -75,7 +89,7 @@ def _table_html(df: pd.DataFrame) -> HTML:
 def _mixture_panel(title: str) -> widgets.VBox:
     """caption (HTML) + audio (Output) + log-mel (Image), one per mixture."""
     return widgets.VBox(
-        [widgets.HTML(description=title, layout=widgets.Layout(width="auto")),
+        [widgets.HTML(layout=widgets.Layout(width="auto")),  # the title is in its value
          widgets.Output(),
          widgets.Image(format="png", layout=widgets.Layout(width="100%"))],
         layout=widgets.Layout(width="33%"))
@@ -138,7 +152,7 @@ def mixture_player(manifest: pd.DataFrame, render: Callable[[str], np.ndarray], 
 
     picker.observe(lambda change: show(change["new"]), names="value")
     show(0)
-    return widgets.VBox([picker, widgets.HBox(panels)])
+    return Pictured([picker, widgets.HBox(panels)])
 
 
 # --------------------------------------------------------------------------- similarity
@@ -192,7 +206,8 @@ def similarity_explorer(batches: Callable[[int], Mapping], n_batches: int, *, to
         title: prefix of the figure title.
 
     Returns:
-        ``VBox``: ``IntSlider`` ``"batch"`` and ``IntSlider`` ``"anchor row"`` (its maximum follows
+        ``VBox``: ``IntSlider`` ``"batch"`` (hidden with one batch) and ``IntSlider``
+        ``"anchor row"`` (its maximum follows
         the batch's R), the matrix ``Image`` (anchor row outlined), an ``HTML`` with the anchor's
         caption and an ``Output`` table of its top columns (rank, column, block, similarity,
         weight, positive = the diagonal, caption).
@@ -201,7 +216,8 @@ def similarity_explorer(batches: Callable[[int], Mapping], n_batches: int, *, to
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
     batch = widgets.IntSlider(value=0, min=0, max=n_batches - 1, description="batch",
-                              continuous_update=False)
+                              continuous_update=False,  # hidden when there is one batch
+                              layout=widgets.Layout(display="none" if n_batches == 1 else None))
     anchor = widgets.IntSlider(value=0, min=0, max=0, description="anchor row", continuous_update=False)
     image = widgets.Image(format="png", layout=widgets.Layout(max_width="900px"))
     head = widgets.HTML()
@@ -237,7 +253,7 @@ def similarity_explorer(batches: Callable[[int], Mapping], n_batches: int, *, to
     batch.observe(on_batch, names="value")
     anchor.observe(lambda change: None if state["loading"] else draw(), names="value")
     load(0)
-    return widgets.VBox([widgets.HBox([batch, anchor]), image, head, table])
+    return Pictured([widgets.HBox([batch, anchor]), image, head, table])
 
 
 # --------------------------------------------------------------------------- ZSTE failures
@@ -291,4 +307,4 @@ def failure_view(items: Mapping[str, pd.DataFrame], *, class_names: Sequence[str
 
     picker.observe(lambda change: show(change["new"]), names="value")
     show(picker.value)
-    return widgets.VBox([picker, summary, out])
+    return Pictured([picker, summary, out])

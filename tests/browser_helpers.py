@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -78,14 +77,18 @@ class Lab:
 
 @contextlib.contextmanager
 def jupyter_lab(*, notebooks: Path, work: Path, timeout: float = 120.0) -> Iterator[Lab]:
-    """Start ``jupyter lab`` (this venv's) on a free port with a random token, serving a copy of
-    ``notebooks`` made under ``work``; wait until it answers; stop it and its kernels after.
+    """Start ``jupyter lab`` (this venv's) on a free port with a random token, serving working
+    copies of ``notebooks`` made under ``work`` as ``make lab`` makes them
+    (``notebook_tools.lab_copies``); wait until it answers; stop it and its kernels after.
 
     The server inherits ``os.environ`` (so the test session's ``TEMINAL_WORKDIR`` and
     ``TEMINAL_TRACKING_URI`` reach the kernels), with ``MPLBACKEND=Agg`` and private Jupyter
     config, settings, workspace and runtime folders under ``work`` (no user state leaks in).
     """
-    root = Path(shutil.copytree(notebooks, work / "notebooks"))
+    from teminal.notebook_tools import lab_copies
+
+    root = work / "notebooks"
+    lab_copies(notebooks, root)  # what `make lab` serves: unpaired working copies
     port, token, log = free_port(), secrets.token_hex(16), work / "jupyter-lab.log"
     env = dict(os.environ, MPLBACKEND="Agg")
     for var, name in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTERLAB_SETTINGS_DIR", "settings"),
@@ -213,3 +216,26 @@ def screenshot_on_failure(page, path: Path) -> Iterator[None]:
         what = str(err) if isinstance(err, AssertionError) else f"{type(err).__name__}: {err}"
         raise AssertionError(f"{what}\nscreenshot: {shot}"
                              + (f"\nnotebook error outputs:\n{errors}" if errors else "")) from err
+
+
+_SAVE_JS = """async () => {
+  const app = window.jupyterapp;
+  await app.commands.execute('docmanager:save');
+  return app.shell.currentWidget.context.model.dirty;
+}"""
+
+
+def save_current(page) -> None:
+    """Save the current notebook as a user would (File › Save); waits until it is not dirty."""
+    dirty = page.evaluate(_SAVE_JS)
+    if dirty:
+        raise AssertionError("the notebook is still dirty after docmanager:save")
+
+
+def open_notebook(page, lab: Lab, notebook: str) -> None:
+    """Open ``notebook`` in JupyterLab without running it (no kernel needed to show outputs)."""
+    page.goto(lab.url(notebook), wait_until="domcontentloaded", timeout=120_000)
+    page.wait_for_function("""(name) => {
+      const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+      return !!(w && w.context && w.context.path === name && w.context.isReady);
+    }""", arg=notebook, timeout=120_000, polling=500)

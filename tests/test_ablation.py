@@ -62,3 +62,45 @@ def test_probe_row_follows_zste_probe():
 def test_bad_rows_are_named(override, match):
     with pytest.raises(ConfigError, match=match):
         apply_overrides(RunConfig(), [override])
+
+
+def test_mlflow_filters_rows_by_their_logged_parameters(tmp_path):
+    """As the MLflow UI searches: a filter on ``params.`stage_b.alpha_st``` returns exactly the
+    rows trained with that weight (the pretrained baseline and the probe log no stage_b.*)."""
+    import mlflow
+
+    from teminal import tracking
+    from teminal.run import logged
+
+    c = config(grid=PAPER_GRID, starts=["pretrained", "A"], extra_rows=["tclap"])
+    rows = ablation.plan(c)
+    tracking.setup(f"sqlite:///{tmp_path}/mlflow.db")
+    with tracking.run(run_name="04_ablations") as parent:
+        for row in rows:
+            with tracking.run(run_name=row.name, parent_run_id=parent.info.run_id,
+                              tags={"teminal.ablation_row": row.name}):
+                tracking.log_params(logged.for_stage(c, row.params))
+    exp = mlflow.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+
+    def names(where: str) -> set[str]:
+        found = mlflow.MlflowClient().search_runs(
+            [exp], filter_string=f"{where} and tags.`teminal.ablation_row` LIKE '%'")
+        return {r.data.tags["teminal.ablation_row"] for r in found}
+
+    want = {r.name for r in rows if r.params is not None and r.params.alpha_st == 1}
+    assert want == {"T-B (1,0,1,0,1)", "T-AB (1,0,1,0,1)", "T-B (1,1,1,1,1)", "T-AB (1,1,1,1,1)",
+                    "T-CLAP loss"}
+    assert names("params.`stage_b.alpha_st` = '1.0'") == want
+    assert names("params.`stage_b.alpha_st` = '0.0' and params.`stage_b.alpha_ct` = '1.0'") \
+        == {"T-B (0,1,0,1,1)", "T-AB (0,1,0,1,1)"}
+    assert names("params.`stage_b.start_from` = 'pretrained'") \
+        == {r.name for r in rows if r.params is not None and r.params.start_from == "pretrained"}
+    t_b = next(r for r in rows if r.name == "T-B (0,0,0,0,1)")
+    t_ab = next(r for r in rows if r.name == "T-AB (0,0,0,0,1)")
+    assert "stage_a.epochs" not in logged.for_stage(c, t_b.params)  # T-B has no stage A
+    assert logged.for_stage(c, t_ab.params)["stage_a.epochs"] == c.stage_a.epochs
+    for name in ("pretrained", "probe:level-duration"):
+        run = mlflow.MlflowClient().search_runs(
+            [exp], filter_string=f"tags.`teminal.ablation_row` = '{name}'")[0]
+        assert not any(k.startswith("stage_") for k in run.data.params), name
+        assert run.data.params["seed"] == str(c.seed)

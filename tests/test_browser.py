@@ -5,7 +5,12 @@ run with "Run All Cells" in headless Debian Chromium driven by Playwright.
   reversed, overlay) in its output area, and picking another row changes their sources and
   captions;
 - the similarity explorer (``widgets.similarity_explorer``) redraws its matrix image and its
-  anchor caption when the "anchor row" slider moves (keyboard on the slider handle).
+  anchor caption when the "anchor row" slider moves (keyboard on the slider handle); its batch
+  slider is hidden when there is one batch, never shown as 0–0;
+- JupyterLab works on working copies (``make lab``): after running and saving a notebook there,
+  the committed notebooks are byte for byte as before and no jupytext twin was written;
+- an executed copy of a pipeline run, opened untrusted, shows its figures and the widgets'
+  static pictures, never ``VBox(`` text; its HTML rendering (an MLflow artifact) does too.
 
 Widgets are found by their DOM (``.widget-dropdown``, ``.widget-slider``, ``audio``, ``img``) and
 their description text, notebooks by the widget call in their code cells, never by cell index.
@@ -21,7 +26,8 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_helpers import chromium, jupyter_lab, run_all_cells, screenshot_on_failure, skip_reason
+from browser_helpers import (chromium, jupyter_lab, open_notebook, run_all_cells, save_current,
+                             screenshot_on_failure, skip_reason)
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +43,19 @@ def notebook_with(call: str) -> str:
         if any(c["cell_type"] == "code" and call in "".join(c["source"]) for c in cells):
             return path.name
     raise AssertionError(f"no notebook in {NOTEBOOKS} calls {call!r}")
+
+
+COMMITTED = {p.name: p.read_bytes() for p in NOTEBOOKS.iterdir() if p.is_file()}
+
+
+def assert_repo_notebooks_untouched(lab, name: str) -> None:
+    """After a notebook ran and was saved in the lab: the committed notebooks unchanged, no
+    twin beside the working copy, the kernelspec as committed."""
+    now = {p.name: p.read_bytes() for p in NOTEBOOKS.iterdir() if p.is_file()}
+    assert now == COMMITTED, "a committed notebook changed while the lab ran its working copy"
+    assert not list(lab.root.glob("*.py")), "a jupytext twin was written beside the working copies"
+    saved = json.loads((lab.root / name).read_text())
+    assert saved["metadata"]["kernelspec"] == json.loads(COMMITTED[name])["metadata"]["kernelspec"]
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +154,8 @@ def test_mixture_player_plays_and_follows_the_row(lab, page, tmp_path):
         assert len(new_sources) == 3 and all(s.startswith("data:audio/wav") for s in new_sources)
         assert new_sources != sources and len(set(new_sources)) == 3
         assert settled(lambda: html_texts(player)) != captions, "the captions did not follow the row"
+        save_current(page)
+    assert_repo_notebooks_untouched(lab, name)
 
 
 def test_similarity_explorer_follows_the_anchor_slider(lab, page, tmp_path):
@@ -157,10 +178,70 @@ def test_similarity_explorer_follows_the_anchor_slider(lab, page, tmp_path):
         expect(anchor.locator(".widget-readout")).to_have_text("1", timeout=WIDGET_TIMEOUT_MS)
         src = wait_for_change(lambda: image.get_attribute("src"), src, "the matrix image")
         assert wait_for_change(head.inner_text, text, "the anchor caption") != text
-        batch = widget(explorer, ".widget-slider", "batch")
-        batch_handle = batch.locator(".noUi-handle").first
-        if float(batch_handle.get_attribute("aria-valuemax") or 0) >= 1:  # a second batch to show
+        label = page.locator(".widget-label", has_text=re.compile(r"^\s*batch\s*$"))
+        batch = explorer.locator(".widget-slider").filter(has=label).first
+        if batch.is_visible():  # hidden when there is one batch: never a 0–0 slider
+            batch_handle = batch.locator(".noUi-handle").first
+            assert float(batch_handle.get_attribute("aria-valuemax") or 0) >= 1, "a 0–0 batch slider"
             batch_handle.focus()
             batch_handle.press("ArrowRight")
             expect(batch.locator(".widget-readout")).to_have_text("1", timeout=WIDGET_TIMEOUT_MS)
             wait_for_change(lambda: image.get_attribute("src"), src, "the matrix image (batch)")
+        save_current(page)
+    assert_repo_notebooks_untouched(lab, name)
+
+
+@pytest.fixture(scope="module")
+def executed_copy(lab):
+    """00_data_synthesis (figures and the mixture player) run by the pipeline into a run folder
+    under the lab's root: (the copy's path relative to the root, the run folder, its child run)."""
+    from teminal import pipeline
+    from teminal.run.params import RunConfig
+
+    config = RunConfig(name="browser", notebooks=["00_data_synthesis"])
+    run_dir = pipeline.run_pipeline(config, runs_root=lab.root / "runs")
+    record = json.loads((run_dir / "pipeline.json").read_text())
+    child = record["notebooks"]["00_data_synthesis"]["run_id"]
+    return str((run_dir / "notebooks" / "00_data_synthesis.ipynb").relative_to(lab.root)), run_dir, child
+
+
+def _shows_figures_and_pictures_not_widget_text(scope, what: str) -> None:
+    from playwright.sync_api import expect
+
+    note = scope.get_by_text("static picture of an interactive view")
+    expect(note.first, f"{what}: no static picture of the widget").to_be_visible(timeout=WIDGET_TIMEOUT_MS)
+    images = scope.locator("img[src^='data:image/png'], img[src^='blob:']")
+    assert images.count() >= 4, f"{what}: {images.count()} images (the figure + 3 spectrograms)"
+    text = scope.locator("body").inner_text()
+    assert "VBox(" not in text and "HBox(" not in text, f"{what}: a widget shown as text"
+
+
+def test_executed_copy_opened_untrusted_shows_figures_and_static_pictures(lab, page, executed_copy,
+                                                                           tmp_path):
+    path, run_dir, _ = executed_copy
+    files = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*") if p.is_file())
+    with screenshot_on_failure(page, tmp_path / "executed_copy.png"):
+        open_notebook(page, lab, path)
+        assert page.locator(".widget-dropdown").count() == 0, "a live widget in an untrusted copy"
+        _shows_figures_and_pictures_not_widget_text(page, path)
+        assert "0%|" not in page.locator("body").inner_text(), "a progress bar in its first state"
+    after = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*") if p.is_file()
+                   and ".ipynb_checkpoints" not in p.parts)
+    assert after == files, "opening the copy wrote into the run folder"
+
+
+def test_executed_copys_html_rendering_is_an_mlflow_artifact(executed_copy, browser, tmp_path):
+    from mlflow import MlflowClient
+
+    _, _, child = executed_copy
+    client = MlflowClient()
+    names = {a.path for a in client.list_artifacts(child, "notebook")}
+    assert names == {"notebook/00_data_synthesis.ipynb", "notebook/00_data_synthesis.html"}
+    html = Path(client.download_artifacts(child, "notebook/00_data_synthesis.html", str(tmp_path)))
+    page = browser.new_page()
+    try:
+        with screenshot_on_failure(page, tmp_path / "executed_html.png"):
+            page.goto(html.as_uri(), wait_until="load", timeout=60_000)
+            _shows_figures_and_pictures_not_widget_text(page, html.name)
+    finally:
+        page.close()

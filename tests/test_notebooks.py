@@ -6,6 +6,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import jupytext
+
+from teminal import notebook_tools
 from teminal.notebook_tools import check_pair, parameters, parameters_cell
 from teminal.run.params import NOTEBOOKS, PIPELINE, RunConfig
 
@@ -73,3 +76,15 @@ def test_parameters_checker_rejects_computed_values():
     for bad in ("a = 1 + 2\n", "a = f(1)\n", "import os\n"):
         with pytest.raises(ValueError, match="not `name = literal`"):
             parameters(bad)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_kernelspec_is_the_one_jupyterlab_saves(path):
+    """JupyterLab writes the running kernel's spec on save: the committed one must equal it,
+    or merely saving a notebook would change it (``Python 3`` → ``Python 3 (ipykernel)``)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = KernelSpecManager().get_kernel_spec("python3").display_name
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.metadata["kernelspec"]["display_name"] == installed == notebook_tools.KERNEL["display_name"]
+    assert jupytext.read(notebook_tools.twin(path)).metadata["kernelspec"]["display_name"] == installed

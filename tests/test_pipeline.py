@@ -58,8 +58,51 @@ def test_parent_and_one_finished_child_per_notebook(ci_run):
     assert set(kids) == set(pipeline.PIPELINE)
     for nb, run in kids.items():
         assert run.info.status == "FINISHED", nb
-        assert [a.path for a in client.list_artifacts(run.info.run_id, "notebook")] == [f"notebook/{nb}.ipynb"]
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "notebook")} \
+            == {f"notebook/{nb}.ipynb", f"notebook/{nb}.html"}  # the copy and its rendering
+        copy = nbformat.read(str(run_dir / "notebooks" / f"{nb}.ipynb"), as_version=4)
+        assert "jupytext" not in copy.metadata, f"{nb}: the copy is still paired with a twin"
+        assert "TCP without encryption" not in printed(run_dir / "notebooks" / f"{nb}.ipynb")
     assert (run_dir / "config.yaml").exists()
+
+
+def ablation_rows(client, run_dir) -> dict:
+    kids = {r.data.tags["teminal.notebook"]: r for r in children(client, record(run_dir)["parent_run_id"])}
+    return {r.data.tags["teminal.ablation_row"]: r
+            for r in children(client, kids["04_ablations"].info.run_id)}
+
+
+def test_ablation_rows_are_comparable_in_mlflow(ci_run):
+    """Every row logs its effective parameters and the same tags, reused or not; the reused
+    T-AB row shows the curves of the run that trained it; the UI's filter finds the rows."""
+    run_dir, _ = ci_run
+    client = MlflowClient()
+    rows = ablation_rows(client, run_dir)
+    trained = {n: r for n, r in rows.items() if n not in ("pretrained", "probe:level-duration")}
+    assert set(trained) == {"T-B (1,1,1,1,1)", "T-AB (1,1,1,1,1)", "T-CLAP loss",
+                            "T-AB+order-head (1,1,1,1,1)"}
+    for name, run in trained.items():
+        p, tags = run.data.params, run.data.tags
+        assert p["stage_b.alpha_st"] == "1.0" and p["stage_b.beta"] == "1.0", name
+        assert {"stage_b.start_from", "stage_b.audio_head", "stage_b.captions", "seed"} <= set(p)
+        assert tags["teminal.tag"] and tags["teminal.start"] and tags["teminal.reused"] in ("true", "false")
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        val = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+        assert steps and val and set(val) <= set(steps), f"{name}: train/loss and val/loss apart"
+    assert trained["T-B (1,1,1,1,1)"].data.params["stage_b.start_from"] == "pretrained"
+    assert trained["T-AB+order-head (1,1,1,1,1)"].data.params["stage_b.audio_head"] == "order"
+    reused = trained["T-AB (1,1,1,1,1)"]
+    assert reused.data.tags["teminal.reused"] == "true"
+    source = reused.data.tags["teminal.reused_run_id"]
+    assert client.get_run(source).data.tags["teminal.notebook"] == "02_stage_b"
+    assert [(m.step, m.value) for m in client.get_metric_history(reused.info.run_id, "train/loss")] \
+        == [(m.step, m.value) for m in client.get_metric_history(source, "train/loss")]
+    exp = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+    found = client.search_runs([exp], filter_string="params.`stage_b.start_from` = 'pretrained' "
+                               "and tags.`teminal.ablation_row` LIKE '%'")
+    assert {r.data.tags["teminal.ablation_row"] for r in found} == {"T-B (1,1,1,1,1)", "T-CLAP loss"}
+    for name in ("pretrained", "probe:level-duration"):
+        assert not any(k.startswith("stage_") for k in rows[name].data.params), name
 
 
 def test_no_class_pair_or_clip_of_the_held_out_set_is_trained_on(ci_run):
@@ -137,6 +180,17 @@ def test_rerun_reuses_every_row_and_keeps_earlier_files(ci_run):
     assert " trained " not in text and "reused" in text  # every row reused, none retrained
     assert (run_dir / "notebooks" / "04_ablations.ipynb").read_bytes() == first_copy
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").rglob("*.pt")} == ckpts
+
+
+def test_rerun_with_p_evaluates_with_the_override(ci_run):
+    run_dir, _ = ci_run
+    run_id = pipeline.rerun_notebook(run_dir, "03_zste", overrides=["zste.n_boot=7"])
+    client = MlflowClient()
+    assert client.get_run(run_id).data.params["zste.n_boot"] == "7"
+    evaluations = [r for r in children(client, run_id) if r.data.tags.get("teminal.model") == "T-AB"]
+    assert evaluations and evaluations[0].data.params["zste.n_boot"] == "7"
+    assert load_config(run_dir / "config.yaml").zste.n_boot != 7  # the run's record unchanged
+    assert record(run_dir)["reruns"][-1]["overrides"] == ["zste.n_boot=7"]
 
 
 def test_rerun_of_a_folder_without_a_record_is_a_clear_error(tmp_path):

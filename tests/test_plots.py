@@ -147,6 +147,15 @@ def test_zste_bars_task_subset_and_nan_interval():
     assert len(ax.containers[0]) == 2 and len(ax.containers) == 1 + 1  # 3A has no interval
 
 
+def test_zste_bars_value_outside_its_interval():
+    """A percentile bootstrap with few resamples can leave the value outside its interval."""
+    t = _zste({"1A": 80, "3A": 33, "3B": 30})
+    t.loc[0, ["ci_low", "ci_high"]] = [82.0, 90.0]
+    ax = plots.zste_bars({"m": t}).axes[0]
+    (_, low), (_, high) = ax.containers[1].lines[2][0].get_segments()[0]
+    assert (low, high) == (80, 90)
+
+
 def test_zste_table_layout_and_paper_columns():
     class Result:  # anything with .table is accepted, like ZsteResult
         table = _zste({"1A": 80.04, "3A": 33.3})
@@ -174,3 +183,70 @@ def test_ablation_heatmap_wide_and_tidy():
     ax2 = plots.ablation_heatmap(tidy).axes[0]
     assert [t.get_text() for t in ax2.get_yticklabels()] == list(wide.index)
     assert ax2.texts[1].get_text() == "1.0"
+
+
+# --------------------------------------------------------------------------- legibility
+
+
+DISPLAY_PX = 900  # JupyterLab's output area at a 1400 px window: wider figures are shrunk
+MIN_TEXT_PX = 11
+
+
+def _png_size(fig: Figure) -> tuple[int, int]:
+    data = plots.png(fig)  # what Session.show displays
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _texts(fig: Figure):
+    """Every visible, non-empty text of the figure (ticks, labels, legend, titles, cells)."""
+    return [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _assert_legible(fig: Figure, what: str) -> None:
+    width, height = _png_size(fig)
+    assert 450 <= width <= DISPLAY_PX, f"{what}: {width} px wide (display {DISPLAY_PX} px)"
+    assert height <= 1.6 * DISPLAY_PX, f"{what}: {height} px high"
+    small = {t.get_text() for t in _texts(fig) if t.get_fontsize() * plots.DPI / 72 < MIN_TEXT_PX}
+    assert not small, f"{what}: text under {MIN_TEXT_PX} px: {sorted(small)[:8]}"
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for ax in fig.axes:  # neighbouring tick labels must not overlap
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        for a, b in zip(boxes, boxes[1:]):
+            assert a.x1 <= b.x0 + 1, f"{what}: x tick labels overlap ({a} / {b})"
+
+
+@pytest.mark.parametrize("n_tasks,n_models", [(3, 1), (13, 3), (20, 4)])
+def test_zste_bars_are_legible_at_display_width(n_tasks, n_models):
+    tasks = [f"{k // 4 + 1}{'ABCD'[k % 4]}-x" for k in range(n_tasks)]
+    table = pd.DataFrame({"task": tasks, "value": 50.0, "chance": 33.3, "ci_low": 40.0,
+                          "ci_high": 60.0})
+    fig = plots.zste_bars({f"model {m}": table for m in range(n_models)})
+    _assert_legible(fig, f"zste_bars {n_tasks} tasks × {n_models} models")
+    shown = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+    assert shown == tasks  # every task once, in order, over the rows
+
+
+@pytest.mark.parametrize("n_rows,n_tasks", [(4, 3), (9, 13), (12, 20)])
+def test_ablation_heatmap_is_legible_at_display_width(n_rows, n_tasks):
+    wide = pd.DataFrame(np.linspace(0, 100, n_rows * n_tasks).reshape(n_rows, n_tasks),
+                        columns=[f"{k}A-o" for k in range(n_tasks)],
+                        index=[f"T-AB+order-head ({k},1,1,1,1)" for k in range(n_rows)])
+    _assert_legible(plots.ablation_heatmap(wide), f"heatmap {n_rows}×{n_tasks}")
+
+
+def test_loss_curves_are_legible_at_display_width():
+    history = [dict(epoch=e, step=3 * e, train_loss=1 / e, val_loss=1.1 / e) for e in range(1, 9)]
+    _assert_legible(plots.loss_curves(history, title="TeminAL B (T-AB)"), "loss_curves")
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_similarity_matrix_is_legible_at_display_width(n):
+    log_w = stage_b_log_weights(torch.arange(n), torch.arange(n) + n, StageBWeights(alpha_st=0),
+                                weights_by="block")
+    fig = plots.similarity_matrix(torch.randn(3 * n, 3 * n), block_labels=["f", "r", "o"],
+                                  log_weights=log_w, title="T-AB batch 0", highlight_row=1)
+    _assert_legible(fig, f"similarity {3 * n}×{3 * n}")
+    assert bool(_axis(fig, "weights").texts) == (3 * n <= 12)  # numbers only where they fit

@@ -121,7 +121,7 @@ def test_interrupted_pipeline_is_killed_cleanly_and_resumes(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, out
-    assert f"python -m teminal resume {run_dir}" in out
+    assert f"teminal resume {run_dir}" in out  # .venv/bin/teminal: no active venv needed
     record = json.loads((run_dir / "pipeline.json").read_text())
     assert record["status"] == "KILLED" and record["stopped_at"] == "01_stage_a"
     mlflow.set_tracking_uri(record["tracking_uri"])

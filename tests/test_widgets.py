@@ -64,8 +64,10 @@ def test_mixture_player_renders_three_clips_and_follows_the_dropdown():
     box = tw.mixture_player(_manifest(), render, SR)
     assert render.keys == ["seq|a.wav|b.wav", "seq|b.wav|a.wav", "mix|a.wav|b.wav"]
     outputs, images = _find(box, widgets.Output), _find(box, widgets.Image)
-    heads = [w for w in _find(box, widgets.HTML) if w.description]
+    heads = _find(box, widgets.HTML)
     assert len(outputs) == len(images) == len(heads) == 3
+    assert not any(h.description for h in heads)  # the title once, in the value, not truncated
+    assert all(h.value.count("<b>") == 1 for h in heads)
     assert all("<audio" in _html(o) for o in outputs)
     assert all(bytes(img.value).startswith(b"\x89PNG") for img in images)
     assert [c in h.value for c, h in zip(["dog before rain", "rain before dog", "dog while rain"], heads)] == [True] * 3
@@ -88,8 +90,8 @@ def test_mixture_player_checks_columns_filters_split_and_shows_render_errors():
         raise FileNotFoundError(f"no clip for {key}")
 
     box = tw.mixture_player(_manifest(), broken, SR)
-    heads = [w for w in _find(box, widgets.HTML) if w.description]
-    assert all("FileNotFoundError" in h.value for h in heads)
+    heads = _find(box, widgets.HTML)
+    assert len(heads) == 3 and all("FileNotFoundError" in h.value for h in heads)
     assert all(not o.outputs for o in _find(box, widgets.Output))
 
 
@@ -187,6 +189,8 @@ def test_failure_view_lists_failing_items_sorted_by_pair():
     assert html.index("q-01") < html.index("q-10") < html.index("q-20")
     assert "dog | rain" in html
     assert "3 of 4" in _find(box, widgets.HTML)[0].value
+    pic = _picture(box)  # the failure view's static picture: the chosen task and its table
+    assert "task</b>: 3A — 3/4 failing" in pic and "dog | rain" in pic and "<table" in pic
 
 
 def test_failure_view_without_names_and_errors():
@@ -196,3 +200,34 @@ def test_failure_view_without_names_and_errors():
         tw.failure_view({"1A": pd.DataFrame({"x": [1]})})
     with pytest.raises(ValueError, match="at least one"):
         tw.failure_view({})
+
+
+# --------------------------------------------------------------------------- static pictures
+
+
+def _picture(box) -> str:
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # still the live widget
+    return bundle["text/html"]
+
+
+def test_each_view_carries_a_static_picture_of_its_state():
+    box = tw.mixture_player(_manifest(), SineRender(), SR)
+    pic = _picture(box)
+    assert pic.count("<img src='data:image/png;base64,") == 3 and pic.count("<audio") == 3
+    assert "dog before rain" in pic and "VBox(" not in pic
+    _find(box, widgets.Dropdown, "row")[0].value = 1
+    assert "bell before rain" in _picture(box)  # the picture follows the state
+
+    explorer = tw.similarity_explorer(_batches([]), 3)
+    pic = _picture(explorer)
+    assert pic.count("<img") == 1 and "anchor row" in pic and "<table" in pic
+    assert "batch</b>: 0 (of 0–2)" in pic
+
+
+def test_one_batch_hides_the_batch_slider():
+    explorer = tw.similarity_explorer(_batches([]), 1)
+    batch = _find(explorer, widgets.IntSlider, "batch")[0]
+    assert batch.layout.display == "none"
+    assert "batch</b>" not in _picture(explorer) and "anchor row</b>" in _picture(explorer)
+    assert _find(tw.similarity_explorer(_batches([]), 2), widgets.IntSlider, "batch")[0].layout.display is None

@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import soundfile as sf
 
+from .. import hints
+
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 ESC50_CLIPS = 2000
 ESC50_CLASSES = 50
@@ -112,7 +114,7 @@ def load_esc50(root: str | Path, *, allow_partial: bool = False) -> BaseSet:
             f"{root / 'meta' / 'esc50.csv'} is ESC-50-shaped but not the real ESC-50: found "
             f"{len(table)} clips, {k} classes, folds {folds} (ESC-50 has {ESC50_CLIPS} clips, "
             f"{ESC50_CLASSES} classes, folds 1-5). Load it as a generic base set instead: set "
-            f"`dataset: folder` with `data_root: {root}` (e.g. python -m teminal run "
+            f"`dataset: folder` with `data_root: {root}` (e.g. {hints.teminal()} run "
             f"params/default.yaml -p dataset=folder -p data_root={root}), or call "
             f"teminal.data.esc50.load({str(root)!r}).")
     return build_base(root, table, allow_partial=allow_partial, name="esc50")

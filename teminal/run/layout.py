@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import tracking
+from .. import hints, tracking
 from .config import ConfigError, to_yaml, validate
 from .params import RunConfig
 
@@ -107,7 +107,7 @@ class RunLayout:
     def read_config(self) -> RunConfig:
         if not self.config_file.is_file():
             raise ConfigError(f"{self.root} is not a run folder: no config.yaml (make one with "
-                              "`python -m teminal run params/<name>.yaml`, or leave run_dir "
+                              f"`{hints.teminal()} run params/<name>.yaml`, or leave run_dir "
                               "empty for a standalone run)")
         return validate(yaml.safe_load(self.config_file.read_text()) or {},
                         source=str(self.config_file))

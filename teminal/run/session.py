@@ -4,16 +4,19 @@ Every notebook's first code cell after its parameters is ``S = session.start("<n
 globals())``. ``start`` reads three things from the notebook's namespace — ``run_dir``,
 ``config`` and the notebook's own cell parameters (``params.NOTEBOOKS``) — and:
 
-- with ``run_dir`` (a folder made by ``python -m teminal run``): loads the run's recorded
-  configuration and applies the cell on top (so a notebook reopened in JupyterLab with an edited
+- with ``run_dir`` (a folder made by ``teminal run``): loads the run's recorded
+  configuration (or ``config``, when given: ``teminal rerun … -p name=value`` passes the run's
+  configuration with its overrides) and applies the cell on top (so a notebook reopened in JupyterLab with an edited
   cell uses the edit, and every other decision comes from the run folder);
 - without: starts a **standalone** run ``runs/standalone-<notebook>-<time>`` on ``config`` (a
   ``params/*.yaml`` path; empty = the smoke defaults) and the cell; earlier steps it needs (data,
   a pretrained backbone, stage A) are built in that folder when first asked for.
 
 The MLflow run is the one the pipeline created for this notebook (``TEMINAL_MLFLOW_RUN_ID`` in
-the kernel's environment, set by the runner) or a new one. Only this notebook's section and the
-top-level fields are logged as its parameters.
+the kernel's environment, set by the runner) or a new one. Its parameters are the effective
+parameters of what the notebook computes, flattened (``teminal.run.logged.for_notebook``): the
+top-level fields, the shared sections and the notebook's own section (a stage-B notebook also
+the stage A it starts from).
 
 ``Session`` also carries memos of heavy objects the steps build once per notebook (the run's
 data, backbones by audio head, feature banks); they are plain fields, filled only by
@@ -31,6 +34,7 @@ import torch
 
 from .. import tracking
 from .config import load_config, with_cell
+from . import logged
 from .layout import RunLayout, new_run_dir, workdir
 from .params import NOTEBOOKS, RunConfig
 
@@ -78,15 +82,13 @@ class Session:
     def show(self, fig, artifact: str) -> None:
         """Show a figure in the notebook (as a PNG output, whatever the matplotlib backend, so
         it stays in the executed copy) and log it to the notebook's MLflow run."""
-        import io
-
         import mlflow
         from IPython.display import Image, display
 
+        from ..plots import png
+
         mlflow.log_figure(fig, artifact)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        display(Image(data=buf.getvalue(), format="png"))
+        display(Image(data=png(fig), format="png"))  # at plots.DPI: the sizes plots.py chose
 
     def close(self) -> None:
         tracking.close_run("FINISHED")
@@ -109,7 +111,7 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
     cell = _cell(notebook, namespace)
     if run_dir:
         layout = RunLayout(Path(run_dir).expanduser().resolve())
-        base = layout.read_config()
+        base = load_config(_find(config_path)) if config_path else layout.read_config()
         standalone = False
     else:
         base = load_config(_find(config_path)) if config_path else RunConfig()
@@ -127,10 +129,7 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
         parent_run_id=record.get("parent_run_id", ""),
         tracking_uri=record.get("tracking_uri", ""),
         tags={"teminal.notebook": notebook, "teminal.run_dir": str(layout.root), **(tags or {})})
-    section = NOTEBOOKS[notebook].section
-    logged = {"name": config.name, "seed": config.seed, "device": config.device,
-              **{f"{section}.{k}": v for k, v in config.section(section).model_dump(mode="json").items()}}
-    tracking.log_params(logged)
+    tracking.log_params(logged.for_notebook(config, NOTEBOOKS[notebook].section))
     print(f"{notebook}: run folder {layout.root.name}, device {device.type}")
     return Session(notebook=notebook, config=config, layout=layout, device=device,
                    run_id=active.info.run_id, standalone=standalone)

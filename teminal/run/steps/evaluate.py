@@ -24,6 +24,7 @@ from ... import evaluate as lib
 from ... import seed_stats, tracking, zste
 from ...models.base import Backbone
 from ...views import BatchView, PairView
+from .. import logged
 from ..layout import write_json
 from ..session import Session
 from .data import load_data
@@ -108,10 +109,14 @@ def _log(S: Session, ev: Evaluation, tags: dict[str, str]) -> None:
                     | ({SEED_TAG: str(ev.seed)} if ev.seed is not None else {}) | tags)
 
 
-def _logged(S: Session, ev: Evaluation, nested: bool,
-            tags: dict[str, str] | None = None) -> Evaluation:
+def _logged(S: Session, ev: Evaluation, nested: bool, tags: dict[str, str] | None = None,
+            stage=None) -> Evaluation:
+    """Log ``ev`` to the active run, or to a nested run ``zste: <label>`` that also records
+    the evaluated model's effective parameters (``stage``: its stage parameters, None for the
+    pretrained model and the probe)."""
     if nested:
         with tracking.run(run_name=f"zste: {ev.label}"):  # nested under the active run
+            tracking.log_params(logged.for_stage(S.config, stage))
             _log(S, ev, tags or {})
     else:
         _log(S, ev, tags or {})
@@ -120,15 +125,16 @@ def _logged(S: Session, ev: Evaluation, nested: bool,
 
 def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: Backbone,
                    seed: int | None = None, nested: bool = True, reuse: bool = True,
-                   tags: dict[str, str] | None = None) -> Evaluation:
+                   tags: dict[str, str] | None = None, stage=None) -> Evaluation:
     """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4); ``seed``:
     the training seed of ``model`` (None for a model no seed trained); ``tags``: more MLflow
-    tags of its run."""
+    tags of its run; ``stage``: the parameters of the stage that trained it (None: the
+    pretrained model)."""
     key = _eval_key(S, model_key)
     found = _read(S, tag, key) if reuse else None
     if found is not None:
         print(f"{label}: reusing the evaluation evaluations/{tag}.json (same inputs)")
-        return _logged(S, found, nested, tags)
+        return _logged(S, found, nested, tags, stage)
     data, z = load_data(S), S.config.zste
     bank, cache = feature_bank(S, model), trunk_cache(S, model)
     with S.phase("evaluation"):
@@ -142,12 +148,13 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
                     phrasings=phrasings, tables={k: r.table for k, r in sets.items()},
                     items=items, seed=seed, item_scores=seed_stats.item_table(items))
     _write(S, ev)
-    return _logged(S, ev, nested, tags)
+    return _logged(S, ev, nested, tags, stage)
 
 
 def evaluate_trained(S: Session, trained: Trained, *, nested: bool = True) -> Evaluation:
     return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
-                          model=trained.model, seed=trained.seed, nested=nested)
+                          model=trained.model, seed=trained.seed, nested=nested,
+                          stage=trained.params)
 
 
 def evaluate_ref(S: Session, ref: str, *, seed: int | None = None, nested: bool = True,
@@ -162,7 +169,7 @@ def evaluate_ref(S: Session, ref: str, *, seed: int | None = None, nested: bool 
     trained = stage_a(S, seed=seed) if ref == "A" else stage_b(S, seed=seed)
     return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
                           model=trained.model, seed=trained.seed, nested=nested, reuse=reuse,
-                          tags=tags)
+                          tags=tags, stage=trained.params)
 
 
 def _ref_label(S: Session, ref: str) -> str:

@@ -16,6 +16,7 @@ import mlflow
 from ... import losses, stages, tracking, train
 from ...models.base import Backbone
 from ...models.heads import OrderAwareAudioHead
+from .. import logged
 from ..layout import write_json
 from ..params import StageAParams, StageBParams
 from ..session import Session
@@ -35,6 +36,8 @@ class Trained:
     seed: int  # the training seed (one of ``config.training_seeds``)
     history: list[dict] = field(default_factory=list)
     reused: bool = False
+    start: str = ""  # the checkpoint tag it started from (``pretrained`` or stage A's tag)
+    source_run_id: str = ""  # the MLflow run that trained it
 
     @property
     def kind(self) -> str:
@@ -107,30 +110,47 @@ def _reuse(S: Session, key: str, label: str, params, seed: int) -> Trained | Non
     model.load_head_state_dict(train.load_checkpoint_head(S.layout.checkpoint(tag) / "best.pt"))
     print(f"{label}: reusing the finished checkpoint {tag}/ (same inputs)")
     return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params, seed=seed,
-                   history=meta.get("history", []), reused=True)
+                   history=meta.get("history", []), reused=True, start=meta.get("start", ""),
+                   source_run_id=meta.get("mlflow_run_id", ""))
+
+
+def _stage_tags(trained: Trained) -> dict[str, str]:
+    """The tags of a run that trained or reused a stage: the same keys either way; a reused
+    stage also names the checkpoint and the MLflow run that trained it."""
+    tags = {"teminal.model": trained.label, "teminal.tag": trained.tag,
+            "teminal.start": trained.start, "teminal.reused": str(trained.reused).lower(),
+            "teminal.seed": str(trained.seed)}
+    if trained.reused:
+        tags |= {"teminal.reused_from": trained.tag,
+                 "teminal.reused_run_id": trained.source_run_id}
+    return tags
 
 
 def _train_or_reuse(S: Session, *, key: str, label: str, params, seed: int, own_run: bool,
                     build) -> Trained:
     """Reuse a finished stage or train it (``build()``). ``own_run``: the active MLflow run is
-    this stage's (01/02, an ablation row): a reused curve is logged there again. Otherwise a
-    stage trained as a prerequisite gets a nested run ``train: <label>``."""
+    this stage's (01/02, an ablation row): a reused stage's curves are logged there again,
+    copied from the run that trained it. Otherwise a stage trained as a prerequisite gets a
+    nested run ``train: <label>`` with its effective parameters."""
     found = _reuse(S, key, label, params, seed)
     if found is not None:
         if own_run:
-            _log_history(found.history, prefix="")
-            mlflow.set_tags({"teminal.reused_from": found.tag, "teminal.model": label,
-                             "teminal.seed": str(seed)})
+            own = found.source_run_id == mlflow.active_run().info.run_id  # a re-executed cell
+            if not own and not (found.source_run_id and tracking.copy_curves(found.source_run_id)):
+                _log_history(found.history, prefix="")
+            mlflow.set_tags(_stage_tags(found))
         return found
     if own_run:
         return build()
     with tracking.run(run_name=f"train: {label}",  # nested
                       tags={"teminal.model": label, "teminal.seed": str(seed)}):
+        tracking.log_params(logged.for_stage(S.config, params))
         return build()
 
 
 def _log_history(history: list[dict], *, prefix: str) -> None:
-    """Re-log a reused stage's per-epoch curve to the active run (one batch)."""
+    """Re-log a reused stage's per-epoch curve to the active run (one batch): the fallback
+    when the run that trained it is not in this store."""
     if mlflow.active_run() is None or not history:
         return
     from mlflow.entities import Metric
@@ -148,24 +168,23 @@ def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, 
          start_tag: str, seed: int) -> Trained:
     tag = S.layout.free_tag(seed_role(S, role, seed), key)
     out = S.layout.checkpoint(tag)
-    mlflow.set_tags({"teminal.tag": tag, "teminal.start": start_tag, "teminal.model": label,
-                     "teminal.seed": str(seed)})
+    run_id = mlflow.active_run().info.run_id
+    mlflow.set_tags(_stage_tags(Trained(tag=tag, key=key, label=label, model=model,
+                                        params=params, seed=seed, start=start_tag)))
     with S.phase("training"):
         order_lr = getattr(params, "order_lr", None)
         result = train.fit(task=task, model=model, params=_param_groups(model, params.lr, order_lr),
                            config=train_config(S, params, seed=seed), out_dir=out,
-                           device=S.device,
-                           fingerprint_extra={"key": key})
+                           device=S.device, fingerprint_extra={"key": key}, label=label)
     for name, seconds in getattr(result, "timings", {}).items():
         S.layout.add_phase(S.notebook, name, seconds)
     model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
     write_json(out / "meta.json", {
         "role": role, "tag": tag, "key": key, "label": label, "start": start_tag, "seed": seed,
         "audio_head": params.audio_head, "params": params.model_dump(mode="json"),
-        "history": result.history, "mlflow_run_id": mlflow.active_run().info.run_id,
-        "finished": True})
+        "history": result.history, "mlflow_run_id": run_id, "finished": True})
     return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params, seed=seed,
-                   history=result.history)
+                   history=result.history, start=start_tag, source_run_id=run_id)
 
 
 def build_task(S: Session, trained_or_params, model: Backbone | None = None, *,
@@ -218,14 +237,15 @@ def stage_a(S: Session, params: StageAParams | None = None, *, seed: int | None 
 def stage_b(S: Session, params: StageBParams | None = None, *, seed: int | None = None,
             own_run: bool = False, role: str | None = None, label: str | None = None) -> Trained:
     """TeminAL B (or the T-CLAP loss) from stage A (T-AB: stage A of the same seed) or the
-    pretrained model (T-B), trained with ``seed`` (None: the first training seed)."""
+    pretrained model (T-B), trained with ``seed`` (None: the first training seed); ``label``
+    (default ``stage_label``, an ablation row its name) tags its run and labels its progress
+    bar."""
     params = params or S.config.stage_b
     seed = S.config.training_seeds[0] if seed is None else seed
     data = load_data(S)
     label = label or stage_label("B", params)
     if params.start_from == "A":
-        start = stage_a(S, S.config.stage_a.model_copy(update={"audio_head": params.audio_head}),
-                        seed=seed)
+        start = stage_a(S, logged.start_of(S.config, params), seed=seed)
         start_key, start_tag = start.key, start.tag
     else:
         start, start_key, start_tag = None, pretrained_key(S, data), PRETRAINED
