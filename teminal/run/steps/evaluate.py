@@ -6,20 +6,27 @@ asks again for the same model (the pretrained baseline, the configured T-AB) rea
 Every evaluation is logged to an MLflow run tagged ``teminal.model`` (a nested run
 ``zste: <label>``, or the active run of an ablation row): metrics ``zste/<task>``,
 ``zste_seen/<task>``, ``zste_heldout/<task>`` and the tables as ``tables/<set>.json``.
+
+A model with non-finite weights, or a table with a non-finite value, stops the run naming the
+model (SPEC §6); an evaluation file whose checksum does not match is a ``TeminalWarning`` naming
+it and is computed again (``teminal.integrity``).
 """
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 
 import mlflow
 import pandas as pd
+import torch
 
 from ... import evaluate as lib
-from ... import tracking, zste
+from ... import gates, tracking, zste
+from ...integrity import IntegrityError
 from ...models.base import Backbone
 from ...views import BatchView, PairView
-from ..layout import write_json
+from ...warn import warn
+from ..layout import read_json, write_json
 from ..session import Session
 from .data import load_data
 from .models import PRETRAINED, feature_bank, pretrained_key, pretrained_model, trunk_cache
@@ -61,7 +68,11 @@ def _read(S: Session, tag: str, key: str) -> Evaluation | None:
     path = S.layout.evaluation(tag)
     if not path.exists():
         return None
-    rec = json.loads(path.read_text())
+    try:
+        rec = read_json(path)
+    except IntegrityError as exc:
+        warn(f"{exc}; evaluating again")
+        return None
     if rec.get("key") != key:
         return None
     frame = lambda v: None if v is None else pd.DataFrame(v)  # noqa: E731
@@ -94,6 +105,23 @@ def _logged(S: Session, ev: Evaluation, nested: bool) -> Evaluation:
     return ev
 
 
+def check_finite_model(model: Backbone, *, label: str, tag: str) -> None:
+    """SPEC §6: a model with NaN/inf weights is not evaluated (its scores would be noise)."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise gates.SanityError(f"model {label} (checkpoints/{tag}) has non-finite weights in "
+                                f"{bad[:5]}: it is not evaluated; train it again with a lower lr")
+
+
+def check_finite_tables(tables: dict[str, pd.DataFrame], *, label: str) -> None:
+    """SPEC §6: no NaN/inf value reaches an evaluation file or a report."""
+    for name, table in tables.items():
+        bad = [t for t, v in zip(table["task"], table["value"])
+               if v is None or not math.isfinite(float(v))]
+        if bad:
+            raise gates.SanityError(f"{name} of model {label}: non-finite value for tasks {bad}")
+
+
 def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: Backbone,
                    nested: bool = True, reuse: bool = True) -> Evaluation:
     """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4)."""
@@ -102,6 +130,7 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
     if found is not None:
         print(f"{label}: reusing the evaluation evaluations/{tag}.json (same inputs)")
         return _logged(S, found, nested)
+    check_finite_model(model, label=label, tag=tag)
     data, z = load_data(S), S.config.zste
     bank, cache = feature_bank(S, model), trunk_cache(S, model)
     with S.phase("evaluation"):
@@ -113,6 +142,7 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
     ev = Evaluation(label=label, tag=tag, key=key, model=model, zero_shot=zero_shot,
                     phrasings=phrasings, tables={k: r.table for k, r in sets.items()},
                     items={k: r.items for k, r in sets.items()})
+    check_finite_tables(ev.tables, label=label)
     write_json(S.layout.evaluation(tag), _record(ev))
     return _logged(S, ev, nested)
 
