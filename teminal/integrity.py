@@ -174,15 +174,17 @@ def read_json(path: str | Path) -> Any:
 
 
 @contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
+def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
     """An exclusive advisory lock (``fcntl.flock``) on ``path`` (created if absent), held for
-    the ``with`` block: writers of one cache folder or one MLflow store take turns."""
+    the ``with`` block: writers of one cache folder or one MLflow store take turns. The
+    lock dies with its process (even on SIGKILL). ``wait=False``: ``BlockingIOError`` when
+    another process holds it."""
     import fcntl
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
         finally:

@@ -14,6 +14,13 @@ up to date: which notebooks ran, their runs and seconds, and where the pipeline 
   same folder (a stage resumes from its last checkpoint; finished notebooks are not touched;
   the interrupted notebook's partial copy is kept under another name).
 - ``rerun`` executes one notebook of a run again into a new copy and a new child run.
+
+One truth for run state: every exit path (a failed cell, Ctrl-C/SIGTERM, a dead kernel, a full
+disk) ends the notebook's MLflow run, every run nested under it and the parent, and records the
+same status in ``pipeline.json``; what a killed runner could not record, the next ``resume``
+does (``reconcile``). Arguments are validated before any folder or run is made. ``resume`` and
+``rerun`` refuse a base set whose content changed since the run recorded it, and a folder that
+another runner is executing (a lock, ``.pipeline.lock``).
 """
 from __future__ import annotations
 
@@ -24,14 +31,12 @@ import time
 from pathlib import Path
 
 from . import tracking
-from .run.config import cell_values
+from .run.config import cell_values, validate
 from .run.layout import RunLayout, new_run_dir
 from .run.params import PIPELINE, RunConfig
 from .run.session import RUN_ID_ENV
-
-
-class PipelineError(RuntimeError):
-    """A notebook failed or the configuration is wrong; the message says where."""
+from .runstate import (PipelineError, close_notebook, close_parent, hint, locked, mlflow_client,
+                       reconcile, record_notebook, try_step)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -51,25 +56,26 @@ def execute_notebook(*, notebook: str, layout: RunLayout, config: RunConfig, out
                      record: bool = True) -> str:
     """Execute ``notebook`` into ``output`` as an MLflow child run of ``parent_run_id``.
 
-    Returns the child run id. On failure the run is FAILED, the executed copy is logged and
-    ``PipelineError`` names the notebook, the cell and the copy. On Ctrl-C / SIGTERM the run is
-    KILLED and ``Interrupted`` propagates. ``record``: keep the notebook's entry of
-    ``pipeline.json`` (run, status, seconds) up to date (a rerun records itself elsewhere).
+    Returns the child run id. On failure the run (and every run nested under it) is FAILED,
+    the executed copy is logged and ``PipelineError`` names the notebook, the cell and the copy
+    (a dead kernel: a hint about memory). On Ctrl-C / SIGTERM the runs are KILLED and
+    ``Interrupted`` propagates. ``record``: keep the notebook's entry of ``pipeline.json`` (run,
+    status, seconds) up to date (a rerun records itself elsewhere). The notebook's
+    ``TeminalWarning``s are printed after it (read back from its MLflow run).
     """
-    import mlflow
     import papermill as pm
 
     run_id = tracking.create_run(run_name=run_name, parent_run_id=parent_run_id,
                                  tags={"teminal.notebook": notebook, **(tags or {})})
     entry = {"run_id": run_id, "status": "RUNNING",
              "executed": str(output.relative_to(layout.root))}
-    if record:
-        _record_notebook(layout, notebook, entry)
     params = dict(cell_values(config, notebook), run_dir=str(layout.root))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    os.environ[RUN_ID_ENV] = run_id
     status, error, start = "FINISHED", None, time.perf_counter()
     try:
+        if record:
+            record_notebook(layout, notebook, entry)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        os.environ[RUN_ID_ENV] = run_id
         pm.execute_notebook(str(notebooks_dir() / f"{notebook}.ipynb"), str(output),
                             parameters=params, kernel_name="python3", cwd=str(notebooks_dir()),
                             progress_bar=False)
@@ -80,32 +86,25 @@ def execute_notebook(*, notebook: str, layout: RunLayout, config: RunConfig, out
             f"{exc.exec_count}): {exc.ename}: {exc.evalue}\n  executed copy: {output}")
     except KeyboardInterrupt:
         status = "KILLED"
-    except Exception as exc:  # kernel died, missing kernel, bad notebook JSON, ...
-        status = "FAILED"
-        error = PipelineError(f"notebook {notebook}.ipynb could not run: {exc!r}\n"
-                              f"  executed copy (if any): {output}")
+    except Exception as exc:  # kernel died, missing kernel, bad notebook JSON, full disk, ...
+        status, error = "FAILED", PipelineError(
+            f"notebook {notebook}.ipynb could not run: {exc!r}{hint(exc)}\n"
+            f"  executed copy (if any): {output}")
     finally:
         os.environ.pop(RUN_ID_ENV, None)
-        client = mlflow.MlflowClient()
-        if output.exists():
-            client.log_artifact(run_id, str(output), artifact_path="notebook")
-        client.set_terminated(run_id, status=status)
         seconds = round(time.perf_counter() - start, 1)
-        if record:
-            _record_notebook(layout, notebook, dict(entry, status=status, seconds=seconds))
-        if status == "FINISHED":
-            client.log_metric(parent_run_id, f"time/{notebook}", seconds)
+        problems = close_notebook(layout, notebook, run_id, status, output,
+                                   dict(entry, status=status, seconds=seconds) if record else None)
+        if status == "FINISHED" and not problems:
+            try_step(lambda: mlflow_client().log_metric(parent_run_id, f"time/{notebook}", seconds))
     if status == "KILLED":
         raise Interrupted(f"{notebook} was interrupted")
     if error is not None:
         raise error
+    if problems:
+        raise PipelineError(f"{notebook} finished but its state could not be recorded "
+                            f"({'; '.join(problems)}); `resume` records it")
     return run_id
-
-
-def _record_notebook(layout: RunLayout, notebook: str, entry: dict) -> None:
-    record = layout.read_record()
-    record.setdefault("notebooks", {})[notebook] = entry
-    layout.write_record(record)
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
@@ -114,11 +113,7 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
 
 def _execute_all(layout: RunLayout, config: RunConfig, notebooks: list[str]) -> None:
     """Run ``notebooks`` in order under the parent run; statuses go to pipeline.json."""
-    import mlflow
-
-    record = layout.read_record()
-    parent = record["parent_run_id"]
-    client = mlflow.MlflowClient()
+    parent = layout.read_record()["parent_run_id"]
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     status, stopped_at = "FINISHED", None
     try:
@@ -140,67 +135,80 @@ def _execute_all(layout: RunLayout, config: RunConfig, notebooks: list[str]) -> 
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        record = layout.read_record()
-        record["status"], record["stopped_at"] = status, stopped_at
-        layout.write_record(record)
-        client.set_terminated(parent, status=status)
+        close_parent(layout, parent, status, stopped_at)
 
 
 def run_pipeline(config: RunConfig, *, source: Path | None = None, overrides: list[str] = (),
                  tracking_uri: str = "", runs_root: Path | None = None) -> Path:
-    """Execute ``config.notebooks`` in order in a new run folder; returns the folder."""
+    """Execute ``config.notebooks`` in order in a new run folder; returns the folder. The
+    configuration is validated again first (``ConfigError``): nothing is made for a bad one."""
     import mlflow
 
+    config = validate(config.model_dump(mode="json"), source="the run's parameters")
     tracking.setup(tracking_uri)
     layout = RunLayout(new_run_dir(config.name, runs_root))
-    layout.write_config(config)
-    parent = tracking.create_run(run_name=layout.root.name,
-                                 tags={"teminal.pipeline": config.name,
-                                       "teminal.run_dir": str(layout.root)})
-    client = mlflow.MlflowClient()
-    client.log_artifact(parent, str(layout.config_file), artifact_path="params")
-    client.log_param(parent, "overrides", " ".join(overrides)[:6000])
-    layout.write_record({
-        "name": config.name, "parent_run_id": parent, "tracking_uri": mlflow.get_tracking_uri(),
-        "params_file": str(source.resolve()) if source else "", "overrides": list(overrides),
-        "planned": list(config.notebooks), "notebooks": {}, "status": "RUNNING"})
-    print(f"teminal: pipeline {config.name!r} → {layout.root}  (MLflow parent run {parent})",
-          flush=True)
-    _execute_all(layout, config, list(config.notebooks))
+    with locked(layout):
+        layout.write_config(config)
+        parent = tracking.create_run(run_name=layout.root.name,
+                                     tags={"teminal.pipeline": config.name,
+                                           "teminal.run_dir": str(layout.root)})
+        layout.write_record({
+            "name": config.name, "parent_run_id": parent,
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "params_file": str(source.resolve()) if source else "", "overrides": list(overrides),
+            "planned": list(config.notebooks), "notebooks": {}, "status": "RUNNING"})
+        client = mlflow.MlflowClient()
+        client.log_artifact(parent, str(layout.config_file), artifact_path="params")
+        client.log_param(parent, "overrides", " ".join(overrides)[:6000])
+        print(f"teminal: pipeline {config.name!r} → {layout.root}  (MLflow parent run {parent})",
+              flush=True)
+        _execute_all(layout, config, list(config.notebooks))
     return layout.root
 
 
 def _open(run_dir: str | Path, tracking_uri: str = "") -> tuple[RunLayout, dict, RunConfig]:
+    """A run folder's layout, record and configuration, after checking that its base set is
+    the one it recorded (``DatasetError`` naming the changed files)."""
+    from .run.steps.data import check_same_base, load_base
+
     layout = RunLayout(Path(run_dir).expanduser().resolve())
     record = layout.read_record()
     if not record:
         raise PipelineError(f"{layout.root} is not a pipeline run folder (no pipeline.json); "
                             "run `python -m teminal run params/<name>.yaml` first")
     tracking.setup(tracking_uri or record["tracking_uri"])
-    return layout, record, layout.read_config()
+    config = layout.read_config()
+    if layout.data_file.exists():
+        check_same_base(layout, load_base(config.data))
+    return layout, record, config
 
 
 def resume(run_dir: str | Path, *, tracking_uri: str = "") -> Path:
-    """Continue an interrupted or failed pipeline with its first unfinished notebook."""
-    import mlflow
-
+    """Continue an interrupted or failed pipeline with its first unfinished notebook (after
+    ``reconcile``: what a killed runner left RUNNING is marked KILLED first)."""
     layout, record, config = _open(run_dir, tracking_uri)
-    done = {nb for nb, r in record.get("notebooks", {}).items() if r.get("status") == "FINISHED"}
-    todo = [nb for nb in record["planned"] if nb not in done]
-    if not todo:
-        raise PipelineError(f"{layout.root}: every notebook already finished; nothing to resume")
-    first = todo[0]
-    partial = layout.notebooks / f"{first}.ipynb"
-    if partial.exists():  # the interrupted copy is kept, under a name of its own
-        old = record["notebooks"].get(first, {}).get("status", "partial").lower()
-        partial.rename(partial.with_name(f"{first}.{old}-{_stamp()}.ipynb"))
-    mlflow.MlflowClient().update_run(record["parent_run_id"], status="RUNNING")
-    record.setdefault("resumes", []).append({"at": _stamp(), "from": first})
-    record["status"] = "RUNNING"
-    layout.write_record(record)
-    print(f"teminal: resuming {layout.root.name} at {first} ({len(todo)} notebooks left)",
-          flush=True)
-    _execute_all(layout, config, todo)
+    with locked(layout):
+        record = reconcile(layout, record)
+        done = {nb for nb, r in record.get("notebooks", {}).items()
+                if r.get("status") == "FINISHED"}
+        todo = [nb for nb in record["planned"] if nb not in done]
+        if not todo:
+            if record.get("status") != "FINISHED":
+                close_parent(layout, record["parent_run_id"], "FINISHED", None)
+            raise PipelineError(f"{layout.root}: every notebook already finished; nothing to "
+                                "resume")
+        first = todo[0]
+        partial = layout.notebooks / f"{first}.ipynb"
+        if partial.exists():  # the interrupted copy is kept, under a name of its own
+            old = record["notebooks"].get(first, {}).get("status", "partial").lower()
+            partial.rename(partial.with_name(f"{first}.{old}-{_stamp()}.ipynb"))
+        mlflow_client().update_run(record["parent_run_id"], status="RUNNING")
+        record.setdefault("resumes", []).append({"at": _stamp(), "from": first})
+        record["status"] = "RUNNING"
+        layout.write_record(record)
+        print(f"teminal: resuming {layout.root.name} at {first} ({len(todo)} notebooks left)",
+              flush=True)
+        _execute_all(layout, config, todo)
     return layout.root
 
 
@@ -208,32 +216,40 @@ def rerun_notebook(run_dir: str | Path, notebook: str, *, tracking_uri: str = ""
     """Execute one notebook of a run again, into the same folder, as a new copy
     (``notebooks/<nb>.rerun-<timestamp>.ipynb``) and a new child run; nothing earlier is
     overwritten. The notebook reuses what it can (finished stages, evaluations)."""
+    if notebook not in PIPELINE:
+        raise PipelineError(f"unknown notebook {notebook!r}; choose from {list(PIPELINE)}")
     layout, record, config = _open(run_dir, tracking_uri)
     if notebook not in record["planned"]:
         raise PipelineError(f"{notebook!r} is not a notebook of this pipeline: {record['planned']}")
-    output = layout.notebooks / f"{notebook}.rerun-{_stamp()}.ipynb"
-    k = 2
-    while output.exists():
-        output, k = layout.notebooks / f"{notebook}.rerun-{_stamp()}-{k}.ipynb", k + 1
-    print(f"teminal: ▶ {notebook} again in {layout.root}", flush=True)
-    start = time.perf_counter()
-    child = execute_notebook(notebook=notebook, layout=layout, config=config, output=output,
-                             run_name=f"{notebook} (rerun)", parent_run_id=record["parent_run_id"],
-                             tags={"teminal.rerun": "true"}, record=False)
-    record = layout.read_record()
-    record.setdefault("reruns", []).append({"notebook": notebook, "run_id": child,
-                                            "seconds": round(time.perf_counter() - start, 1),
-                                            "executed": output.name})
-    layout.write_record(record)
+    with locked(layout):
+        output = layout.notebooks / f"{notebook}.rerun-{_stamp()}.ipynb"
+        k = 2
+        while output.exists():
+            output, k = layout.notebooks / f"{notebook}.rerun-{_stamp()}-{k}.ipynb", k + 1
+        print(f"teminal: ▶ {notebook} again in {layout.root}", flush=True)
+        start = time.perf_counter()
+        child = execute_notebook(notebook=notebook, layout=layout, config=config, output=output,
+                                 run_name=f"{notebook} (rerun)",
+                                 parent_run_id=record["parent_run_id"],
+                                 tags={"teminal.rerun": "true"}, record=False)
+        record = layout.read_record()
+        record.setdefault("reruns", []).append({"notebook": notebook, "run_id": child,
+                                                "seconds": round(time.perf_counter() - start, 1),
+                                                "executed": output.name})
+        layout.write_record(record)
     print(f"teminal: ✓ {notebook} → {output}", flush=True)
     return child
 
 
 def planned(config: RunConfig, *, notebooks: str = "", start: str = "", until: str = "") -> list[str]:
-    """The notebooks to run: ``--notebooks a,b`` or the range ``--from`` … ``--until``."""
+    """The notebooks to run: ``--notebooks a,b`` or the range ``--from`` … ``--until``.
+
+    Raises ``PipelineError`` for an unknown, repeated or out-of-order name (before any folder
+    or MLflow run is made)."""
     chosen = list(config.notebooks)
     if notebooks:
         chosen = [n.strip() for n in notebooks.split(",") if n.strip()]
+        _check_names(chosen)
     for flag, name in (("--from", start), ("--until", until)):
         if name and name not in PIPELINE:
             raise PipelineError(f"{flag} {name}: unknown notebook; choose from {list(PIPELINE)}")
@@ -244,3 +260,21 @@ def planned(config: RunConfig, *, notebooks: str = "", start: str = "", until: s
     if not chosen:
         raise PipelineError("no notebook left to run (check --notebooks / --from / --until)")
     return chosen
+
+
+def _check_names(chosen: list[str]) -> None:
+    """``--notebooks``: known names, each once, in pipeline order."""
+    import difflib
+
+    for name in chosen:
+        if name not in PIPELINE:
+            close = difflib.get_close_matches(name, PIPELINE, n=1, cutoff=0.5)
+            hint = f" — did you mean {close[0]!r}?" if close else ""
+            raise PipelineError(f"--notebooks {name}: unknown notebook{hint}; choose from "
+                                f"{list(PIPELINE)}")
+    twice = sorted({n for n in chosen if chosen.count(n) > 1})
+    if twice:
+        raise PipelineError(f"--notebooks: {twice} listed more than once")
+    ordered = sorted(chosen, key=PIPELINE.index)
+    if ordered != chosen:
+        raise PipelineError(f"--notebooks must keep the pipeline order: {','.join(ordered)}")

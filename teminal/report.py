@@ -38,10 +38,29 @@ def _tables(client, run_id: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _number(v) -> float | None:
+    """A finite float, or None for a missing / null / NaN value."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v and abs(v) != float("inf") else None
+
+
 def cell(row) -> str:
-    if row.ci_low != row.ci_low:  # NaN: no interval
-        return f"{row.value:.1f}"
-    return f"{row.value:.1f} [{row.ci_low:.1f}, {row.ci_high:.1f}]"
+    """``value [low, high]``; ``value`` without an interval; ``–`` for a missing value."""
+    value, low, high = (_number(getattr(row, k, None)) for k in ("value", "ci_low", "ci_high"))
+    if value is None:
+        return "–"
+    if low is None or high is None:
+        return f"{value:.1f}"
+    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def _fmt(v) -> str:
+    """One number with one decimal, ``–`` when missing."""
+    v = _number(v)
+    return "–" if v is None else f"{v:.1f}"
 
 
 def wide(models: dict[str, pd.DataFrame], *, chance: bool = True) -> pd.DataFrame:
@@ -49,7 +68,7 @@ def wide(models: dict[str, pd.DataFrame], *, chance: bool = True) -> pd.DataFram
     first = next(iter(models.values())).set_index("task")
     out = pd.DataFrame(index=first.index)
     if chance:
-        out["chance"] = first["chance"].map(lambda v: f"{v:.1f}")
+        out["chance"] = first["chance"].map(_fmt)
     for name, t in models.items():
         out[name] = t.set_index("task").apply(cell, axis=1)
     return out.fillna("")
@@ -82,7 +101,8 @@ def collect(run_dir: str | Path) -> dict:
     tracking.setup(record["tracking_uri"])
     client = mlflow.MlflowClient()
     out = {"run": layout.root.name, "parent": record["parent_run_id"], "zste": {},
-           "ablations": {}}
+           "ablations": {}, "status": record.get("status", ""),
+           "stopped_at": record.get("stopped_at")}
     for child in _children(client, record["parent_run_id"]):
         notebook = child.data.tags.get("teminal.notebook")
         if notebook == "03_zste":
@@ -126,7 +146,7 @@ def report(run_dir: str | Path) -> str:
         df = pd.DataFrame({r: t.set_index("task").apply(cell, axis=1) for r, t in rows.items()}).T
         chance = next((t for r, t in rows.items() if not r.startswith("probe")), None)
         if chance is not None:
-            df.loc["chance"] = chance.set_index("task")["chance"].map(lambda v: f"{v:.1f}")
+            df.loc["chance"] = chance.set_index("task")["chance"].map(_fmt)
         df.index.name = "setting"
         parts.append("### Ablations (Table 2 layout, held-out pairs)\n\n" + markdown(df.fillna("")))
         held = {r: t["zste_heldout"] for r, t in found["ablations"].items() if "zste_heldout" in t}
@@ -138,9 +158,20 @@ def report(run_dir: str | Path) -> str:
         by = {r: t["phrasings"].set_index(["task", "template"])["value"]
               for r, t in found["ablations"].items() if "phrasings" in t}
         if by:
-            df = pd.DataFrame(by).T.map(lambda v: f"{v:.1f}")
+            df = pd.DataFrame(by).T.map(_fmt)
             df.columns = [f"{task}: `{tpl}`" for task, tpl in df.columns]
             df.index.name = "setting"
             parts.append("### Ablations — held-out phrasings, template by template\n\n"
                          + markdown(df.fillna("")))
+    if len(parts) == 1:
+        parts.append(_nothing(found))
     return "\n\n".join(parts) + "\n"
+
+
+def _nothing(found: dict) -> str:
+    """Why a run has no table: its status and where it stopped."""
+    status = found.get("status") or "unknown"
+    where = f", stopped at {found['stopped_at']}" if found.get("stopped_at") else ""
+    return (f"No results: the run's status is {status}{where}, and no notebook of it logged "
+            "ZSTE tables (03_zste / 04_ablations). Continue it with `resume` or see its "
+            "executed notebooks.")

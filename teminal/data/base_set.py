@@ -70,9 +70,22 @@ class BaseSet:
         cols = ["filename", "fold", "target", "label"]
         h.update(self.clips[cols].to_csv(index=False, lineterminator="\n").encode())
         h.update(f"sample_rate={self.sample_rate}\n".encode())
-        for path in self.clips["path"]:
-            h.update(file_sha1(Path(path)).encode())
+        for digest in self.file_hashes.values():
+            h.update(digest.encode())
         return h.hexdigest()[:12]
+
+    @cached_property
+    def file_hashes(self) -> dict[str, str]:
+        """``{filename: sha1 of its bytes}`` in table order (what ``fingerprint`` covers; a run
+        records it in ``data.json`` so a changed file can be named)."""
+        return {str(f): file_sha1(Path(p)) for f, p in zip(self.clips["filename"], self.clips["path"])}
+
+
+def changed_files(recorded: dict[str, str], base: BaseSet) -> list[str]:
+    """Filenames whose content differs between ``recorded`` (``{filename: sha1}``) and
+    ``base``: changed, added or removed."""
+    now = base.file_hashes
+    return sorted(f for f in set(recorded) | set(now) if recorded.get(f) != now.get(f))
 
 
 def file_sha1(path: Path) -> str:
