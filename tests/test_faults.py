@@ -418,3 +418,20 @@ def test_rerun_after_the_data_changed_refuses_naming_the_file(esc50_copy, tmp_pa
     with pytest.raises(esc50.DatasetError, match=clip.name):
         pipeline.resume(layout.root)
     assert _runs(uri) == before  # refused before any run was made
+
+
+def test_a_notebooks_warnings_reach_mlflow_and_the_command_output(uri, capsys):
+    from teminal.run.session import _warnings_to_mlflow
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        with tracking.run(run_name="00_data_synthesis", tracking_uri=uri) as active:
+            record_to(_warnings_to_mlflow())
+            warn("allow_partial dropped 2 clips: 1-100-A-0.wav, 1-101-A-0.wav")
+            warn("a second one")
+    run = MlflowClient().get_run(active.info.run_id)
+    assert run.data.tags["teminal.warnings"].startswith("allow_partial dropped 2 clips")
+    runstate.print_warnings(MlflowClient(), active.info.run_id, "00_data_synthesis")
+    err = capsys.readouterr().err
+    assert "teminal: warning from 00_data_synthesis: allow_partial dropped 2 clips" in err
+    assert "teminal: warning from 00_data_synthesis: a second one" in err
