@@ -92,8 +92,9 @@ def check_finite(values: list[float], *, first_step: int, where: str, split: str
         f"{where}: the {split} loss is {values[bad]} at {at} (lr={config.lr:g}, "
         f"grad_clip={config.grad_clip:g}, batch_size={config.batch_size}, bf16={config.bf16}); "
         "training stopped there and nothing of this epoch was saved. Likely cause: a learning "
-        "rate too high for this stage (lower its lr, e.g. -p <section>.lr=...), no gradient "
-        "clipping (train.grad_clip), or non-finite input data")
+        "rate too high for this stage (lower it: -p stage_a.lr / stage_b.lr / "
+        "model.pretrain_lr / ablations.order_lr), no gradient clipping (-p train.grad_clip), "
+        "bf16 overflow (-p train.bf16=false), or non-finite input data")
 
 
 class StageTask(Protocol):

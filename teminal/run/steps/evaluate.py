@@ -75,10 +75,22 @@ def _read(S: Session, tag: str, key: str) -> Evaluation | None:
         return None
     if rec.get("key") != key:
         return None
-    frame = lambda v: None if v is None else pd.DataFrame(v)  # noqa: E731
     return Evaluation(label=rec["label"], tag=tag, key=key, reused=True,
-                      tables={k: pd.DataFrame(v) for k, v in rec["tables"].items()},
-                      zero_shot=frame(rec.get("zero_shot")), phrasings=frame(rec.get("phrasings")))
+                      tables={k: _frame(v) for k, v in rec["tables"].items()},
+                      zero_shot=_frame(rec.get("zero_shot")), phrasings=_frame(rec.get("phrasings")))
+
+
+NUMBERS = ("value", "chance", "ci_low", "ci_high")  # a missing one (null in JSON) reads as NaN
+
+
+def _frame(records: list[dict] | None) -> pd.DataFrame | None:
+    """A table read back from an evaluation file, its number columns float (null → NaN)."""
+    if records is None:
+        return None
+    df = pd.DataFrame(records)
+    for col in (c for c in NUMBERS if c in df):
+        df[col] = pd.to_numeric(df[col]).astype(float)
+    return df
 
 
 def _log(ev: Evaluation) -> None:
