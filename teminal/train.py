@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 from .progress import progress as progress_bar
 
-from .gates import SanityError
+from .gates import NonFiniteLoss, SanityError, check_finite_loss  # noqa: F401 (re-export)
 from .integrity import load_torch, save_torch
 from .tracking import config_hash
 
@@ -74,27 +74,6 @@ class TrainConfig:
     def fingerprint_fields(self) -> dict[str, Any]:
         """The fields that change what training computes (not ``checkpoint_every_s``)."""
         return {k: v for k, v in asdict(self).items() if k not in NOT_FINGERPRINTED}
-
-
-class NonFiniteLoss(SanityError):
-    """A training or validation loss became NaN or ±inf: the run stops at that step (SPEC §6)."""
-
-
-def check_finite(values: list[float], *, first_step: int, where: str, split: str,
-                 config: TrainConfig) -> None:
-    """``NonFiniteLoss`` at the first non-finite value of ``values`` (losses of consecutive
-    optimizer steps from ``first_step``; one per epoch for ``split="val"``)."""
-    bad = next((k for k, v in enumerate(values) if not math.isfinite(v)), None)
-    if bad is None:
-        return
-    at = f"optimizer step {first_step + bad}" if split == "train" else f"step {first_step}"
-    raise NonFiniteLoss(
-        f"{where}: the {split} loss is {values[bad]} at {at} (lr={config.lr:g}, "
-        f"grad_clip={config.grad_clip:g}, batch_size={config.batch_size}, bf16={config.bf16}); "
-        "training stopped there and nothing of this epoch was saved. Likely cause: a learning "
-        "rate too high for this stage (lower it: -p stage_a.lr / stage_b.lr / "
-        "model.pretrain_lr / ablations.order_lr), no gradient clipping (-p train.grad_clip), "
-        "bf16 overflow (-p train.bf16=false), or non-finite input data")
 
 
 class StageTask(Protocol):
@@ -178,6 +157,12 @@ def check_trainable(n_train: int, batch_size: int, *, where: str) -> None:
         raise SanityError(f"{where}: the training split 'train' has {n_train} rows, fewer than "
                           f"one batch (batch_size={batch_size}), so no optimizer step would be "
                           f"made: {fix} (SPEC §6)")
+
+
+def _settings(config: TrainConfig) -> str:
+    """The optimisation settings a non-finite loss is reported with."""
+    return (f"lr={config.lr:g}, grad_clip={config.grad_clip:g}, batch_size={config.batch_size}, "
+            f"bf16={config.bf16}")
 
 
 def _check_out_dir(out_dir: Path, fingerprint: str) -> dict | None:
@@ -366,7 +351,8 @@ def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
         step_values, lrs = _train_epoch(task, batches, optimizer, scheduler, flat, config, autocast)
         first = epoch * steps_per_epoch
         where = f"{metric_prefix or 'stage '}{out_dir.name}, epoch {epoch + 1}"
-        check_finite(step_values, first_step=first, where=where, split="train", config=config)
+        check_finite_loss(step_values, first_step=first, where=where, split="train",
+                          settings=_settings(config))
         for k, (value, lr) in enumerate(zip(step_values, lrs)):
             log.add("train/loss", value, first + k)
             log.add("train/lr", lr, first + k)
@@ -375,8 +361,8 @@ def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
         model.eval()
         val = evaluate_loss(task, batch_size=config.batch_size, autocast=autocast)
         if task.n_val >= 2 and not math.isfinite(val):  # NaN here is not "no validation"
-            check_finite([val], first_step=first + steps_per_epoch, where=where, split="val",
-                         config=config)
+            check_finite_loss([val], first_step=first + steps_per_epoch, where=where,
+                              split="val", settings=_settings(config))
         tic = _add_time(timings, "validation", tic)
         train_loss = sum(step_values) / steps_per_epoch
         step = (epoch + 1) * steps_per_epoch

@@ -224,6 +224,23 @@ def test_non_finite_loss_stops_training_at_that_step(tmp_path):
     assert not list((tmp_path / "ck").glob("*.pt"))  # nothing saved
 
 
+def test_a_model_with_non_finite_weights_is_not_evaluated():
+    from teminal.gates import SanityError
+    from teminal.run.steps.evaluate import check_finite_model, check_finite_tables
+
+    model = TinyClap(config=TinyConfig())
+    check_finite_model(model, label="T-AB", tag="B")
+    with torch.no_grad():
+        model.trainable_parameters()[0].view(-1)[0] = float("nan")
+    with pytest.raises(SanityError, match=r"model T-AB \(checkpoints/B\) has non-finite weights"):
+        check_finite_model(model, label="T-AB", tag="B")
+    import pandas as pd
+
+    with pytest.raises(SanityError, match=r"zste of model T-AB: non-finite value for tasks \['1A'\]"):
+        check_finite_tables({"zste": pd.DataFrame({"task": ["1A", "1B"], "value": [float("nan"), 50.0]})},
+                            label="T-AB")
+
+
 @pytest.mark.parametrize("item, match", [
     ("stage_b.lr=inf", r"stage_b.lr: Input should be a finite number"),
     ("stage_a.lr=-.inf", r"stage_a.lr: Input should be a finite number"),
@@ -435,3 +452,10 @@ def test_a_notebooks_warnings_reach_mlflow_and_the_command_output(uri, capsys):
     err = capsys.readouterr().err
     assert "teminal: warning from 00_data_synthesis: allow_partial dropped 2 clips" in err
     assert "teminal: warning from 00_data_synthesis: a second one" in err
+
+
+def test_report_of_a_failed_run_says_why_there_is_nothing(tmp_path, uri):
+    layout, parent, _ = _pipeline_folder(tmp_path, uri)
+    runstate.close_parent(layout, parent, "FAILED", "01_stage_a")
+    text = report.report(layout.root)
+    assert "No results: the run's status is FAILED, stopped at 01_stage_a" in text
