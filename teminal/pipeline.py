@@ -94,7 +94,7 @@ def execute_notebook(*, notebook: str, layout: RunLayout, config: RunConfig, out
         os.environ.pop(RUN_ID_ENV, None)
         seconds = round(time.perf_counter() - start, 1)
         problems = close_notebook(layout, notebook, run_id, status, output,
-                                   dict(entry, status=status, seconds=seconds) if record else None)
+                                  dict(entry, status=status, seconds=seconds) if record else None)
         if status == "FINISHED" and not problems:
             try_step(lambda: mlflow_client().log_metric(parent_run_id, f"time/{notebook}", seconds))
     if status == "KILLED":
