@@ -459,3 +459,17 @@ def test_report_of_a_failed_run_says_why_there_is_nothing(tmp_path, uri):
     runstate.close_parent(layout, parent, "FAILED", "01_stage_a")
     text = report.report(layout.root)
     assert "No results: the run's status is FAILED, stopped at 01_stage_a" in text
+
+
+def test_a_damaged_evaluation_file_is_named_and_computed_again(tmp_path):
+    from teminal.run.steps.evaluate import _read
+
+    S = _session(tmp_path / "run")
+    path = S.layout.evaluation("B")
+    integrity.write_json(path, {"label": "T-AB", "tag": "B", "key": "k", "zero_shot": None,
+                                "tables": {"zste": [{"task": "1A", "value": 50.0, "ci_low": None}]}})
+    ev = _read(S, "B", "k")
+    assert ev.reused and ev.tables["zste"]["ci_low"].dtype == float  # null reads as NaN
+    path.write_text(path.read_text().replace("50.0", "45.0"))
+    with pytest.warns(TeminalWarning, match="B.json is damaged"):
+        assert _read(S, "B", "k") is None
