@@ -153,9 +153,12 @@ def check_same_base(layout: RunLayout, base: esc50.BaseSet) -> None:
     record = read_json(layout.data_file)
     if record.get("fingerprint") in (None, base.fingerprint):
         return
-    changed = changed_files(record["files"], base) if "files" in record else []
-    named = (f"changed files ({len(changed)}): {', '.join(changed[:10])}"
-             + (" …" if len(changed) > 10 else "")) if changed else "the clip table changed"
+    if "files" not in record:
+        named = "this run's data.json predates per-file hashes, so the files cannot be named"
+    else:
+        changed = changed_files(record["files"], base)
+        named = (f"changed files ({len(changed)}): {', '.join(changed[:10])}"
+                 + (" …" if len(changed) > 10 else "")) if changed else "the clip table changed"
     raise DatasetError(
         f"the base set at {base.root} changed since this run recorded it in {layout.data_file} "
         f"(fingerprint {record['fingerprint']} → {base.fingerprint}); {named}. This run's "
