@@ -50,10 +50,20 @@ class Recipe:
         return hashlib.sha1(blob).hexdigest()[:12]
 
 
+class NonFiniteAudio(ValueError):
+    """An audio file holds NaN or ±inf samples; the message names it."""
+
+
+class CancellingChannels(ValueError):
+    """A multichannel audio file whose channels cancel in the mono mix; the message names it."""
+
+
 def read_audio(path: str | Path, *, sample_rate: int | None = None) -> np.ndarray:
     """Read ``path`` as mono float32, resampled to ``sample_rate`` (keep the file's if None).
 
-    Raises ``ValueError`` naming the file when it cannot be decoded or holds no samples.
+    Raises ``ValueError`` naming the file when it cannot be decoded, holds no samples, holds
+    NaN or ±inf samples (SPEC §6: a data error, never a NaN loss later), or is a multichannel
+    file whose channels cancel in the mono mix (e.g. one channel the negative of the other).
     """
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -61,10 +71,31 @@ def read_audio(path: str | Path, *, sample_rate: int | None = None) -> np.ndarra
         raise ValueError(f"cannot read audio file {path}: {exc}") from exc
     if data.shape[0] == 0:
         raise ValueError(f"audio file {path} holds no samples")
+    if not np.isfinite(data).all():
+        n = int((~np.isfinite(data)).sum())
+        raise NonFiniteAudio(f"audio file {path} holds {n} non-finite samples (NaN or inf): a "
+                         "damaged file; replace it or drop it (-p data.allow_partial=true)")
     mono = data.mean(axis=1)
+    check_mono_mix(data, mono, path=path)
     if sample_rate is not None and sr != sample_rate:
         mono = resample(mono, orig=sr, new=sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+CANCEL_RATIO = 0.01
+"""A multichannel file whose mono mix has under 1 % of its loudest channel's RMS cancels."""
+
+
+def check_mono_mix(data: np.ndarray, mono: np.ndarray, *, path) -> None:
+    """``CancellingChannels`` naming ``path`` when ``data`` [S, C] has sound but its mono mix
+    ``mono`` [S] is (near) silence: the channels cancel (one is the other's negative)."""
+    if data.shape[1] < 2:
+        return
+    loudest = max(rms(data[:, c]) for c in range(data.shape[1]))
+    if loudest > 1e-6 and rms(mono) < CANCEL_RATIO * loudest:
+        raise CancellingChannels(f"audio file {path}: its {data.shape[1]} channels cancel in the mono "
+                         f"mix (mix RMS {rms(mono):.2g} vs channel RMS {loudest:.2g}; a channel "
+                         "is inverted): fix the file (e.g. keep one channel) or drop it")
 
 
 def resample(x: np.ndarray, *, orig: int, new: int) -> np.ndarray:

@@ -13,10 +13,14 @@ for all recipes and base sets. Changing any one of these never reuses a stale en
 folder holds ``meta.json`` (what its key covers, human readable), an append-only set of shard
 files (``<uuid>.pt``: per field, the keys, one flat tensor and the shapes, see ``pack``;
 thousands of small tensors would make loading slow) and ``index.json`` (``{key: {"shard":
-name, "fields": [...]}}``) written atomically (temp file + ``os.replace``). Tensors are
-stored as ``dtype`` (float16 by default) and returned as float32. A shard that is missing or
-unreadable is dropped from the index and its entries are recomputed. One writer per folder at
-a time (a second writer only loses index entries, which are then recomputed).
+name, "fields": [...]}}``). Tensors are stored as ``dtype`` (float16 by default) and
+returned as float32. Every file is written atomically and every shard carries a sha256 trailer
+(``teminal.integrity``, SPEC §6): a shard that is missing, unreadable, without a checksum or
+whose content does not match it (a flipped sign, NaN written over it) is a ``TeminalWarning``
+naming the file, its entries are dropped and recomputed, never used. Writers of one folder take
+turns under a file lock (``.lock``: new shard + index merge), so concurrent runs keep the index
+consistent; shards no index entry references (a superseded or damaged one, or one a crashed
+writer left) are deleted.
 
 Memory: the entries of one ``audio`` call are held only during that call (the shards it
 needs are read from disk, the result is returned, and they are dropped), so a caller that asks
@@ -29,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from collections import defaultdict
 from dataclasses import asdict
@@ -40,8 +43,10 @@ import numpy as np
 import torch
 
 from .audio import Recipe
+from .integrity import file_lock, load_torch, save_torch, verify_file, write_atomic
 from .progress import progress as progress_bar
 from .models.base import AudioFeatures, Backbone, TextFeatures
+from .warn import warn
 
 
 def fingerprint(tensors: Iterable[tuple[str, torch.Tensor]], *, extra: dict) -> str:
@@ -53,16 +58,6 @@ def fingerprint(tensors: Iterable[tuple[str, torch.Tensor]], *, extra: dict) -> 
         h.update(f"{name}|{t.dtype}|{t.numel()}".encode())
         h.update(t.view(torch.uint8).numpy())
     return h.hexdigest()[:20]
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def pack(items: dict[str, dict[str, torch.Tensor]]) -> dict:
@@ -95,13 +90,17 @@ def unpack(blob: dict) -> dict[str, dict[str, torch.Tensor]]:
 
 
 class _ShardStore:
-    """Append-only shards of ``{key: {field: tensor}}`` plus an atomically written index."""
+    """Append-only shards of ``{key: {field: tensor}}`` plus an index, under a file lock."""
 
     def __init__(self, path: Path, dtype: torch.dtype) -> None:
         self.path, self.dtype = path, dtype
         path.mkdir(parents=True, exist_ok=True)
-        self.index: dict[str, dict] = self._read_index()
+        self.lock = path / ".lock"
+        with file_lock(self.lock):
+            self.index: dict[str, dict] = self._read_index()
+            self._clean()
         self.mem: dict[str, dict[str, torch.Tensor]] = {}
+        self.dropped: dict[str, str] = {}  # key → the damaged shard it pointed to
 
     def _read_index(self) -> dict[str, dict]:
         f = self.path / "index.json"
@@ -112,9 +111,32 @@ class _ShardStore:
         except (OSError, json.JSONDecodeError):
             return {}  # an unreadable index: everything is recomputed
 
+    def _clean(self) -> None:
+        """Delete shards (and stale temporary files) the index does not reference; call
+        under the lock (a writer holds it from its shard's write to its index update)."""
+        used = {entry["shard"] for entry in self.index.values()}
+        for f in self.path.glob("*.pt"):
+            if f.name not in used:
+                f.unlink(missing_ok=True)
+        for f in self.path.glob(".*.tmp"):
+            f.unlink(missing_ok=True)
+
     def has(self, key: str, fields: tuple[str, ...]) -> bool:
         entry = self.index.get(key)
         return entry is not None and all(f in entry["fields"] for f in fields)
+
+    def _read_shard(self, shard: str) -> dict:
+        """A shard's entries, or {} (with a warning naming it) when it is missing, damaged
+        or unverifiable."""
+        path = self.path / shard
+        try:
+            if verify_file(path) is not True:
+                raise ValueError("no checksum, or its content does not match it")
+            return unpack(load_torch(path, weights_only=True, what="cache shard"))
+        except Exception as exc:  # noqa: BLE001 — any damage: recompute
+            warn(f"trunk cache shard {path} is damaged or unverifiable ({exc}); its entries "
+                 "are recomputed")
+            return {}
 
     def load(self, keys: Iterable[str]) -> None:
         """Bring the shards holding ``keys`` into memory; drop entries of broken shards."""
@@ -126,18 +148,16 @@ class _ShardStore:
         for key, entry in self.index.items():
             by_shard[entry["shard"]].append(key)
         for shard in sorted(shards):
-            try:
-                blob = unpack(torch.load(self.path / shard, map_location="cpu", weights_only=True))
-            except Exception:  # missing or corrupt shard: forget its entries
-                blob = {}
+            blob = self._read_shard(shard)
             for key in by_shard[shard]:
                 if key in blob:
                     self.mem[key] = blob[key]
                 else:
                     del self.index[key]
+                    self.dropped[key] = shard
 
     def put(self, items: dict[str, dict[str, torch.Tensor]]) -> None:
-        """Write one new shard and point the index at it."""
+        """Write one new shard and point the index at it (under the folder's lock)."""
         if not items:
             return
         for field in (f for v in items.values() for f in v.values()):
@@ -145,15 +165,19 @@ class _ShardStore:
                 raise ValueError(f"trunk output does not fit {self.dtype} (inf/nan); build the "
                                  "TrunkCache with dtype=torch.float32")
         shard = f"{uuid.uuid4().hex}.pt"
-        _write_atomic(self.path / shard, lambda p: torch.save(pack(items), p))
-        current = self._read_index()  # merge with what another writer may have added
-        current.update(self.index)
-        for key, fields in items.items():
-            current[key] = {"shard": shard, "fields": sorted(fields)}
-            self.mem[key] = fields
-        self.index = current
-        _write_atomic(self.path / "index.json",
-                      lambda p: p.write_text(json.dumps(self.index)))
+        with file_lock(self.lock):
+            save_torch(pack(items), self.path / shard)
+            current = self._read_index()  # what other writers added meanwhile
+            for key, bad in self.dropped.items():  # unless another writer replaced it
+                if current.get(key, {}).get("shard") == bad:
+                    del current[key]
+            self.dropped.clear()
+            for key, fields in items.items():
+                current[key] = {"shard": shard, "fields": sorted(fields)}
+                self.mem[key] = fields
+            self.index = current
+            write_atomic(self.path / "index.json", lambda p: p.write_text(json.dumps(current)))
+            self._clean()
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -177,7 +201,7 @@ def _write_meta(folder: Path, info: dict) -> None:
     """``folder/meta.json`` once (an existing one is kept: never overwrite earlier results)."""
     meta = folder / "meta.json"
     if not meta.exists():
-        _write_atomic(meta, lambda p: p.write_text(json.dumps(info, indent=1, default=str)))
+        write_atomic(meta, lambda p: p.write_text(json.dumps(info, indent=1, default=str)))
 
 
 class TrunkCache:

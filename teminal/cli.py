@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 
 from . import hints, tracking
+from .data.base_set import DatasetError
 from .gates import SanityError
+from .integrity import IntegrityError
 from .pipeline import Interrupted, PipelineError, planned, rerun_notebook, resume, run_pipeline
 from .run.config import ConfigError, apply_overrides, load_config
 
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:
                 Path(args.out).write_text(text)
             print(text)
-    except (ConfigError, PipelineError, SanityError, FileNotFoundError, FileExistsError) as exc:
+    except (ConfigError, PipelineError, SanityError, DatasetError, IntegrityError,
+            FileNotFoundError, FileExistsError) as exc:
         print(f"teminal: error: {exc}", file=sys.stderr)
         return 1
     except Interrupted as exc:

@@ -40,3 +40,16 @@ def render_html(path: str | Path) -> Path:
     out = path.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
+
+
+def log_copy(client, run_id: str, output: Path) -> None:
+    """The executed copy, without jupytext pairing, and its HTML rendering, as artifacts
+    ``notebook/<copy>.ipynb`` and ``notebook/<copy>.html`` (the MLflow UI shows the page)."""
+    unpair(output)
+    client.log_artifact(run_id, str(output), artifact_path="notebook")
+    try:
+        page = render_html(output)
+    except Exception as exc:  # noqa: BLE001 — the copy is the record; the page is a view of it
+        print(f"teminal: no HTML rendering of {Path(output).name}: {exc!r}", flush=True)
+        return
+    client.log_artifact(run_id, str(page), artifact_path="notebook")

@@ -105,7 +105,8 @@ def collect(run_dir: str | Path) -> dict:
     client = mlflow.MlflowClient()
     out = {"run": layout.root.name, "parent": record["parent_run_id"], "zste": {},
            "ablations": {}, "comparisons": [], "config": layout.read_config(),
-           "status": client.get_run(record["parent_run_id"]).info.status, "stopped": {}}
+           "status": client.get_run(record["parent_run_id"]).info.status, "stopped": {},
+           "stopped_at": record.get("stopped_at")}
     for child in _children(client, record["parent_run_id"]):
         notebook = child.data.tags.get("teminal.notebook")
         if child.info.status in ("FAILED", "KILLED"):
@@ -127,11 +128,29 @@ def collect(run_dir: str | Path) -> dict:
     return out
 
 
+def _number(v) -> float | None:
+    """A finite float, or None for a missing / null / NaN value."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v and abs(v) != float("inf") else None
+
+
 def cell(row) -> str:
-    """A table row's own figure ``value [low, high]`` (one seed, evaluation sampling only)."""
-    if row.ci_low != row.ci_low:  # NaN: no interval
-        return f"{row.value:.1f}"
-    return f"{row.value:.1f} [{row.ci_low:.1f}, {row.ci_high:.1f}]"
+    """``value [low, high]``; ``value`` without an interval; ``–`` for a missing value."""
+    value, low, high = (_number(getattr(row, k, None)) for k in ("value", "ci_low", "ci_high"))
+    if value is None:
+        return "–"
+    if low is None or high is None:
+        return f"{value:.1f}"
+    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def _fmt(v) -> str:
+    """One number with one decimal, ``–`` when missing."""
+    v = _number(v)
+    return "–" if v is None else f"{v:.1f}"
 
 
 @dataclass(frozen=True)
@@ -159,7 +178,7 @@ def _chance(evs: dict[str, Evaluated], set_name: str) -> pd.Series:
     for ev in evs.values():
         t = next(iter(ev.tables.values())).get(set_name)
         if t is not None:
-            return t.set_index("task")["chance"].map(lambda v: f"{v:.1f}")
+            return t.set_index("task")["chance"].map(_fmt)
     return pd.Series(dtype=object)
 
 
@@ -178,13 +197,18 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def stopped_note(found: dict) -> str:
-    """Why a run has no (or not every) table: each stopped notebook and its reason (the MLflow
-    tag ``teminal.failed_reason``, else its run status)."""
-    lines = [f"**Run status: {found['status']}.**"
-             + ("" if found["zste"] or found["ablations"] else " There are no results.")]
+    """Why a run has no (or not every) table: its status, where it stopped, and each stopped
+    notebook with its reason (the MLflow tag ``teminal.failed_reason``, else its run status)."""
+    status = found.get("status") or "unknown"
+    where = f", stopped at {found['stopped_at']}" if found.get("stopped_at") else ""
+    if found["zste"] or found["ablations"]:
+        lines = [f"**Run status: {status}{where}.** Not every notebook finished:"]
+    else:
+        lines = [f"**Run status: {status}.** There are no results.",
+                 f"No results: the run's status is {status}{where}, and no notebook of it "
+                 "logged ZSTE tables (03_zste / 04_ablations). Continue it with `resume` or see "
+                 "its executed notebooks."]
     lines += [f"- `{nb}` stopped: {why}" for nb, why in found["stopped"].items()]
-    if not found["stopped"]:
-        lines.append("- no notebook of this run evaluated a model (03_zste, 04_ablations)")
     return "\n".join(lines)
 
 
@@ -319,3 +343,4 @@ def report(run_dir: str | Path) -> str:
     if diff:
         parts.append(diff)
     return "\n\n".join(parts) + "\n"
+

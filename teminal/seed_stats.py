@@ -22,7 +22,7 @@ Intervals here are in percent.
 """
 from __future__ import annotations
 
-import os
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import intervals
+from .integrity import write_atomic
 from .intervals import Interval
 
 ID_COLUMNS = ("row", "audio", "i", "j", "label", "key", "cluster", "phrasing")
@@ -50,11 +51,14 @@ def item_table(items: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
 
 
 def write_items(table: pd.DataFrame, path: Path) -> None:
-    """Write ``item_table`` output as parquet, atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    """Write ``item_table`` output as parquet, atomically (``integrity.write_atomic``; no
+    trailer, which parquet readers would refuse: the evaluation record carries its sha256)."""
+    write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (the per-item parquet's, kept in its evaluation record)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _items(table: pd.DataFrame, set_name: str, task: str) -> pd.DataFrame:

@@ -5,6 +5,11 @@ The store is a SQLite database at ``<repo>/mlruns/mlflow.db`` with artifacts und
 absolute, resolved from the repository root, so the pipeline, papermill kernels and nbval
 all write to the same store. ``TEMINAL_TRACKING_URI`` (or an explicit ``tracking_uri``)
 points elsewhere — the tests use it to keep the user's store untouched.
+
+The store's first-time set-up (SQLite schema, the experiment) runs under a file lock
+(``<db>.lock``), so two runs started together on a new store do not both create it.
+``terminate`` ends a run and every run nested under it that is still open (a kernel killed
+mid-notebook leaves its nested runs RUNNING).
 """
 from __future__ import annotations
 
@@ -12,14 +17,17 @@ import hashlib
 import json
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from .integrity import file_lock
+
 EXPERIMENT = "teminal"
+OPEN = ("RUNNING", "SCHEDULED")  # MLflow statuses of a run nobody has ended
 
 
 def repo_root() -> Path:
@@ -52,16 +60,43 @@ def setup(tracking_uri: str = "", experiment: str = EXPERIMENT) -> str:
     for name in ("mlflow", "alembic"):  # their INFO lines (database set-up) are noise here
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri or default_tracking_uri()
+    guard = nullcontext()
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
-    found = client.get_experiment_by_name(experiment)
-    exp_id = found.experiment_id if found else client.create_experiment(
-        experiment, artifact_location=f"{artifact_root(uri)}/{experiment}"
-    )
+        db = Path(uri[len("sqlite:///"):])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        guard = file_lock(db.with_name(db.name + ".lock"))
+    with guard:
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient()  # creates / migrates the SQLite schema on first use
+        found = client.get_experiment_by_name(experiment)
+        exp_id = found.experiment_id if found else client.create_experiment(
+            experiment, artifact_location=f"{artifact_root(uri)}/{experiment}"
+        )
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def descendants(client: MlflowClient, run_id: str) -> list:
+    """Every run nested (at any depth) under ``run_id``."""
+    exp = client.get_run(run_id).info.experiment_id
+    out, todo = [], [run_id]
+    while todo:
+        parent = todo.pop()
+        children = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+                                      max_results=5000)
+        out += children
+        todo += [c.info.run_id for c in children]
+    return out
+
+
+def terminate(client: MlflowClient, run_id: str, status: str, *, nested: bool = True) -> None:
+    """End ``run_id`` with ``status`` and, with ``nested``, every open run under it (a run
+    already ended keeps its status)."""
+    if nested:
+        for run in descendants(client, run_id):
+            if run.info.status in OPEN:
+                client.set_terminated(run.info.run_id, status=status)
+    client.set_terminated(run_id, status=status)
 
 
 def create_run(*, run_name: str, parent_run_id: str = "", tags: dict[str, str] | None = None,

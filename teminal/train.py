@@ -5,8 +5,10 @@ compute the loss of a batch of row indices (features come from the trunk cache, 
 only runs the trainable heads). ``fit`` owns the rest: the sanity gate (SPEC §6), optimizer
 (parameters or parameter groups), schedule, bf16 autocast (CUDA, or a CPU with native bf16
 matmuls), gradient clipping, a
-progress bar, MLflow metrics (one batch per epoch), checkpoints written atomically, and
-resuming from ``last.pt`` after an interruption:
+progress bar, MLflow metrics (one batch per epoch), checkpoints written atomically with a
+content checksum (``teminal.integrity``; a damaged one stops the run naming it), resuming from
+``last.pt`` after an interruption, and a stop at the first non-finite loss (SPEC §6:
+``NonFiniteLoss`` names the step, the stage and the parameters to look at; nothing is saved):
 
 - ``best.pt`` (heads only) whenever the validation loss improves;
 - ``last.pt`` (heads, optimizer, scheduler, random states, history) at most every
@@ -18,7 +20,6 @@ error naming the folder.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 from .progress import progress as progress_bar
 
-from .gates import SanityError
+from .gates import NonFiniteLoss, SanityError, check_finite_loss  # noqa: F401 (re-export)
+from .integrity import load_torch, save_torch
 from .tracking import config_hash
 
 OPTIMIZERS = ("adam", "adamw")
@@ -157,16 +159,16 @@ def check_trainable(n_train: int, batch_size: int, *, where: str) -> None:
                           f"made: {fix} (SPEC §6)")
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _settings(config: TrainConfig) -> str:
+    """The optimisation settings a non-finite loss is reported with."""
+    return (f"lr={config.lr:g}, grad_clip={config.grad_clip:g}, batch_size={config.batch_size}, "
+            f"bf16={config.bf16}")
 
 
 def _check_out_dir(out_dir: Path, fingerprint: str) -> dict | None:
     """The resumable ``last.pt`` state, or None for a fresh start. A folder whose ``last.pt``
     or ``best.pt`` was trained with another configuration is an error (never overwritten)."""
-    states = {name: torch.load(out_dir / name, map_location="cpu", weights_only=False)
+    states = {name: load_torch(out_dir / name, weights_only=False)  # IntegrityError if damaged
               for name in ("last.pt", "best.pt") if (out_dir / name).exists()}
     for name, state in states.items():
         if state.get("fingerprint") != fingerprint:
@@ -353,6 +355,9 @@ def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
         batches = order[: steps_per_epoch * config.batch_size].view(steps_per_epoch, -1)  # (S, B)
         step_values, lrs = _train_epoch(task, batches, optimizer, scheduler, flat, config, autocast)
         done = epoch * steps_per_epoch  # optimizer steps before this epoch
+        where = f"{metric_prefix or 'stage '}{out_dir.name}, epoch {epoch + 1}"
+        check_finite_loss(step_values, first_step=done + 1, where=where, split="train",
+                          settings=_settings(config))
         for k, (value, lr) in enumerate(zip(step_values, lrs)):
             log.add("train/loss", value, done + k + 1)  # after step done + k + 1
             log.add("train/lr", lr, done + k + 1)
@@ -360,6 +365,9 @@ def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
         tic = _add_time(timings, "train steps", tic)
         model.eval()
         val = evaluate_loss(task, batch_size=config.batch_size, autocast=autocast)
+        if task.n_val >= 2 and not math.isfinite(val):  # NaN here is not "no validation"
+            check_finite_loss([val], first_step=done + steps_per_epoch, where=where,
+                              split="val", settings=_settings(config))
         tic = _add_time(timings, "validation", tic)
         train_loss = sum(step_values) / steps_per_epoch
         step = (epoch + 1) * steps_per_epoch
@@ -371,13 +379,13 @@ def fit(*, task: StageTask, model: nn.Module, params: list, config: TrainConfig,
         improved = not math.isnan(val) and val < best_val
         if improved or (math.isnan(val) and epoch + 1 == config.epochs):
             best_val = val if improved else best_val
-            _atomic_save({"head": head_state(), "epoch": epoch + 1, "val_loss": val,
-                          "fingerprint": fingerprint}, out_dir / "best.pt")
+            save_torch({"head": head_state(), "epoch": epoch + 1, "val_loss": val,
+                        "fingerprint": fingerprint}, out_dir / "best.pt")
         if epoch + 1 == config.epochs or time.monotonic() - last_write >= config.checkpoint_every_s:
-            _atomic_save({"head": head_state(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                          "best_val": best_val, "history": history, "fingerprint": fingerprint,
-                          "random": _random_state(generators)}, out_dir / "last.pt")
+            save_torch({"head": head_state(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                        "best_val": best_val, "history": history, "fingerprint": fingerprint,
+                        "random": _random_state(generators)}, out_dir / "last.pt")
             last_write = time.monotonic()
         _add_time(timings, "checkpoints and metrics", tic)
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val:.3f}")
@@ -394,4 +402,4 @@ def load_checkpoint_head(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (did the stage that writes it run?)")
-    return torch.load(path, map_location="cpu", weights_only=False)["head"]
+    return load_torch(path, weights_only=False)["head"]  # IntegrityError if damaged

@@ -12,6 +12,7 @@ from model_fixtures import grads, info_nce, synth_wave
 
 from teminal.audio import Recipe
 from teminal.cache import TrunkCache, pack, unpack
+from teminal.integrity import save_torch
 from teminal.models.msclap import MsClap
 from teminal.models.tiny import TinyClap, TinyConfig
 
@@ -142,8 +143,8 @@ def test_shards_of_the_earlier_unpacked_format_are_still_read(tiny, recipe, tmp_
     c = _cache(tmp_path, tiny, recipe)
     texts = ["a dog barks", "rain"]
     want = c.text(texts)
-    for shard in c.text_dir.glob("*.pt"):  # rewrite as {key: {field: tensor}}
-        torch.save(unpack(torch.load(shard, weights_only=True)), shard)
+    for shard in c.text_dir.glob("*.pt"):  # rewrite as {key: {field: tensor}} (checksummed)
+        save_torch(unpack(torch.load(shard, weights_only=True)), shard)
     again = _cache(tmp_path, tiny, recipe)
     again.backbone = None  # would fail if anything were recomputed
     got = again.text(texts)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,13 +19,16 @@ import pandas as pd
 import soundfile as sf
 
 from .. import hints
+from ..audio import CancellingChannels, NonFiniteAudio, read_audio
+from ..warn import warn
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 ESC50_CLIPS = 2000
 ESC50_CLASSES = 50
 ESC50_FOLDS = (1, 2, 3, 4, 5)
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
-PROBLEMS = ("missing", "empty", "unreadable", "wrong-rate", "wrong-duration")
+PROBLEMS = ("missing", "empty", "unreadable", "wrong-rate", "wrong-duration", "non-finite",
+            "channels-cancel")
 _SHOW = 10  # file names listed per problem in an error message
 
 
@@ -69,9 +71,22 @@ class BaseSet:
         cols = ["filename", "fold", "target", "label"]
         h.update(self.clips[cols].to_csv(index=False, lineterminator="\n").encode())
         h.update(f"sample_rate={self.sample_rate}\n".encode())
-        for path in self.clips["path"]:
-            h.update(file_sha1(Path(path)).encode())
+        for digest in self.file_hashes.values():
+            h.update(digest.encode())
         return h.hexdigest()[:12]
+
+    @cached_property
+    def file_hashes(self) -> dict[str, str]:
+        """``{filename: sha1 of its bytes}`` in table order (what ``fingerprint`` covers; a run
+        records it in ``data.json`` so a changed file can be named)."""
+        return {str(f): file_sha1(Path(p)) for f, p in zip(self.clips["filename"], self.clips["path"])}
+
+
+def changed_files(recorded: dict[str, str], base: BaseSet) -> list[str]:
+    """Filenames whose content differs between ``recorded`` (``{filename: sha1}``) and
+    ``base``: changed, added or removed."""
+    now = base.file_hashes
+    return sorted(f for f in set(recorded) | set(now) if recorded.get(f) != now.get(f))
 
 
 def file_sha1(path: Path) -> str:
@@ -133,9 +148,10 @@ def build_base(root: Path, table: pd.DataFrame, *, allow_partial: bool, name: st
         if not allow_partial:
             raise DatasetError(
                 f"{summary}\nRe-download into a fresh folder (teminal.data.esc50.download), or "
-                f"continue without these clips with load({str(root)!r}, allow_partial=True)."
+                "continue without these clips: -p data.allow_partial=true on the command line "
+                f"(in Python: load({str(root)!r}, allow_partial=True))."
             )
-        warnings.warn(f"{summary}\nallow_partial=True: these rows are dropped.", stacklevel=3)
+        warn(f"{summary}\ndata.allow_partial=true: these rows are dropped.", stacklevel=3)
         table = table[~table["filename"].isin(bad)].reset_index(drop=True)
         empty = sorted(set(range(len(classes))) - set(table["target"]))
         if empty:
@@ -214,8 +230,12 @@ def inspect_audio(table: pd.DataFrame) -> tuple[dict[str, list[str]], int, int]:
                 continue
             if i.frames == 0:
                 problems["empty"].append(name)
-            else:
-                info[name] = (int(i.samplerate), int(i.frames))
+                continue
+            info[name] = (int(i.samplerate), int(i.frames))
+            bad = _sample_problem(path, i)
+            if bad:
+                problems[bad].append(name)
+                info.pop(name)
     if not info:
         raise DatasetError(f"no readable audio file under {Path(table['path'].iloc[0]).parent}")
     rate = pd.Series([r for r, _ in info.values()]).mode().iloc[0]
@@ -226,6 +246,21 @@ def inspect_audio(table: pd.DataFrame) -> tuple[dict[str, list[str]], int, int]:
         elif abs(n - frames) > rate / 1000:
             problems["wrong-duration"].append(name)
     return problems, int(rate), int(frames)
+
+
+def _sample_problem(path: str, info) -> str | None:
+    """``"non-finite"`` / ``"channels-cancel"`` when the samples are unusable, else None.
+    Only float files can hold NaN/inf and only multichannel ones can cancel: integer mono
+    files (ESC-50) are not read here."""
+    if not info.subtype.startswith(("FLOAT", "DOUBLE")) and info.channels < 2:
+        return None
+    try:
+        read_audio(path)
+    except NonFiniteAudio:
+        return "non-finite"
+    except CancellingChannels:
+        return "channels-cancel"
+    return None
 
 
 def problem_summary(root: Path, problems: dict[str, list[str]], *, n_rows: int) -> str:

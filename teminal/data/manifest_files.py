@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..integrity import write_atomic
 
 SPLITS = ("train", "val", "test", "seen")  # pair tables (stage A, stage B)
 SINGLE_SPLITS = ("train", "val", "test", "paired")  # singles table
@@ -80,9 +81,7 @@ def write_manifests(m: Manifests, out_dir: str | Path) -> Path:
     for fname, text in texts.items():
         path = out / fname
         if not path.exists():
-            tmp = path.with_name(f".{fname}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            write_atomic(path, lambda p, text=text: p.write_text(text))
     return out
 
 

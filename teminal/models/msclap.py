@@ -45,6 +45,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, GPT2Config
 
 from ..cache import fingerprint
+from ..integrity import save_torch
 from .base import AudioFeatures, Backbone, TextFeatures
 from .heads import (HtsatAudioHead, OrderAwareAudioHead, PooledAudioHead, build_audio_head,
                     causal_additive_mask, run_bert_layers, time_pool)
@@ -235,7 +236,7 @@ class MsClap(Backbone):
         if isinstance(self.audio_head_module, OrderAwareAudioHead):
             blob["teminal_order_head"] = {k: v.detach().cpu() for k, v in
                                           self.audio_head_module.mixer.state_dict().items()}
-        torch.save(blob, Path(path))
+        save_torch(blob, Path(path))
 
     # ---- parameter groups ---------------------------------------------------------------
     def is_head(self, name: str) -> bool:

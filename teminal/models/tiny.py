@@ -30,6 +30,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from ..cache import fingerprint
+from ..integrity import load_torch, save_torch
 from .base import AudioFeatures, Backbone, TextFeatures
 from .heads import (OrderAwareAudioHead, PooledAudioHead, build_audio_head, masked_mean,
                     run_bert_layers, time_pool)
@@ -232,15 +233,16 @@ class TinyClap(Backbone):
         return "tiny-" + fingerprint(self.trunk_state().items(), extra=extra)
 
     def save(self, path: str | Path) -> None:
-        """Write ``{"config": asdict(config), "state_dict": ...}`` (full state, trunks too)."""
+        """Write ``{"config": asdict(config), "state_dict": ...}`` (full state, trunks too),
+        atomically and checksummed (``teminal.integrity``)."""
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        torch.save({"config": asdict(self.config), "state_dict": state}, Path(path))
+        save_torch({"config": asdict(self.config), "state_dict": state}, Path(path))
 
     @classmethod
     def load(cls, path: str | Path, *, audio_head: str | None = None) -> "TinyClap":
         """Rebuild from ``save``'s file. ``audio_head`` overrides the saved head kind: a pooled
         checkpoint loads into an order-head model (its order module starts at zero-init)."""
-        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+        blob = load_torch(Path(path), weights_only=True, what="model")  # IntegrityError if damaged
         known = {f.name for f in fields(TinyConfig)}
         cfg = {k: v for k, v in blob["config"].items() if k in known}
         saved_kind = cfg.get("audio_head", "pooled")

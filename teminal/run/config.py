@@ -67,14 +67,36 @@ def validate(raw: Mapping[str, Any], *, source: str) -> RunConfig:
         raise ConfigError(describe(err, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the
+    last one silently: a second ``stage_a:`` block would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"duplicated key {key!r} (line {key_node.start_mark.line + 1}): "
+                                  "YAML would silently keep only the last one; merge the two")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def yaml_load(text: str, *, source: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicated keys; errors name ``source``."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 — a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no such parameter file: {path} (see params/*.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    raw = yaml_load(path.read_text(), source=str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw
@@ -94,9 +116,11 @@ def to_yaml(config: RunConfig) -> str:
 
 def parse_value(text: str) -> Any:
     """A ``-p`` value typed like YAML: ``3`` → 3, ``0.1`` → 0.1, ``true`` → True, ``[a, b]`` →
-    a list, ``null`` → None; anything else stays a string."""
+    a list, ``null`` → None; anything else stays a string (a duplicated key is an error)."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 — a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"-p value {text!r}: {exc}") from None
     except yaml.YAMLError:
         return text
 

@@ -14,25 +14,26 @@
       profile.jsonl          seconds per notebook phase (benchmarks/profile_run.py)
 
 Later notebooks read what earlier ones decided from here. Nothing here is ever overwritten
-with different content: a second result for the same role under other inputs gets its own tag.
+with different content: a second result for the same role under other inputs gets its own tag;
+a stage that was interrupted (its ``meta.json`` says ``"finished": false`` with its input key)
+keeps its folder and resumes there from ``last.pt``. Every JSON record is written atomically
+with a checksum (``teminal.integrity``); a damaged one is an ``IntegrityError`` naming it.
 ``workdir`` (``TEMINAL_WORKDIR`` or the repository root) holds ``runs/``, ``data/``, ``cache/``.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import hints, tracking
-from .config import ConfigError, to_yaml, validate
+from .. import hints, integrity, tracking
+from .config import ConfigError, to_yaml, validate, yaml_load
 from .params import RunConfig
 
-import yaml
 
 
 def workdir() -> Path:
@@ -40,18 +41,25 @@ def workdir() -> Path:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write a JSON record atomically with its checksum; NaN/inf become null
+    (``teminal.integrity.write_json``)."""
+    integrity.write_json(path, obj)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON record written by ``write_json``, checked (``IntegrityError`` naming it)."""
+    return integrity.read_json(path)
 
 
 def new_run_dir(name: str, root: Path | None = None) -> Path:
     """A fresh ``<root>/<name>-<timestamp>`` folder; never an existing one."""
-    base = root or workdir() / "runs"
-    base.mkdir(parents=True, exist_ok=True)
+    base = (root or workdir() / "runs").resolve()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    first = (base / f"{name}-{stamp}").resolve()
+    if first.parent != base:
+        raise ConfigError(f"name {name!r} would make the run folder {first} outside {base}; use "
+                          "a plain name (-p name=my-run)")
+    base.mkdir(parents=True, exist_ok=True)
     for k in range(1, 1000):
         candidate = base / (f"{name}-{stamp}" if k == 1 else f"{name}-{stamp}-{k}")
         try:
@@ -101,20 +109,19 @@ class RunLayout:
         if self.config_file.exists() and self.config_file.read_text() != text:
             raise FileExistsError(f"{self.config_file} records other parameters; a run folder "
                                   "keeps the configuration it was made with")
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(text)
+        integrity.write_atomic(self.config_file, lambda p: p.write_text(text))
 
     def read_config(self) -> RunConfig:
         if not self.config_file.is_file():
             raise ConfigError(f"{self.root} is not a run folder: no config.yaml (make one with "
                               f"`{hints.teminal()} run params/<name>.yaml`, or leave run_dir "
                               "empty for a standalone run)")
-        return validate(yaml.safe_load(self.config_file.read_text()) or {},
+        return validate(yaml_load(self.config_file.read_text(), source=str(self.config_file)) or {},
                         source=str(self.config_file))
 
     # ---- records -------------------------------------------------------------------------
     def read_record(self) -> dict:
-        return json.loads(self.record_file.read_text()) if self.record_file.exists() else {}
+        return read_json(self.record_file) if self.record_file.exists() else {}
 
     def write_record(self, record: dict) -> None:
         write_json(self.record_file, record)
@@ -125,7 +132,7 @@ class RunLayout:
 
     def read_meta(self, tag: str) -> dict | None:
         meta = self.checkpoint(tag) / "meta.json"
-        return json.loads(meta.read_text()) if meta.exists() else None
+        return read_json(meta) if meta.exists() else None
 
     def find_key(self, key: str) -> str | None:
         """The tag of a finished checkpoint whose inputs hash to ``key``, if any."""
@@ -136,8 +143,9 @@ class RunLayout:
         return None
 
     def free_tag(self, role: str, key: str) -> str:
-        """``role`` when free (or holding this very key), else ``role-<key[:8]>``: a second
-        result for one role never replaces the first."""
+        """``role`` when free or holding this very key (finished, or started and interrupted:
+        ``meta.json`` with ``"finished": false``, so the stage resumes there), else
+        ``role-<key[:8]>``: a second result for one role never replaces the first."""
         meta = self.read_meta(role)
         if meta is None and not self.checkpoint(role).exists():
             return role

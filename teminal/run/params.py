@@ -13,8 +13,11 @@ parameters cell, is ``NOTEBOOKS`` below; a test checks every cell against it.
 """
 from __future__ import annotations
 
+import re
+import types
+import typing
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -26,10 +29,41 @@ PAPER_GRID: list[Setting] = [(0, 0, 0, 0, 1), (1, 0, 1, 0, 1), (0, 1, 0, 1, 1), 
 """The paper's Table 2 grid (SPEC §5)."""
 
 
-class Section(BaseModel):
-    """A group of parameters: unknown names and ill-typed values are errors."""
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+"""A run name: a plain folder name (it becomes ``runs/<name>-<time>``), no path separators."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a bool (``bool``, ``bool | None``, …)."""
+    if annotation is bool:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_takes_bool(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _no_bool_for_numbers(model: type[BaseModel], data: Any) -> Any:
+    """Refuse ``true``/``false`` for a number (pydantic would take ``true`` as 1): ``-p
+    epochs=true`` is an error naming the parameter, not one epoch."""
+    if isinstance(data, dict):
+        for name, value in data.items():
+            f = model.model_fields.get(name)
+            if f is not None and isinstance(value, bool) and not _takes_bool(f.annotation):
+                raise ValueError(f"{name}: expected a number, got {value!r}")
+    return data
+
+
+class Section(BaseModel):
+    """A group of parameters: unknown names and ill-typed values are errors; NaN and ±inf
+    are refused everywhere; a bool is never taken for a number."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_numbers(cls, data: Any) -> Any:
+        return _no_bool_for_numbers(cls, data)
 
 
 class DataParams(Section):
@@ -199,9 +233,10 @@ PIPELINE = tuple(NOTEBOOKS)
 class RunConfig(BaseModel):
     """A whole run: ``name``, ``seed``, ``device``, the notebooks to run, and every section."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
 
-    name: str = "smoke"
+    name: str = "smoke"  # the run folder is runs/<name>-<time> (letters, digits, . _ -)
     seed: int = 0  # torch / numpy seed of every notebook; the pretrained backbone's seed
     seeds: int | list[int] = 1  # training seeds: a count N (seed, seed+1, …) or a list
     device: str = "cpu"  # "auto" | "cpu" | "cuda" | "cuda:N" (smoke: cpu, so outputs compare)
@@ -213,6 +248,19 @@ class RunConfig(BaseModel):
     stage_b: StageBParams = StageBParams()
     zste: ZsteParams = ZsteParams()
     ablations: AblationParams = AblationParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_numbers(cls, data: Any) -> Any:
+        return _no_bool_for_numbers(cls, data)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.fullmatch(v) or ".." in v:
+            raise ValueError("name must be a plain folder name (letters, digits, '.', '_', "
+                             "'-'; no '/' or '..')")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -247,6 +295,9 @@ class RunConfig(BaseModel):
             raise ValueError(f"unknown notebooks {unknown}; choose from {list(PIPELINE)}")
         if not v:
             raise ValueError("notebooks is empty")
+        twice = sorted({nb for nb in v if v.count(nb) > 1})
+        if twice:
+            raise ValueError(f"notebooks {twice} listed more than once")
         ordered = [nb for nb in PIPELINE if nb in v]
         if ordered != list(v):
             raise ValueError(f"notebooks must keep the pipeline order {ordered}")

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .. import tracking
+from ..warn import record_to
 from .config import load_config, with_cell
 from . import logged
 from .layout import RunLayout, new_run_dir, workdir
@@ -130,9 +131,29 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
         tracking_uri=record.get("tracking_uri", ""),
         tags={"teminal.notebook": notebook, "teminal.run_dir": str(layout.root), **(tags or {})})
     tracking.log_params(logged.for_notebook(config, NOTEBOOKS[notebook].section))
+    record_to(_warnings_to_mlflow())
     print(f"{notebook}: run folder {layout.root.name}, device {device.type}")
     return Session(notebook=notebook, config=config, layout=layout, device=device,
                    run_id=active.info.run_id, standalone=standalone)
+
+
+def _warnings_to_mlflow():
+    """A receiver for ``TeminalWarning``s (``teminal.warn.record_to``): all of this notebook's
+    so far as the active run's tag ``teminal.warnings`` (blank-line separated) and artifact
+    ``warnings.txt``; the command line prints them after the notebook."""
+    import mlflow
+
+    seen: list[str] = []
+
+    def receive(text: str) -> None:
+        seen.append(text)
+        if mlflow.active_run() is None:
+            return
+        joined = "\n\n".join(seen)
+        mlflow.set_tag("teminal.warnings", joined[:5000])
+        mlflow.log_text(joined + "\n", "warnings.txt")
+
+    return receive
 
 
 def _find(path: str) -> Path:

@@ -2,8 +2,10 @@
 
 ``prepare_data`` (00_data_synthesis) builds the base set — the embedded world (generated if
 absent), the real ESC-50 (strict) or any ESC-50-shaped folder, optionally a class subset — writes
-the manifests into the run folder and records the decision in ``data.json``. ``load_data`` (every
-later notebook) reads that decision back, or makes it now in a standalone run.
+the manifests into the run folder and records the decision in ``data.json`` (with the sha1 of
+every audio file). ``load_data`` (every later notebook) reads that decision back, or makes it
+now in a standalone run; a base set whose content no longer matches ``data.json`` is refused,
+naming the changed files (``check_same_base``), so one run never mixes two data sets.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from ...data.captions import CaptionTemplates
 from ...data.clips import ClipStore, render
 from ...data.pairs import (Manifests, PairingConfig, build_manifests, eval_pair_count,
                            read_manifests, write_manifests)
+from ...data.base_set import DatasetError, changed_files
 from ...data.subsets import select_classes
 from ...data.synth_world import WorldConfig, make_world
-from ..layout import workdir, write_json
+from ..layout import RunLayout, read_json, workdir, write_json
 from ..params import DataParams
 from ..session import Session
 
@@ -108,7 +111,8 @@ def prepare_data(S: Session) -> RunData:
         write_json(S.layout.data_file, {
             "base_root": str(base.root), "base_name": base.name, "fingerprint": base.fingerprint,
             "classes": list(base.classes), "sample_rate": base.sample_rate,
-            "clip_seconds": base.clip_seconds, "hashes": manifests.hashes})
+            "clip_seconds": base.clip_seconds, "hashes": manifests.hashes,
+            "files": base.file_hashes})
     S.data = RunData(base=base, manifests=manifests, manifest_dir=S.layout.manifests, params=p)
     return S.data
 
@@ -134,9 +138,31 @@ def load_data(S: Session) -> RunData:
     p = S.config.data
     with S.phase("data"):
         base = load_base(p)
+        check_same_base(S.layout, base)
         manifests = read_manifests(S.layout.manifests)
     S.data = RunData(base=base, manifests=manifests, manifest_dir=S.layout.manifests, params=p)
     return S.data
+
+
+def check_same_base(layout: RunLayout, base: esc50.BaseSet) -> None:
+    """``DatasetError`` when ``base`` is not the base set the run recorded in ``data.json``
+    (its content fingerprint differs), naming the changed files (SPEC §1: a run's numbers
+    come from one data set)."""
+    if not layout.data_file.exists():
+        return
+    record = read_json(layout.data_file)
+    if record.get("fingerprint") in (None, base.fingerprint):
+        return
+    if "files" not in record:
+        named = "this run's data.json predates per-file hashes, so the files cannot be named"
+    else:
+        changed = changed_files(record["files"], base)
+        named = (f"changed files ({len(changed)}): {', '.join(changed[:10])}"
+                 + (" …" if len(changed) > 10 else "")) if changed else "the clip table changed"
+    raise DatasetError(
+        f"the base set at {base.root} changed since this run recorded it in {layout.data_file} "
+        f"(fingerprint {record['fingerprint']} → {base.fingerprint}); {named}. This run's "
+        "models and manifests belong to the old data: restore those files, or start a new run")
 
 
 def base_summary(base: esc50.BaseSet) -> pd.DataFrame:

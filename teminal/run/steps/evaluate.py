@@ -10,22 +10,29 @@ Every evaluation is logged to an MLflow run tagged ``teminal.model`` (a nested r
 per-item scores as ``items/<tag>.items.parquet`` (what ``report`` aggregates over seeds). A
 trained model is evaluated once per training seed (``seeds.for_seeds``); the pretrained model
 and the probe do not depend on the seed and are evaluated once.
+
+A model with non-finite weights, or a table with a non-finite value, stops the run naming the
+model (SPEC §6); an evaluation file whose checksum does not match is a ``TeminalWarning`` naming
+it and is computed again (``teminal.integrity``).
 """
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+import torch
 
 from ... import evaluate as lib
-from ... import seed_stats, tracking, zste
+from ... import gates, seed_stats, tracking, zste
+from ...integrity import IntegrityError
 from ...models.base import Backbone
 from ...views import BatchView, PairView
+from ...warn import warn
 from .. import logged
-from ..layout import write_json
+from ..layout import read_json, write_json
 from ..session import Session
 from .data import load_data
 from .models import PRETRAINED, feature_bank, pretrained_key, pretrained_model, trunk_cache
@@ -74,22 +81,44 @@ def _items_path(S: Session, tag: str) -> Path:
 def _write(S: Session, ev: Evaluation) -> None:
     """The tables (JSON) and the per-item scores (parquet, written before the JSON record that
     makes the evaluation reusable)."""
-    seed_stats.write_items(ev.item_scores, _items_path(S, ev.tag))
-    write_json(S.layout.evaluation(ev.tag), _record(ev))
+    items = _items_path(S, ev.tag)
+    seed_stats.write_items(ev.item_scores, items)
+    write_json(S.layout.evaluation(ev.tag),
+               _record(ev) | {"items_sha256": seed_stats.file_sha256(items)})
 
 
 def _read(S: Session, tag: str, key: str) -> Evaluation | None:
     path, items = S.layout.evaluation(tag), _items_path(S, tag)
     if not path.exists() or not items.exists():
         return None
-    rec = json.loads(path.read_text())
+    try:
+        rec = read_json(path)
+    except IntegrityError as exc:
+        warn(f"{exc}; evaluating again")
+        return None
     if rec.get("key") != key:
         return None
-    frame = lambda v: None if v is None else pd.DataFrame(v)  # noqa: E731
+    if rec.get("items_sha256") != seed_stats.file_sha256(items):
+        warn(f"{items}: its content does not match the checksum in {path.name} (damaged or "
+             "replaced); evaluating again")
+        return None
     return Evaluation(label=rec["label"], tag=tag, key=key, reused=True, seed=rec.get("seed"),
-                      tables={k: pd.DataFrame(v) for k, v in rec["tables"].items()},
-                      zero_shot=frame(rec.get("zero_shot")), phrasings=frame(rec.get("phrasings")),
+                      tables={k: _frame(v) for k, v in rec["tables"].items()},
+                      zero_shot=_frame(rec.get("zero_shot")), phrasings=_frame(rec.get("phrasings")),
                       item_scores=pd.read_parquet(items))
+
+
+NUMBERS = ("value", "chance", "ci_low", "ci_high")  # a missing one (null in JSON) reads as NaN
+
+
+def _frame(records: list[dict] | None) -> pd.DataFrame | None:
+    """A table read back from an evaluation file, its number columns float (null → NaN)."""
+    if records is None:
+        return None
+    df = pd.DataFrame(records)
+    for col in (c for c in NUMBERS if c in df):
+        df[col] = pd.to_numeric(df[col]).astype(float)
+    return df
 
 
 def _log(S: Session, ev: Evaluation, tags: dict[str, str]) -> None:
@@ -123,6 +152,25 @@ def _logged(S: Session, ev: Evaluation, nested: bool, tags: dict[str, str] | Non
     return ev
 
 
+def check_finite_model(model: Backbone, *, label: str, tag: str) -> None:
+    """SPEC §6: a model with NaN/inf weights is not evaluated (its scores would be noise)."""
+    heads = {id(p) for p in model.trainable_parameters()}  # the trunk is checked when trained
+    bad = [n for n, p in model.named_parameters()
+           if id(p) in heads and not torch.isfinite(p).all()]
+    if bad:
+        raise gates.SanityError(f"model {label} (checkpoints/{tag}) has non-finite weights in "
+                                f"{bad[:5]}: it is not evaluated; train it again with a lower lr")
+
+
+def check_finite_tables(tables: dict[str, pd.DataFrame], *, label: str) -> None:
+    """SPEC §6: no NaN/inf value reaches an evaluation file or a report."""
+    for name, table in tables.items():
+        bad = [t for t, v in zip(table["task"], table["value"])
+               if v is None or not math.isfinite(float(v))]
+        if bad:
+            raise gates.SanityError(f"{name} of model {label}: non-finite value for tasks {bad}")
+
+
 def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: Backbone,
                    seed: int | None = None, nested: bool = True, reuse: bool = True,
                    tags: dict[str, str] | None = None, stage=None) -> Evaluation:
@@ -135,6 +183,7 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
     if found is not None:
         print(f"{label}: reusing the evaluation evaluations/{tag}.json (same inputs)")
         return _logged(S, found, nested, tags, stage)
+    check_finite_model(model, label=label, tag=tag)
     data, z = load_data(S), S.config.zste
     bank, cache = feature_bank(S, model), trunk_cache(S, model)
     with S.phase("evaluation"):
@@ -147,6 +196,7 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
     ev = Evaluation(label=label, tag=tag, key=key, model=model, zero_shot=zero_shot,
                     phrasings=phrasings, tables={k: r.table for k, r in sets.items()},
                     items=items, seed=seed, item_scores=seed_stats.item_table(items))
+    check_finite_tables(ev.tables, label=label)
     _write(S, ev)
     return _logged(S, ev, nested, tags, stage)
 

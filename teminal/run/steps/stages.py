@@ -6,6 +6,9 @@ optimisation settings and the seed. Its checkpoint folder's ``meta.json`` holds 
 notebook of the run that asks for the same stage (02_stage_b's T-AB, 03_zste's "B", the
 ablation's T-AB row) gets the finished checkpoint instead of training again. A stage that is
 trained again under other inputs gets its own folder (``layout.free_tag``); nothing is replaced.
+A stage writes ``meta.json`` with ``"finished": false`` and its key before its first step, so an
+interrupted stage is found again by ``resume`` and continues from its ``last.pt`` in the same
+folder (``train.fit``), bit-identical to an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -171,6 +174,11 @@ def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, 
     run_id = mlflow.active_run().info.run_id
     mlflow.set_tags(_stage_tags(Trained(tag=tag, key=key, label=label, model=model,
                                         params=params, seed=seed, start=start_tag)))
+    about = {"role": role, "tag": tag, "key": key, "label": label, "start": start_tag,
+             "seed": seed, "audio_head": params.audio_head,
+             "params": params.model_dump(mode="json")}
+    if S.layout.read_meta(tag) is None:  # claims the folder: a resume finds it by its key
+        write_json(out / "meta.json", about | {"finished": False})
     with S.phase("training"):
         order_lr = getattr(params, "order_lr", None)
         result = train.fit(task=task, model=model, params=_param_groups(model, params.lr, order_lr),
@@ -179,9 +187,7 @@ def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, 
     for name, seconds in getattr(result, "timings", {}).items():
         S.layout.add_phase(S.notebook, name, seconds)
     model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
-    write_json(out / "meta.json", {
-        "role": role, "tag": tag, "key": key, "label": label, "start": start_tag, "seed": seed,
-        "audio_head": params.audio_head, "params": params.model_dump(mode="json"),
+    write_json(out / "meta.json", about | {
         "history": result.history, "mlflow_run_id": run_id, "finished": True})
     return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params, seed=seed,
                    history=result.history, start=start_tag, source_run_id=run_id)
