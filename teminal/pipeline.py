@@ -163,7 +163,6 @@ def run_pipeline(config: RunConfig, *, source: Path | None = None, overrides: li
     configuration is validated again first (``ConfigError``): nothing is made for a bad one."""
     import mlflow
 
-
     config = validate(config.model_dump(mode="json"), source="the run's parameters")
     tracking.setup(tracking_uri)
     layout = RunLayout(new_run_dir(config.name, runs_root))
