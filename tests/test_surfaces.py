@@ -54,7 +54,7 @@ def test_rerun_validates_p_like_run(tmp_path, capsys):
 
 def test_hints_name_commands_that_work_without_an_active_venv():
     program = hints.teminal().split()[0]
-    assert Path(program).exists() and Path(program).parent == Path(sys.executable).parent
+    assert Path(program).exists() and Path(program).absolute().parent == Path(sys.executable).parent
     assert Path(hints.mlflow_ui("sqlite:///x").split()[0]).exists()
 
 
