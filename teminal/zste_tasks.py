@@ -44,6 +44,19 @@ class ZsteTemplates:
             check_template(getattr(self, name), want, owner=f"ZsteTemplates.{name}")
 
 
+def evaluation_wording(templates: ZsteTemplates, heldout, *,
+                       zero_shot_prompt: str) -> dict[str, str]:
+    """Every evaluation prompt template by name (SPEC §1 "No evaluation wording in training"):
+    the ZSTE prompts, the zero-shot classification prompt and the held-out phrasing family
+    (a ``PhrasingFamily``-like object with tuples ``sequence``, ``overlay``, ``position``)."""
+    out = {f"zste.{name}": getattr(templates, name)
+           for name in ("class_prompt", "before", "while_", "position", "simultaneous")}
+    out["zero_shot.prompt"] = zero_shot_prompt
+    for relation in ("sequence", "overlay", "position"):
+        out |= {f"heldout.{relation}[{n}]": t for n, t in enumerate(getattr(heldout, relation))}
+    return out
+
+
 @dataclass(frozen=True)
 class Phrasing:
     """One template per relation; ``None`` = the family has none (tasks using it are skipped)."""

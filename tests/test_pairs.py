@@ -243,7 +243,7 @@ def test_captions(paper):
     a = paper.stage_a.iloc[0]
     assert a.caption_single == f"single sound of {a.label_i}"
     assert a.caption_double == f"combined sound of {a.label_i} and {a.label_j}"
-    assert paper.singles["caption"].iloc[0] == f"the sound of {paper.singles['label'].iloc[0]}"
+    assert paper.singles["caption"].iloc[0] == f"a recording of {paper.singles['label'].iloc[0]}"
 
 
 def test_paraphrases(folds):

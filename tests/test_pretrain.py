@@ -17,7 +17,7 @@ from teminal.models.tiny import TinyClap, TinyConfig
 from teminal.pretrain import Augment, PretrainTask, pretrain_tiny
 
 SR = 8000
-PROMPT = "the sound of {x}"
+PROMPT = "a recording of {x}"
 
 
 class Render:

@@ -64,7 +64,7 @@ class DataParams(Section):
     caption_before: str = "{x} before {y}"  # stage B, x heard first
     caption_after: str = "{y} after {x}"
     caption_while: str = "{x} while {y}"
-    caption_class: str = "the sound of {x}"  # single clips: pretraining, replay
+    caption_class: str = "a recording of {x}"  # single clips: pretraining, replay (not ZSTE's wording)
 
     @model_validator(mode="after")
     def _root_needed(self) -> "DataParams":

@@ -18,12 +18,15 @@ import pandas as pd
 from ... import gates
 from ...audio import Recipe
 from ...data import esc50
-from ...data.captions import CaptionTemplates
+from ...data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, CaptionTemplates,
+                              check_no_eval_wording, training_wording)
 from ...data.clips import ClipStore, render
 from ...data.pairs import (Manifests, PairingConfig, build_manifests, eval_pair_count,
                            read_manifests, write_manifests)
 from ...data.subsets import select_classes
 from ...data.synth_world import WorldConfig, make_world
+from ...retrieval import ZERO_SHOT_PROMPT
+from ...zste_tasks import ZsteTemplates, evaluation_wording
 from ..layout import workdir, write_json
 from ..params import DataParams
 from ..session import Session
@@ -97,9 +100,19 @@ def templates(p: DataParams) -> CaptionTemplates:
                             while_=p.caption_while, class_prompt=p.caption_class)
 
 
+def check_wording(p: DataParams) -> None:
+    """SPEC §1: no training caption template (stage A, stage B, paraphrases, the class caption
+    the embedded backbone pretrains on) shares three words in a row with a ZSTE prompt or a
+    held-out phrasing; a ``ValueError`` names the parameter (``data.caption_*``) otherwise."""
+    check_no_eval_wording(training_wording(templates(p), TRAINING_FAMILY),
+                          evaluation_wording(ZsteTemplates(), HELDOUT_FAMILY,
+                                             zero_shot_prompt=ZERO_SHOT_PROMPT))
+
+
 def prepare_data(S: Session) -> RunData:
     """Build the base set and write this run's manifests (never replacing other ones)."""
     p = S.config.data
+    check_wording(p)
     with S.phase("data"):
         base = load_base(p)
         manifests = build_manifests(base, pairing=pairing(p), templates=templates(p))
