@@ -1,6 +1,8 @@
 """Phrasing families and caption factories (SPEC §1 "Captions", §4 "Held-out phrasings")."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from teminal.data.captions import (HELDOUT_FAMILY, POSITIONS, TRAINING_FAMILY, CaptionTemplates,
@@ -115,7 +117,7 @@ def test_the_check_catches_evaluation_wording_and_names_the_parameter():
                            "data.caption_single": "single sound of {x}"}, evaluation)
 
 
-@pytest.mark.parametrize("path", sorted(__import__("pathlib").Path("params").glob("*.yaml")),
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "params").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_no_configuration_trains_on_evaluation_wording(path):
     """Every configuration in params/: its stage-A, stage-B, paraphrase and pretraining caption

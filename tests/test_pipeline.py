@@ -88,7 +88,8 @@ def test_zste_of_every_set_for_pretrained_and_t_ab_and_the_probe(ci_run):
         assert all(f"zste_seen/{t}" in metrics for t in zste.TASKS if t != "1A")
         assert all(f"zste_heldout/{t}" in metrics for t in zste.PHRASING_TASKS)
     probe = models["probe:level-duration"].data.metrics
-    assert probe["zste/3A-o"] == pytest.approx(50.0)
+    assert {"zste/A-sd", "zste/3B", "zste/3W"} <= set(probe) and "zste/3A-o" not in probe
+    assert "probe_auc/test/while/crest" in probe and "probe_auc/train/A-sd/duration_s" in probe
     stage_a = kids["01_stage_a"]
     assert len(client.get_metric_history(stage_a.info.run_id, "train/loss")) >= 2
     assert "val/loss" in stage_a.data.metrics

@@ -137,6 +137,13 @@ class StageBParams(Section):
         return (self.alpha_st, self.alpha_ct, self.alpha_so, self.alpha_co, self.beta)
 
 
+PROBE_FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
+                  "onset_rate")
+"""The probe's statistics (``teminal.probe.FEATURES``; a test keeps the two equal)."""
+ProbeFeature = Literal["duration_s", "rms", "peak", "crest", "env_cv", "env_range_db",
+                       "silent_share", "onset_rate"]
+
+
 class ZsteParams(Section):
     """03_zste: which models, which sets, how many bootstrap resamples (SPEC §4)."""
 
@@ -146,6 +153,7 @@ class ZsteParams(Section):
     seen: bool = True  # also the seen-combinations set (pairing folds)
     heldout: bool = True  # also the held-out phrasings
     probe: bool = True  # the level/duration probe row
+    probe_features: list[ProbeFeature] = list(PROBE_FEATURES)  # statistics its decision uses
 
 
 class AblationParams(Section):

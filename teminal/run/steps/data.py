@@ -20,9 +20,9 @@ from ...audio import Recipe
 from ...data import esc50
 from ...data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, CaptionTemplates,
                               check_no_eval_wording, training_wording)
-from ...data.clips import ClipStore, render
+from ...data.clips import CLIP_COLUMNS, ClipStore, render
 from ...data.pairs import (Manifests, PairingConfig, build_manifests, eval_pair_count,
-                           read_manifests, write_manifests)
+                           looped_rows, read_manifests, write_manifests)
 from ...data.subsets import select_classes
 from ...data.synth_world import WorldConfig, make_world
 from ...retrieval import ZERO_SHOT_PROMPT
@@ -117,6 +117,7 @@ def prepare_data(S: Session) -> RunData:
         base = load_base(p)
         manifests = build_manifests(base, pairing=pairing(p), templates=templates(p))
         check_eval_pairs(manifests)
+        report_loops(manifests)
         write_manifests(manifests, S.layout.manifests)
         write_json(S.layout.data_file, {
             "base_root": str(base.root), "base_name": base.name, "fingerprint": base.fingerprint,
@@ -124,6 +125,22 @@ def prepare_data(S: Session) -> RunData:
             "clip_seconds": base.clip_seconds, "hashes": manifests.hashes})
     S.data = RunData(base=base, manifests=manifests, manifest_dir=S.layout.manifests, params=p)
     return S.data
+
+
+def report_loops(manifests: Manifests) -> dict[str, int]:
+    """SPEC §1: composites loop a clip only where a split holds one clip of a class (always with
+    ``pairing: paper``); the run says so — a printed note and the MLflow tag
+    ``teminal.looped_composites`` (rows per table) on the active run, if any."""
+    looped = looped_rows(manifests)
+    if any(looped.values()):
+        note = ", ".join(f"{n} of {len(getattr(manifests, t))} {t} rows"
+                         for t, n in looped.items())
+        print(f"note: {note} loop a clip (a split holds one clip of a class, e.g. pairing: "
+              "paper): their overlay and stage-A single repeat it instead of a second clip "
+              "(SPEC §1)")
+        if mlflow.active_run() is not None:
+            mlflow.set_tag("teminal.looped_composites", note)
+    return looped
 
 
 def check_eval_pairs(manifests: Manifests) -> None:
@@ -190,7 +207,7 @@ def leak_check(data: RunData) -> pd.DataFrame:
     sb, singles = data.manifests.stage_b, data.manifests.singles
     train = sb[sb["split"].isin(["train", "val"])]
     train_pairs = {(min(i, j), max(i, j)) for i, j in zip(train["i"], train["j"])}
-    train_clips = set(train["clip_i"]) | set(train["clip_j"])
+    train_clips = set(train[list(CLIP_COLUMNS)].to_numpy().ravel())
     train_clips |= set(singles.loc[singles["split"].isin(["train", "val"]), "clip"])
     out = []
     for split in ("test", "seen"):
@@ -198,7 +215,7 @@ def leak_check(data: RunData) -> pd.DataFrame:
         if part.empty:
             continue
         pairs = {(min(i, j), max(i, j)) for i, j in zip(part["i"], part["j"])}
-        clips = set(part["clip_i"]) | set(part["clip_j"])
+        clips = set(part[list(CLIP_COLUMNS)].to_numpy().ravel())
         out.append({"set": split, "class_pairs": len(pairs),
                     "pairs_also_in_training": len(pairs & train_pairs),
                     "clips": len(clips), "clips_also_in_training": len(clips & train_clips)})
