@@ -29,7 +29,7 @@ def _children(client, run_id: str) -> list:
 
 def _tables(client, run_id: str) -> dict[str, pd.DataFrame]:
     out = {}
-    for name in (*SETS, "phrasings"):
+    for name in (*SETS, "phrasings", "probe_auc"):
         try:
             path = client.download_artifacts(run_id, f"tables/{name}.json")
         except Exception:  # noqa: BLE001 — a set the run did not evaluate
@@ -121,6 +121,13 @@ def report(run_dir: str | Path) -> str:
         df = wide({label: t})
         df.index.name = "task"
         parts.append(f"### Level/duration probe (`{label}`)\n\n" + markdown(df))
+        aucs = found["zste"][label].get("probe_auc")
+        if aucs is not None:  # AUC of each statistic alone, per task and split
+            df = aucs.pivot_table(index="feature", columns=["task", "split"], values="auc")
+            df.columns = [f"{task} {split}" for task, split in df.columns]
+            df.index.name = "statistic"
+            parts.append(f"### Level/duration probe — AUC per statistic (`{label}`)\n\n"
+                         + markdown(df.map(lambda v: f"{v:.3f}")))
     if found["ablations"]:
         rows = {r: t["zste"] for r, t in found["ablations"].items() if "zste" in t}
         df = pd.DataFrame({r: t.set_index("task").apply(cell, axis=1) for r, t in rows.items()}).T
