@@ -286,3 +286,12 @@ def test_render_a_loop_and_a_canonical_mix(esc50_like):
     assert len(render(audio_key("span", a, a), store, r)) == len(render(audio_key("seq", a, b), store, r))
     np.testing.assert_array_equal(render(audio_key("mix", b, b, a, a), store, r),
                                   compose(store[a], store[b], "mix", r))
+
+
+def test_the_composite_version_is_in_the_recipe_hash(monkeypatch):
+    """Composites changed for the same keys (v2: no loops) → the trunk-cache key changes."""
+    import teminal.audio as audio_module
+    r = Recipe(sample_rate=8000)
+    before = r.hash
+    monkeypatch.setattr(audio_module, "COMPOSITE_VERSION", audio_module.COMPOSITE_VERSION - 1)
+    assert r.hash != before
