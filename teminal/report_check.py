@@ -16,7 +16,7 @@ like to be checkable:
   6.2]``), must be a cell the report prints, and every other decimal number (``5.8``) must be
   the value part of one; integers (``30 classes``, ``95 %``) and inline code are not checked,
   so write a derived figure (a difference) as ``report`` prints it. Lines between
-  ``<!-- check:off -->`` and ``<!-- check:on -->`` are skipped (e.g. figures of another run,
+  ``<!-- check:off -->`` and ``<!-- check:on -->`` (each alone on its line) are skipped (e.g. figures of another run,
   quoted for comparison).
 
 ``check(readme_text, report_text, run=...)`` returns the list of mismatches (empty: all true).
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 _NUM = r"[+\-−]?\d+(?:\.\d+)?"
 FIGURE = re.compile(rf"(?<![\w.]){_NUM} \[{_NUM}, {_NUM}\]")
-DECIMAL = re.compile(r"(?<![\w.\[/-])[+\-−]?\d+\.\d+(?![\w.])")
-RUN = re.compile(r"python -m teminal report (?:\S*/)?runs/([^\s`/]+)")
+DECIMAL = re.compile(r"(?<![\w.\[/-])[+\-−]?\d+\.\d+(?!\w)(?!\.\d)")  # "5.8." at a sentence end too
+RUN = re.compile(r"python -m teminal report (?:\S*/)?runs/([\w.\-]+)")
 OFF, ON = "<!-- check:off -->", "<!-- check:on -->"
 
 
@@ -55,12 +55,13 @@ def results_section(readme: str) -> str:
 
 
 def checked_lines(text: str) -> list[str]:
-    """Lines of ``text`` outside ``<!-- check:off -->`` … ``<!-- check:on -->``."""
+    """Lines of ``text`` outside ``<!-- check:off -->`` … ``<!-- check:on -->`` (each marker
+    alone on its line)."""
     out, on = [], True
     for line in text.splitlines():
-        if OFF in line:
+        if line.strip() == OFF:
             on = False
-        elif ON in line:
+        elif line.strip() == ON:
             on = True
         elif on:
             out.append(line)

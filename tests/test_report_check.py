@@ -57,5 +57,8 @@ def test_run_name_columns_unknown_tables_and_skipped_lines():
     assert any("prints no table" in p for p in check(_readme("#### Elsewhere\n\n| a | b |\n|---|---|\n| x | 1.0 |\n"), text, run="r1"))
     quoted = "<!-- check:off -->\nThe previous run had 3A 48.2 [45.4, 51.5].\n<!-- check:on -->\n"
     assert check(_readme(quoted), text, run="r1") == []
+    mention = "Skip with `<!-- check:off -->` … `<!-- check:on -->`; see `runs/<run>`.\n3A 48.2.\n"
+    assert check(_readme(mention), text, run="r1") == ["prose: '48.2' is not a value of the "
+                                                        "report ('3A 48.2.')"]
     with pytest.raises(ValueError, match="Results"):
         results_section("# no results here\n")
