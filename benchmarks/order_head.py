@@ -52,7 +52,7 @@ from teminal import losses, train, zste  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
 from teminal.data import esc50  # noqa: E402
-from teminal.data.clips import ClipStore, audio_key, render  # noqa: E402
+from teminal.data.clips import ClipStore, audio_key, pair_keys, render  # noqa: E402
 from teminal.data.pairs import PairingConfig, build_manifests  # noqa: E402
 from teminal.data.synth_world import WorldConfig, make_world  # noqa: E402
 from teminal.features import build_bank, embed_audio, embed_texts  # noqa: E402
@@ -205,11 +205,9 @@ def evaluate(model, s: Setup, *, n_boot: int) -> dict:
     sb, singles = s.manifests.stage_b, s.manifests.singles
     rows = sb[sb["split"] == "test"].reset_index(drop=True)
     clips = singles[singles["split"] == "test"]
-    ci, cj = list(rows["clip_i"]), list(rows["clip_j"])
+    pk = pair_keys(rows)
     keys = {"single": [audio_key("single", c) for c in clips["clip"]],
-            "seq": [audio_key("seq", a, b) for a, b in zip(ci, cj)],
-            "rev": [audio_key("seq", b, a) for a, b in zip(ci, cj)],
-            "mix": [audio_key("mix", a, b) for a, b in zip(ci, cj)]}
+            "seq": pk["seq"], "rev": pk["rev"], "mix": pk["mix"]}
     table = {n: s.bank.singles if n == "single" else s.bank.pairs for n in keys}
     inputs = zste.ZsteInputs(
         class_names=list(s.base.classes), pairs=rows[["i", "j"]].to_numpy().astype(np.int64),

@@ -34,7 +34,7 @@ from teminal import losses  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
 from teminal.data import esc50  # noqa: E402
-from teminal.data.clips import ClipStore, audio_key, render  # noqa: E402
+from teminal.data.clips import CLIP_COLUMNS, ClipStore, pair_keys, render  # noqa: E402
 from teminal.data.pairs import Manifests, PairingConfig, build_manifests, unordered_sides  # noqa: E402
 from teminal.features import build_bank, manifest_audio_keys, manifest_texts  # noqa: E402
 from teminal.models import build_backbone  # noqa: E402
@@ -74,7 +74,7 @@ def epoch_manifests(base: esc50.BaseSet, pairs: int) -> Manifests:
     """The first ``pairs`` training rows of stage B, and the single clips they use."""
     m = build_manifests(base, pairing=PAIRING)
     rows = m.stage_b[m.stage_b["split"] == "train"].head(pairs).reset_index(drop=True)
-    used = set(rows["clip_i"]) | set(rows["clip_j"])
+    used = set(rows[list(CLIP_COLUMNS)].to_numpy().ravel())
     singles = m.singles[m.singles["clip"].isin(used)].reset_index(drop=True)
     return Manifests(singles=singles, stage_a=m.stage_a.iloc[:0], stage_b=rows, hashes={}, config={})
 
@@ -88,10 +88,8 @@ def uncached_loss(bb, rows, store, recipe, n_classes, device, render_seconds: li
     """The stage-B loss of ``rows`` with both trunks run now (SPEC §3, blocks [f; r; o]);
     the time spent composing the audio is appended to ``render_seconds``."""
     start = time.perf_counter()
-    ci, cj = list(rows["clip_i"]), list(rows["clip_j"])
-    keys = ([audio_key("seq", a, b) for a, b in zip(ci, cj)]
-            + [audio_key("seq", b, a) for a, b in zip(ci, cj)]
-            + [audio_key("mix", a, b) for a, b in zip(ci, cj)])
+    pk = pair_keys(rows)
+    keys = pk["seq"] + pk["rev"] + pk["mix"]
     wave = torch.from_numpy(np.stack([render(k, store, recipe) for k in keys])).to(device)  # (3N, S)
     render_seconds.append(time.perf_counter() - start)
     texts = list(rows["caption_f"]) + list(rows["caption_r"]) + list(rows["caption_o"])
@@ -170,7 +168,7 @@ def main(argv=None) -> dict:
                             tokenizer=bert_tokenizer_folder(), audio_head="pooled", device=device)
         recipe = Recipe(sample_rate=bb.sample_rate)
         store = ClipStore(base, sample_rate=bb.sample_rate)
-        for clip in set(rows["clip_i"]) | set(rows["clip_j"]):
+        for clip in set(rows[list(CLIP_COLUMNS)].to_numpy().ravel()):
             store[clip]  # read the base clips now: file reads are timed in neither variant
         steps = batches(len(rows), args.batch_size, args.seed)
         start_heads = bb.head_state_dict()

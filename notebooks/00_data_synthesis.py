@@ -78,7 +78,7 @@ display(steps.log_manifests(S, data))
 display(steps.leak_check(data))
 
 # %%
-display(data.manifests.stage_b[["i", "j", "clip_i", "clip_j", "caption_f", "caption_r", "caption_o", "para_f", "split"]].head(6))
+display(data.manifests.stage_b[["i", "j", "clip_i", "clip_j", "clip_i2", "clip_j2", "caption_f", "caption_r", "caption_o", "para_f", "split"]].head(6))
 
 # %% [markdown]
 # ## Listen

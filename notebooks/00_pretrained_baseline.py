@@ -21,7 +21,7 @@
 #   role; nothing is trained here, the notebook measures them.
 # - `backbone = "tiny"` (the embedded default): the small CLAP has no public weights, so it is
 #   **pretrained** here CLAP-style — symmetric InfoNCE on every clip no evaluation item uses,
-#   with captions like "the sound of {x}" — and saved to `checkpoints/pretrained/` of the run.
+#   with captions like "a recording of {x}" — and saved to `checkpoints/pretrained/` of the run.
 #
 # Then the frozen trunks encode every clip and caption the run needs, once, into the on-disk
 # trunk cache, and the zero-shot accuracy per split is measured with the paper's prompt

@@ -17,7 +17,8 @@
 # %% [markdown]
 # # 03 · ZSTE — zero-shot temporal evaluation
 # The 11 subtasks of SPEC §4 (paper §4.2, B.4, Algorithms 2–3) plus 3A-o (order only) and 3A-c
-# (order consistency), each with its chance level and a 95 % interval from a bootstrap over
+# (order consistency) and 3W (balanced "while": a constant answer scores 50, so 3B bought with
+# 3A shows), each with its chance level and a 95 % interval from a bootstrap over
 # classes (items that share a class move together, and with it their clips and pairs; identical
 # items count once; `teminal.intervals`).
 # Three evaluation sets:
@@ -26,9 +27,11 @@
 # - **held-out phrasings** (`zste_heldout/…`): the order tasks asked with phrasings no training
 #   caption uses.
 #
-# The **level/duration probe** is a logistic regression on each composite's duration, RMS and
-# peak only: it must score at chance, or the data leak the answer. Each model is evaluated in
-# its own MLflow run (tag `teminal.model`) under this notebook's run.
+# The **level/duration probe** is a logistic regression on level and length statistics of each
+# composite only (duration, RMS, peak, crest factor, envelope spread, silence, onsets), fitted on
+# the training items and scored by its decision on single-vs-double (A-sd), 3B and 3W: above
+# chance means those statistics give the answer away. Each model is evaluated in its own MLflow
+# run (tag `teminal.model`) under this notebook's run.
 #
 # With several training seeds (`-p seeds=N`) a trained model is evaluated once per seed, each in
 # a child run `seed <n>` of its run; the tables here show the first seed, and `python -m
@@ -56,6 +59,14 @@ results = steps.evaluate_models(S)
 last = steps.last_model(results)  # the model the views below show
 if S.params.probe:
     results["probe:level-duration"] = steps.probe(S)
+
+# %% [markdown]
+# What each statistic alone tells (AUC; 0.5 = nothing): `A-sd` double vs single, `while`
+# overlay vs sequential, on the training items and each evaluation set.
+
+# %%
+if S.params.probe:
+    display(steps.probe_auc_table(results["probe:level-duration"]))
 
 # %% [markdown]
 # ## Held-out class pairs and clips (Table 3 layout)

@@ -198,6 +198,7 @@ def phrasings(outcome: pd.DataFrame) -> pd.DataFrame:
 def summary(outcome: pd.DataFrame) -> str:
     """The largest gain and loss per subtask against the pretrained baseline."""
     v = values(outcome).drop(index=[n for n in values(outcome).index if n.startswith("probe")])
+    v = v.dropna(axis=1, how="all")  # tasks only the probe has (A-sd)
     if "pretrained" not in v.index or len(v) < 2:
         return "Not enough rows for a comparison with the pretrained baseline."
     base = v.loc["pretrained"]

@@ -5,9 +5,11 @@
 - ``overlay`` (∧): sample-wise sum aligned at the start, the shorter zero-padded.
 - ``compose``: one clip by relation (``RELATIONS``): each part brought to one RMS level before
   combining, the composite brought back to that level after combining (a sum of two parts is
-  otherwise ~3 dB louder than their concatenation), then peak limited; the overlay is tiled to
-  the length of the concatenation and the stage-A single (``loop``) to the length of a double,
-  so every composite of a pair has the same duration and loudness (SPEC §1).
+  otherwise ~3 dB louder than their concatenation), then peak limited. Every composite of a pair
+  has the length of the concatenation ``a_i ⊕ a_j`` and none repeats itself: the overlay is
+  ``(a_i ⊕ a_i') ∧ (a_j ⊕ a_j')`` and the stage-A single (``span``) ``a_i ⊕ a_i'``, with
+  ``a_i'`` another clip of class i (SPEC §1). Passing the same clip twice loops it — what a split
+  with one clip of a class (``pairing: paper``) has to do.
 
 ``T`` (temporal inversion) is not an operation on samples: it swaps the order of the events,
 ``T(a_i ⊕ a_j) = a_j ⊕ a_i`` (``compose(b, a, "seq")``); it never reverses time.
@@ -24,11 +26,15 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-RELATIONS = ("single", "loop", "seq", "mix")
-"""single: one clip; loop: one clip tiled to twice its length (the stage-A single, as long as a
-double); seq: a ⊕ b (a then b); mix: a ∧ b tiled to the length of a ⊕ b (symmetric in a, b)."""
-ONE_CLIP = ("single", "loop")
-"""The relations that take one clip; the others take two."""
+RELATIONS = ("single", "span", "seq", "mix")
+"""single: one clip ``a``; span: ``a ⊕ a'``, two clips of one class (the stage-A single, as long
+as a double); seq: ``a ⊕ b`` (a then b); mix: ``(a ⊕ a') ∧ (b ⊕ b')``, as long as ``a ⊕ b``
+(symmetric in the two halves)."""
+N_CLIPS = {"single": 1, "span": 2, "seq": 2, "mix": 4}
+"""Clips each relation takes (mix: ``a, a', b, b'``)."""
+COMPOSITE_VERSION = 2
+"""Bumped when a relation's audio changes for the same key (2: overlays and stage-A singles span
+the double's length with a second clip, not a loop); in ``Recipe.hash``, so in the cache key."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,14 +45,14 @@ class Recipe:
     sample_rate: int
     level_rms: float | None = 0.1  # each part brought to this RMS before combining; None = off
     peak_limit: float | None = 0.99  # scaled down so |x| <= this after combining; None = off
-    tile_overlay: bool = True  # overlay looped to the length of the concatenation
+    tile_overlay: bool = True  # overlay spans a ⊕ b with the second clips (False: zero-padded)
     renormalize: bool = True  # composite brought back to level_rms after combining (if set)
-    loop_single: bool = True  # the "loop" single tiled to twice its length (a double's length)
+    loop_single: bool = True  # stage-A single spans a double's length (False: a alone)
 
     @property
     def hash(self) -> str:
-        """12 hex digits of sha1 over every field (``asdict``)."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        """12 hex digits of sha1 over every field (``asdict``) and ``COMPOSITE_VERSION``."""
+        blob = json.dumps({**asdict(self), "version": COMPOSITE_VERSION}, sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
 
 
@@ -143,38 +149,52 @@ def tile(x: np.ndarray, n: int) -> np.ndarray:
     return np.tile(x, reps)[:n].astype(np.float32)
 
 
-def compose(a: np.ndarray, b: np.ndarray | None, relation: str, recipe: Recipe) -> np.ndarray:
-    """One clip for ``relation`` in ``RELATIONS`` built from parts ``a`` [S_a] (and ``b`` [S_b]).
+def compose(a: np.ndarray, b: np.ndarray | None, relation: str, recipe: Recipe, *,
+            a2: np.ndarray | None = None, b2: np.ndarray | None = None) -> np.ndarray:
+    """One clip for ``relation`` in ``RELATIONS`` from parts ``a`` [S_a], ``b`` [S_b] and, for
+    ``mix``, the second clips ``a2``, ``b2`` of the two classes (``None``: ``a``, ``b`` again).
 
     SPEC §1. Each part is first levelled to ``recipe.level_rms``. Then
-    single: level(a); loop: level(a) tiled to ``2 * len(a)`` when ``recipe.loop_single`` (else
-    level(a)); seq: level(a) ⊕ level(b); mix: level(a) ∧ level(b), tiled to ``len(a) + len(b)``
-    when ``recipe.tile_overlay``. loop/seq/mix are brought back to ``level_rms`` when
-    ``recipe.renormalize`` (and ``level_rms`` is set); every clip is then peak limited. ``mix`` is
-    symmetric: ``compose(a, b, "mix") == compose(b, a, "mix")`` bit for bit.
+    single: level(a); span (``b`` = a second clip of a's class): a ⊕ b, or a alone when not
+    ``recipe.loop_single``; seq: a ⊕ b; mix: (a ⊕ a2) ∧ (b ⊕ b2) cut to ``len(a) + len(b)``, or
+    when not ``recipe.tile_overlay`` the paper's a ∧ b zero-padded to that length. Composites
+    are brought back to ``level_rms`` when ``recipe.renormalize`` (and ``level_rms`` is set);
+    every clip is then peak limited. ``mix`` is symmetric in its halves:
+    ``compose(a, b, "mix", a2=x, b2=y) == compose(b, a, "mix", a2=y, b2=x)`` bit for bit.
     """
     if relation not in RELATIONS:
         raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
-    if relation not in ONE_CLIP and b is None:
+    if relation != "single" and b is None:
         raise ValueError(f"relation {relation!r} needs two clips")
-    parts = [a] if relation in ONE_CLIP else [a, b]
+    if relation != "mix" and (a2 is not None or b2 is not None):
+        raise ValueError(f"relation {relation!r} takes no second clips a2 / b2")
+    parts = [a] if relation == "single" else [a, b]
+    if relation == "mix":
+        parts += [a if a2 is None else a2, b if b2 is None else b2]
     if recipe.level_rms is not None:
         parts = [level(p, recipe.level_rms) for p in parts]
-    if relation == "single":
+    if relation == "single" or (relation == "span" and not recipe.loop_single):
         out = parts[0].astype(np.float32)
-    elif relation == "loop":
-        out = tile(parts[0], 2 * len(parts[0])) if recipe.loop_single else parts[0].astype(np.float32)
-    elif relation == "seq":
+    elif relation in ("span", "seq"):
         out = concat(parts[0], parts[1])
     else:
-        out = overlay(parts[0], parts[1])
-        if recipe.tile_overlay:
-            out = tile(out, len(parts[0]) + len(parts[1]))
+        out = _mix(*parts, span=recipe.tile_overlay)
     if relation != "single" and recipe.renormalize and recipe.level_rms is not None:
         out = level(out, recipe.level_rms)
     if recipe.peak_limit is not None:
         out = peak_limit(out, recipe.peak_limit)
     return out
+
+
+def _mix(a: np.ndarray, b: np.ndarray, a2: np.ndarray, b2: np.ndarray, *, span: bool) -> np.ndarray:
+    """``(a ⊕ a2) ∧ (b ⊕ b2)`` cut (or looped) to ``len(a) + len(b)``; with ``span=False``,
+    ``a ∧ b`` zero-padded to that length. A sum of two terms is exact-commutative in IEEE
+    float, so the result does not depend on which class comes first."""
+    n = len(a) + len(b)
+    if not span:
+        out = overlay(a, b)
+        return np.pad(out, (0, max(0, n - len(out))))[:n].astype(np.float32)
+    return tile(overlay(concat(a, a2), concat(b, b2)), n)
 
 
 def write_audio(path: str | Path, x: np.ndarray, sample_rate: int) -> None:

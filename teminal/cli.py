@@ -6,7 +6,7 @@ pipelines.
     .venv/bin/teminal run params/default.yaml [-p name=value ...] [--notebooks a,b | --from X --until Y]
     .venv/bin/teminal resume runs/<run>
     .venv/bin/teminal rerun runs/<run> 04_ablations [-p name=value ...]
-    .venv/bin/teminal report runs/<run> [--out results.md]
+    .venv/bin/teminal report runs/<run> [--out results.md] [--check README.md]
 
 ``-p`` values are typed like YAML (``-p epochs=3``, ``-p classes=[dog, rain, crow]``,
 ``-p level_rms=null``); a bare name sets every section that has it (``epochs`` → stage_a.epochs
@@ -53,7 +53,29 @@ def _parser() -> argparse.ArgumentParser:
     rep_p = sub.add_parser("report", help="the Results tables (markdown) of a run, from MLflow")
     rep_p.add_argument("run_dir")
     rep_p.add_argument("--out", default="", help="also write them to this file")
+    rep_p.add_argument("--check", default="", metavar="README",
+                       help="instead: exit 1 listing every figure of README's Results that the "
+                            "run's records contradict")
     return parser
+
+
+def _check(readme: str, report_text: str, *, run: str) -> int:
+    """``report --check``: 0 when README's Results agree with the report, else 1 (listed)."""
+    from .report_check import check
+
+    path = Path(readme)
+    if not path.is_file():
+        raise FileNotFoundError(f"--check {readme}: no such file")
+    try:
+        problems = check(path.read_text(), report_text, run=run)
+    except ValueError as exc:
+        print(f"teminal: error: {path}: {exc}", file=sys.stderr)
+        return 1
+    for p in problems:
+        print(f"mismatch: {p}")
+    print(f"teminal: {path}: {len(problems)} mismatch(es) with run {run}" if problems
+          else f"teminal: {path}: every checked figure is what run {run} records")
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             from .report import report
 
             text = report(args.run_dir)
+            if args.check:
+                return _check(args.check, text, run=Path(args.run_dir).resolve().name)
             if args.out:
                 Path(args.out).write_text(text)
             print(text)

@@ -16,7 +16,7 @@ import torch
 
 from . import probe, retrieval, zste
 from .data.captions import HELDOUT_FAMILY
-from .data.clips import audio_key
+from .data.clips import audio_key, pair_keys
 from .data.pairs import Manifests
 from .features import FeatureBank, embed_audio, embed_texts
 from .models.base import Backbone
@@ -39,11 +39,9 @@ def eval_rows(manifests: Manifests, split: str) -> tuple[pd.DataFrame, pd.DataFr
 
 
 def composite_keys(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """Audio keys of each row's ``a_i ⊕ a_j`` (seq), ``a_j ⊕ a_i`` (rev), ``a_i ∧ a_j`` (mix)."""
-    ci, cj = list(rows["clip_i"]), list(rows["clip_j"])
-    return {"seq": [audio_key("seq", a, b) for a, b in zip(ci, cj)],
-            "rev": [audio_key("seq", b, a) for a, b in zip(ci, cj)],
-            "mix": [audio_key("mix", a, b) for a, b in zip(ci, cj)]}
+    """Audio keys of each row's ``a_i ⊕ a_j`` (seq), ``a_j ⊕ a_i`` (rev) and overlay (mix)."""
+    keys = pair_keys(rows)
+    return {k: keys[k] for k in ("seq", "rev", "mix")}
 
 
 def zste_inputs(backbone: Backbone, bank: FeatureBank, manifests: Manifests,
@@ -128,24 +126,61 @@ def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, manifests: Man
 
 def probe_sets(manifests: Manifests, class_names: list[str], *,
                render: Callable[[str], np.ndarray], sample_rate: int, n_boot: int,
-               seed: int) -> dict[str, zste.ZsteResult]:
-    """The level/duration probe (SPEC §4): fit on the training rows' composites (sequential vs
-    overlay), scored on 3A, 3A-o and 3B of each evaluation set."""
-    sb = manifests.stage_b
-    train = composite_keys(sb[sb["split"] == "train"].reset_index(drop=True))
-    seqs = sorted(set(train["seq"]) | set(train["rev"]))
-    mixes = sorted(set(train["mix"]))
-    stats = probe.composite_stats(seqs + mixes, render, sample_rate)
-    fitted = probe.fit_probe(stats, np.r_[np.zeros(len(seqs)), np.ones(len(mixes))].astype(bool))
+               seed: int, features=probe.FEATURES) -> tuple[dict[str, zste.ZsteResult], pd.DataFrame]:
+    """The level/duration probe (SPEC §4, :mod:`teminal.probe`): one probe fitted on the
+    training rows' stage-A singles vs doubles, one on their stage-B sequential clips vs
+    overlays, on the statistics ``features``; their decisions scored on ``A-sd``, ``3B`` and ``3W`` of each evaluation set
+    (``zste``: held-out pairs, ``zste_seen``). Also the AUC of every statistic alone per task
+    (``A-sd``: double vs single; ``while``: overlay vs sequential, the probe of 3B and 3W) and
+    split: columns ``task, split, feature, auc``."""
+    fitted, aucs = {}, []
+    for task, keys_of in (("A-sd", _single_double_keys), ("while", _while_keys)):
+        neg, pos = keys_of(manifests, "train")
+        stats = probe.cue_stats(neg + pos, render, sample_rate)
+        is_pos = np.r_[np.zeros(len(neg)), np.ones(len(pos))].astype(bool)
+        fitted[task] = probe.fit_probe(stats, is_pos, features=features)
+        aucs += _auc_rows(task, "train", stats, is_pos)
     out = {}
+    sb = manifests.stage_b
     for split, name in (("test", "zste"), ("seen", "zste_seen")):
         if not (sb["split"] == split).any():
             continue
         rows, _ = eval_rows(manifests, split)
         keys = composite_keys(rows)
-        out[name] = probe.probe_zste(
-            fitted, class_names=list(class_names), pairs=rows[["i", "j"]].to_numpy(),
+        stats = {k: probe.cue_stats(v, render, sample_rate) for k, v in keys.items()}
+        whiles = probe.while_tasks(
+            fitted["while"], class_names=list(class_names), pairs=rows[["i", "j"]].to_numpy(),
             **{f"{k}_keys": v for k, v in keys.items()},
-            **{f"{k}_stats": probe.composite_stats(v, render, sample_rate) for k, v in keys.items()},
+            **{f"{k}_stats": v for k, v in stats.items()}, n_boot=n_boot, seed=seed)
+        sa = manifests.stage_a[manifests.stage_a["split"] == split].reset_index(drop=True)
+        a_keys = pair_keys(sa)
+        a_stats = {k: probe.cue_stats(a_keys[k], render, sample_rate) for k in ("span", "seq")}
+        single_double = probe.single_double(
+            fitted["A-sd"], pairs=sa[["i", "j"]].to_numpy(), single_keys=a_keys["span"],
+            double_keys=a_keys["seq"], single_stats=a_stats["span"], double_stats=a_stats["seq"],
             n_boot=n_boot, seed=seed)
-    return out
+        out[name] = zste.ZsteResult(table=pd.concat([single_double.table, whiles.table],
+                                                    ignore_index=True),
+                                    items={**single_double.items, **whiles.items})
+        for task, (neg, pos) in (("A-sd", (a_stats["span"], a_stats["seq"])),
+                                 ("while", (np.r_[stats["seq"], stats["rev"]], stats["mix"]))):
+            aucs += _auc_rows(task, split, np.r_[neg, pos],
+                              np.r_[np.zeros(len(neg)), np.ones(len(pos))].astype(bool))
+    return out, pd.DataFrame(aucs)
+
+
+def _single_double_keys(manifests: Manifests, split: str) -> tuple[list[str], list[str]]:
+    """Distinct stage-A singles (``span``) and doubles of ``split``: negatives, positives."""
+    keys = pair_keys(manifests.stage_a[manifests.stage_a["split"] == split])
+    return sorted(set(keys["span"])), sorted(set(keys["seq"]))
+
+
+def _while_keys(manifests: Manifests, split: str) -> tuple[list[str], list[str]]:
+    """Distinct stage-B sequential clips (seq, rev) and overlays of ``split``."""
+    keys = pair_keys(manifests.stage_b[manifests.stage_b["split"] == split])
+    return sorted(set(keys["seq"]) | set(keys["rev"])), sorted(set(keys["mix"]))
+
+
+def _auc_rows(task: str, split: str, stats: np.ndarray, is_pos: np.ndarray) -> list[dict]:
+    return [{"task": task, "split": split, "feature": f, "auc": a}
+            for f, a in probe.feature_aucs(stats, is_pos).items()]

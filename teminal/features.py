@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.clips import audio_key
+from .data.clips import audio_key, pair_keys
 from .models.base import AudioFeatures, Backbone, TextFeatures
 
 REQUEST_KEYS = 512  # keys per cache request: bounds the float32 frames held at once
@@ -98,18 +98,14 @@ class FeatureBank:
 
 def stage_b_keys(stage_b: pd.DataFrame) -> list[str]:
     """Composite keys of stage-B rows: forward ``seq``, reversed ``seq``, canonical ``mix``."""
-    keys = []
-    for ci, cj in zip(stage_b["clip_i"], stage_b["clip_j"]):
-        keys += [audio_key("seq", ci, cj), audio_key("seq", cj, ci), audio_key("mix", ci, cj)]
-    return keys
+    k = pair_keys(stage_b)
+    return [key for row in zip(k["seq"], k["rev"], k["mix"]) for key in row]
 
 
 def _composite_keys(manifests) -> tuple[list[str], list[str]]:
-    """Unique two-clip composites (stage B, stage-A doubles) and stage-A ``loop`` singles."""
-    sa = manifests.stage_a
-    doubles = [audio_key("seq", ci, cj) for ci, cj in zip(sa["clip_i"], sa["clip_j"])]
-    loops = [audio_key("loop", c) for c in sa["clip_i"]]
-    return list(_index(stage_b_keys(manifests.stage_b) + doubles)), list(_index(loops))
+    """Unique composites (stage B, stage-A doubles) and stage-A ``span`` singles."""
+    sa = pair_keys(manifests.stage_a)
+    return list(_index(stage_b_keys(manifests.stage_b) + sa["seq"])), list(_index(sa["span"]))
 
 
 def manifest_audio_keys(manifests) -> tuple[list[str], list[str]]:
@@ -154,9 +150,9 @@ def _join(a: AudioFeatures, b: AudioFeatures) -> AudioFeatures:
         return AudioFeatures(pooled=torch.cat([a.pooled, b.pooled]))
     if a.frames.shape[1:] != b.frames.shape[1:]:
         raise ValueError(
-            f"stage-A singles ('loop' keys) have frames {tuple(b.frames.shape[1:])} but the "
-            f"composites {tuple(a.frames.shape[1:])}: the order head needs the single looped to "
-            "the length of a double (Recipe(loop_single=True), SPEC §1)")
+            f"stage-A singles ('span' keys) have frames {tuple(b.frames.shape[1:])} but the "
+            f"composites {tuple(a.frames.shape[1:])}: the order head needs the single to span "
+            "the length of a double (data.loop_single=true, SPEC §1)")
     return AudioFeatures(pooled=torch.cat([a.pooled, b.pooled]), frames=torch.cat([a.frames, b.frames]))
 
 

@@ -155,11 +155,11 @@ def log_mel(wave: np.ndarray, sample_rate: int, *, ax: Axes | None = None, title
 
 def mixture_figure(row: Mapping, render, sample_rate: int) -> Figure:
     """Log-mel spectrograms of a stage-B manifest row's forward, reversed and overlay clips."""
-    from .data.clips import audio_key
+    from .data.clips import pair_keys
 
-    keys = [("forward", audio_key("seq", row["clip_i"], row["clip_j"]), row["caption_f"]),
-            ("reversed", audio_key("seq", row["clip_j"], row["clip_i"]), row["caption_r"]),
-            ("overlay", audio_key("mix", row["clip_i"], row["clip_j"]), row["caption_o"])]
+    k = {name: v[0] for name, v in pair_keys(pd.DataFrame([dict(row)])).items()}
+    keys = [("forward", k["seq"], row["caption_f"]), ("reversed", k["rev"], row["caption_r"]),
+            ("overlay", k["mix"], row["caption_o"])]
     fig = Figure(figsize=(MAX_WIDTH_IN, 3), constrained_layout=True)
     for ax, (name, key, caption) in zip(fig.subplots(1, 3), keys):
         log_mel(render(key), sample_rate, ax=ax, title=f"{name}:\n{caption}", colorbar=False)

@@ -121,7 +121,7 @@ def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.nd
             ``class_names``.
         render: ``render(key)`` → waveform of an audio key at the model's sample rate.
         class_names: [K] label texts; the caption of class k is ``class_prompt.format(x=...)``.
-        class_prompt: e.g. ``"the sound of {x}"``.
+        class_prompt: e.g. ``"a recording of {x}"`` (not ZSTE's wording, SPEC §1).
         config: optimisation settings (``batch_size`` ≤ the number of training singles).
         out_dir: checkpoint folder (``best.pt``, ``last.pt``).
         augment: waveform augmentation of training batches (None: off).

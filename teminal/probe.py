@@ -1,27 +1,33 @@
-"""The level/duration probe (SPEC §4): can order-free statistics of a composite answer ZSTE?
+"""The level/duration probe (SPEC §4): can level and length statistics of a composite answer?
 
-A logistic regression on three statistics of a composite clip — duration (s), RMS, peak, and
-nothing else — trained on the training split's composites to tell overlay (``mix``) from
-sequential (``seq``) audio, then scored like a model on 3A, 3A-o and 3B of an evaluation set,
-with the same items, de-duplication and clustered intervals as :mod:`teminal.zste`. It must sit
-at chance (3A 1/3, 3A-o 1/2, 3B 1/3); above chance means the data leak the answer through
-level or duration (SPEC §1). Reported as its own row, ``teminal.model = probe:level-duration``.
+A logistic regression on cue statistics of a composite clip only (``FEATURES``: duration,
+RMS, peak, crest factor, and the level statistics of its frame envelope — spread, dynamic
+range, silent share, onsets), fitted on the **training** items of a task and scored by its
+**decision** on the evaluation items, never re-centred on them. Tasks (``PROBE_TASKS``):
 
-**Scoring.** The probe's logit ``log p(mix) / p(seq)`` of each composite is shifted by one
-constant so that its mean p(mix) over the evaluation set's distinct composites equals the set's
-share of mix composites (1/3: each row has a seq, a rev and a mix): a level or duration offset
-between the training and the evaluation clips as a whole moves every composite alike and is
-no leak; only differences *between* seq and mix composites survive. That gives each audio a
-likelihood ratio ``LR = f(stats | mix) / f(stats | seq)``. With a uniform prior over an item's
-candidate captions, the posterior of a "while" caption is ∝ LR and of each "before" caption
-∝ 1 (the brief's ``p(mix)`` vs ``p(seq)/2``). The item's score is the probability that an
-answer drawn from this posterior is correct — its expected credit, not the credit of its
-argmax. Why not the argmax: a probe is never exactly uninformative; its LR scatters around 1
-by estimation noise, so an argmax answers "while" for about half of all audio whatever it is
-and scores ~50 % on 3B (~25 % on 3A) from statistics that carry no information at all. The
-posterior's expected credit is exactly chance when LR ≡ 1, moves smoothly with the evidence,
-and reaches 100 % on 3B (50 % on 3A) for a perfect leak. 3A-o is exactly 1/2: its two
-"before" captions always share the posterior equally.
+- ``A-sd``: stage A's single ``a_i ⊕ a_i'`` vs double ``a_i ⊕ a_j`` (balanced: each unit is a
+  row's single and its double; chance 50);
+- ``3B`` and ``3W`` (ZSTE's items, SPEC §4): the probe, fitted to tell overlays from sequential
+  clips, answers an item with the while caption when it decides "overlay", else with a
+  sequential caption (the two tie: statistics without order cannot choose; ties are scored by
+  expectation as for any model). Chance 1/3 and 50.
+
+**The decision.** The probe answers "positive" (double / overlay) when its logit exceeds a
+threshold fitted on the training items: the one at which it calls positive the training share
+of positives (1/2 of stage-A clips, 1/3 of stage-B composites). An uninformative probe then
+calls positive that share of evaluation clips whatever they are, so it scores chance on every
+task (A-sd 50, 3B 1/3, 3A 1/3, 3W 50); a leaky recipe is caught because the decision follows
+the leak. Nothing is fitted on the evaluation items: a level or length shift between training
+and evaluation clips moves the decisions too — which is a finding, not noise to remove.
+
+**Not scored on order** (3A-o, 3A-c, and 3A's order half): statistics that do not depend on
+the order of events cannot tell ``a_i ⊕ a_j`` from ``a_j ⊕ a_i``, so those numbers would be
+fixed by construction (3A-o exactly 1/2), not measured.
+
+**Per-feature AUCs** (``feature_aucs``): for each statistic alone, the area under the ROC
+curve of positives vs negatives (0.5 = no information; far from 0.5 either way = a cue),
+on the training and on the evaluation items. Reported as its own row,
+``teminal.model = probe:level-duration``.
 """
 from __future__ import annotations
 
@@ -30,19 +36,48 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
-from teminal.zste import ZsteResult, item_ids, result_from_frames
-from teminal.zste_prompts import WHILE, TaskItems, check_keys, zste_items
+from teminal.zste import ZsteResult, item_ids, result_from_frames, score_items
+from teminal.zste_prompts import WHILE, check_keys, zste_items
 
-STATS = ("duration_s", "rms", "peak")
-PROBE_TASKS = ("3A", "3A-o", "3B")
+FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
+            "onset_rate")
+"""Order-free level/length statistics of one clip (``clip_stats``)."""
+PROBE_TASKS = ("A-sd", "3B", "3W")
+PROBE_CHANCE = {"A-sd": 0.5}
+"""Chance of the probe's own task (3B, 3W: ZSTE's)."""
+FRAME_S = 0.02  # envelope frame (s)
+SILENT_DB = -50.0  # a frame this far under the clip's loudest frame is silent
+ONSET_DB = 6.0  # an onset: a frame this much louder than the one before, above the silence
 _CONSTANT = 1e-5  # a feature whose std is below this share of its mean is constant (float noise)
 
 
-def composite_stats(keys: Sequence[str], render: Callable[[str], np.ndarray],
-                    sample_rate: int) -> np.ndarray:
-    """[N, 3] ``STATS`` of the clips named by ``keys`` [N] (each distinct key rendered once):
-    duration in seconds, RMS and peak |x| of ``render(key)`` at ``sample_rate``."""
+def clip_stats(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``FEATURES`` [F] of mono samples ``x`` [S]: duration (s), RMS, peak |x|, crest factor
+    (peak / RMS), and of the RMS envelope over ``FRAME_S`` frames: its coefficient of
+    variation, its 95th / 5th percentile in dB, the share of frames ``SILENT_DB`` under the
+    loudest, and onsets (rises of ``ONSET_DB`` between frames) per second."""
+    x = np.asarray(x, dtype=np.float64)
+    hop = max(1, int(round(FRAME_S * sample_rate)))
+    n = len(x) // hop
+    env = np.sqrt(np.mean(x[: n * hop].reshape(max(n, 1), -1) ** 2, axis=1)) if n else \
+        np.array([np.sqrt(np.mean(x ** 2))])  # (frames,)
+    rms, peak = np.sqrt(np.mean(x ** 2)), np.max(np.abs(x))
+    db = 20 * np.log10(np.maximum(env, 1e-9) / max(env.max(), 1e-9))  # (frames,) ≤ 0
+    loud = db > SILENT_DB
+    onsets = np.sum((np.diff(db) > ONSET_DB) & loud[1:])
+    p95, p5 = np.percentile(env, [95, 5])
+    duration = len(x) / sample_rate
+    return np.array([duration, rms, peak, peak / max(rms, 1e-12),
+                     env.std() / max(env.mean(), 1e-12),
+                     20 * np.log10(max(p95, 1e-9) / max(p5, 1e-9)), 1 - loud.mean(),
+                     onsets / duration])
+
+
+def cue_stats(keys: Sequence[str], render: Callable[[str], np.ndarray],
+              sample_rate: int) -> np.ndarray:
+    """[N, F] ``clip_stats`` of the clips named by ``keys`` [N] (each distinct key rendered once)."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     keys = check_keys(keys, len(keys), "keys").tolist()
@@ -51,46 +86,58 @@ def composite_stats(keys: Sequence[str], render: Callable[[str], np.ndarray],
         x = np.asarray(render(k), dtype=np.float64)
         if x.ndim != 1 or x.size == 0:
             raise ValueError(f"render({k!r}): expected non-empty mono samples [S], got {x.shape}")
-        rows[k] = (x.size / sample_rate, np.sqrt(np.mean(x**2)), np.max(np.abs(x)))
-    return np.array([rows[k] for k in keys], dtype=np.float64).reshape(len(keys), len(STATS))
+        rows[k] = clip_stats(x, sample_rate)
+    return np.array([rows[k] for k in keys], dtype=np.float64).reshape(len(keys), len(FEATURES))
 
 
 @dataclass(frozen=True, kw_only=True)
 class LevelDurationProbe:
-    """A fitted probe: standardization ``mean, scale`` [3], ``weights`` [3] and ``bias``."""
+    """A fitted probe: standardization ``mean, scale`` [F], ``weights`` [F], ``bias``, and the
+    decision ``threshold`` on the logit (module doc), all from training items."""
 
     mean: np.ndarray
     scale: np.ndarray
     weights: np.ndarray
     bias: float
+    threshold: float
 
     def logit(self, stats) -> np.ndarray:
-        """log p(mix) / p(seq) [N] of ``stats [N, 3]`` (at the training set's mix share)."""
-        z = (_check_stats(stats, "stats") - self.mean) / self.scale  # [N, 3]
+        """log p(positive) / p(negative) [N] of ``stats [N, F]``."""
+        z = (_check_stats(stats, "stats") - self.mean) / self.scale  # [N, F]
         return z @ self.weights + self.bias
 
+    def decide(self, stats) -> np.ndarray:
+        """The decision [N] bool: positive (double / overlay) or not."""
+        return self.logit(stats) > self.threshold
 
-def fit_probe(stats, is_mix, *, l2: float = 1e-4, max_iter: int = 100) -> LevelDurationProbe:
-    """Logistic regression of ``is_mix [N]`` on standardized ``stats [N, 3]`` (SPEC §4),
+
+def fit_probe(stats, is_pos, *, features: Sequence[str] = FEATURES, l2: float = 1e-4,
+              max_iter: int = 100) -> LevelDurationProbe:
+    """Logistic regression of ``is_pos [N]`` on standardized ``stats [N, F]`` (SPEC §4),
     fitted by Newton's method with a backtracking line search on the mean log loss plus
     ``l2 / 2 · |w|²`` (the bias is not penalized; ``l2 > 0`` keeps separable data finite).
-    A feature constant up to float noise (std < 1e-5 of its mean) gets weight 0."""
+    Only the statistics named in ``features`` (a subset of ``FEATURES``) are used; the others,
+    and any constant up to float noise, get weight 0. The threshold: the training logits'
+    quantile at which the share called positive equals the share of positives."""
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown or not features:
+        raise ValueError(f"features: expected a non-empty subset of {FEATURES}, got {unknown or features}")
     x = _check_stats(stats, "stats")
-    y = np.asarray(is_mix)
+    y = np.asarray(is_pos)
     if y.shape != (len(x),) or y.dtype != bool:
-        raise ValueError(f"is_mix: expected bool [N={len(x)}], got {y.dtype} {y.shape}")
-    n_mix = int(y.sum())
-    if n_mix == 0 or n_mix == len(y):
-        raise ValueError("is_mix: the training composites need both seq and mix clips")
+        raise ValueError(f"is_pos: expected bool [N={len(x)}], got {y.dtype} {y.shape}")
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == len(y):
+        raise ValueError("is_pos: the training items need both positives and negatives")
     if l2 <= 0:
         raise ValueError(f"l2: expected > 0, got {l2}")
     mean, std = x.mean(0), x.std(0)
-    const = std <= _CONSTANT * np.maximum(np.abs(mean), 1e-12)
+    const = (std <= _CONSTANT * np.maximum(np.abs(mean), 1e-12)) | ~np.isin(FEATURES, features)
     scale = np.where(const, 1.0, std)
-    z = np.column_stack([np.where(const, 0.0, (x - mean) / scale), np.ones(len(x))])  # [N, 4]
+    z = np.column_stack([np.where(const, 0.0, (x - mean) / scale), np.ones(len(x))])  # [N, F+1]
     theta = np.zeros(z.shape[1])
-    theta[-1] = np.log(n_mix / (len(y) - n_mix))
-    penalty = np.array([l2, l2, l2, 0.0])
+    theta[-1] = np.log(n_pos / (len(y) - n_pos))
+    penalty = np.r_[np.full(x.shape[1], l2), 0.0]
     for _ in range(max_iter):
         p = _sigmoid(z @ theta)
         grad = z.T @ (p - y) / len(y) + penalty * theta
@@ -102,67 +149,84 @@ def fit_probe(stats, is_mix, *, l2: float = 1e-4, max_iter: int = 100) -> LevelD
         theta = theta - t * step
         if np.max(np.abs(t * step)) < 1e-10:
             break
-    return LevelDurationProbe(mean=mean, scale=scale, weights=theta[:-1], bias=float(theta[-1]))
+    logits = z @ theta
+    threshold = float(np.quantile(logits, 1 - n_pos / len(y)))
+    return LevelDurationProbe(mean=mean, scale=scale, weights=np.where(const, 0.0, theta[:-1]),
+                              bias=float(theta[-1]), threshold=threshold)
 
 
-def probe_zste(probe: LevelDurationProbe, *, class_names, pairs, seq_keys, rev_keys, mix_keys,
-               seq_stats, rev_stats, mix_stats, n_boot: int = 1000, seed: int = 0) -> ZsteResult:
-    """3A, 3A-o and 3B of the probe on an evaluation set (module doc): ``pairs [P, 2]``, audio
-    keys [P] and ``composite_stats`` [P, 3] of each row's seq, rev and mix audio. Items,
-    de-duplication, chance levels and clustered intervals as ``teminal.zste.evaluate``."""
+def auc(score, is_pos) -> float:
+    """Area under the ROC curve of ``score [N]`` for ``is_pos [N]`` (Mann–Whitney, ties ½)."""
+    s, y = np.asarray(score, dtype=np.float64), np.asarray(is_pos, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    mid = first + (counts + 1) / 2  # average rank of each tie group (1-based)
+    ranks[order] = np.repeat(mid, counts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def feature_aucs(stats, is_pos) -> dict[str, float]:
+    """AUC of each statistic alone (``FEATURES`` order)."""
+    x = _check_stats(stats, "stats")
+    return {f: auc(x[:, n], is_pos) for n, f in enumerate(FEATURES)}
+
+
+def single_double(probe: LevelDurationProbe, *, pairs, single_keys, double_keys, single_stats,
+                  double_stats, n_boot: int, seed: int) -> ZsteResult:
+    """``A-sd`` on evaluation stage-A rows ``pairs [P, 2]``: each unit, a row's single and its
+    double (identical units once), scores the mean of its two decisions' correctness; the
+    cluster is the unordered class pair. Interval as ZSTE's."""
+    pr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    single_ok = ~probe.decide(single_stats)  # [P] the single called single
+    double_ok = probe.decide(double_stats)  # [P]
+    keys = pd.Series(check_keys(single_keys, len(pr), "single_keys")) + " + " + \
+        pd.Series(check_keys(double_keys, len(pr), "double_keys"))
+    k = int(pr.max()) + 1
+    frame = pd.DataFrame({"row": np.arange(len(pr)), "audio": "span+seq", "i": pr[:, 0],
+                          "j": pr[:, 1], "key": keys, "cluster": pr.min(1) * k + pr.max(1),
+                          "phrasing": 0, "score": (single_ok * 1.0 + double_ok) / 2,
+                          "tied": False})
+    frame["predicted"] = [f"{'single' if s else 'double'} / {'double' if d else 'single'}"
+                          for s, d in zip(single_ok, double_ok)]
+    frame["target"] = "single / double"
+    frame = frame.drop_duplicates("key").reset_index(drop=True)
+    return result_from_frames({"A-sd": frame}, None, n_boot=n_boot, seed=seed,
+                              extra_chance=PROBE_CHANCE)
+
+
+def while_tasks(probe: LevelDurationProbe, *, class_names, pairs, seq_keys, rev_keys, mix_keys,
+                seq_stats, rev_stats, mix_stats, n_boot: int, seed: int) -> ZsteResult:
+    """``3B`` and ``3W`` of the probe on an evaluation set (module doc): ``pairs [P, 2]``, audio
+    keys [P] and ``cue_stats`` [P, F] of each row's seq, rev and mix audio. Items,
+    de-duplication, chance levels and intervals as ``teminal.zste.evaluate``."""
     items = zste_items(class_names, pairs, seq_keys=seq_keys, rev_keys=rev_keys,
-                       mix_keys=mix_keys, tasks=PROBE_TASKS, seed=seed)
-    logit = {}
+                       mix_keys=mix_keys, tasks=("3B", "3W"), seed=seed)
+    decided = {}
     for name, st in (("seq", seq_stats), ("rev", rev_stats), ("mix", mix_stats)):
         s = _check_stats(st, f"{name}_stats")
         if len(s) != len(np.asarray(pairs)):
-            raise ValueError(f"{name}_stats: expected [P={len(np.asarray(pairs))}, 3], got {s.shape}")
-        logit[name] = probe.logit(s)
-    log_lr = _centred_log_lr(logit, {"seq": seq_keys, "rev": rev_keys, "mix": mix_keys})
-    texts = np.asarray(items.texts, dtype=object)
-    frames = {t: _posterior_frame(it, log_lr, texts) for t, it in items.tasks.items()}
-    return result_from_frames(frames, items, n_boot=n_boot, seed=seed)
+            raise ValueError(f"{name}_stats: expected [P={len(np.asarray(pairs))}, "
+                             f"{len(FEATURES)}], got {s.shape}")
+        decided[name] = probe.decide(s)
 
+    def scores(it) -> torch.Tensor:  # while caption +1 if "overlay" decided, else -1; others 0
+        mix = np.array([decided[s][r] for s, r in zip(it.source, it.row)])  # [N]
+        return torch.as_tensor(np.where(it.kind == WHILE, np.where(mix, 1.0, -1.0)[:, None], 0.0))
 
-def _centred_log_lr(logit: dict, keys: dict) -> dict:
-    """log LR per source [P] (module doc): the logits shifted by one constant so that the mean
-    p(mix) over the set's distinct composites equals its share of mix composites, minus that
-    share's log odds."""
-    seen = {}  # distinct audio → (logit, is_mix)
-    for name in ("seq", "rev", "mix"):
-        for k, v in zip(np.asarray(keys[name]).tolist(), logit[name].tolist()):
-            seen.setdefault(k, (v, name == "mix"))
-    v, is_mix = (np.array(c) for c in zip(*seen.values()))
-    share = is_mix.mean()
-    lo, hi = -60.0, 60.0  # mean σ(v + δ) increases with δ: bisection
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _sigmoid(v + mid).mean() < share else (lo, mid)
-    shift = (lo + hi) / 2 - np.log(share / (1 - share))
-    return {name: x + shift for name, x in logit.items()}
-
-
-def _posterior_frame(it: TaskItems, log_lr: dict, texts: np.ndarray) -> pd.DataFrame:
-    """Per-item frame: score = posterior mass of the correct candidates (module doc)."""
-    lr = np.array([log_lr[s][r] for s, r in zip(it.source, it.row)])  # [N]
-    logits = np.where(it.kind == WHILE, lr[:, None], 0.0)  # [N, C]
-    post = np.exp(logits - logits.max(1, keepdims=True))
-    post /= post.sum(1, keepdims=True)
-    order = np.argsort(-post, axis=1, kind="stable")
-    out = item_ids(it)
-    out["score"] = (post * it.correct).sum(1)
-    best = np.take_along_axis(post, order[:, :2], axis=1)
-    out["tied"] = np.abs(best[:, 0] - best[:, 1]) < 1e-9
-    out["predicted"] = [" | ".join(f"{texts[c]} ({q:.2f})" for c, q in zip(cand[o], pr[o]))
-                        for cand, pr, o in zip(it.candidates, post, order)]
-    out["target"] = [" | ".join(texts[cand[ok]]) for cand, ok in zip(it.candidates, it.correct)]
-    return out
+    frames = score_items(items, scores)
+    return result_from_frames({t: frames[t] for t in ("3B", "3W")}, items, n_boot=n_boot,
+                              seed=seed)
 
 
 def _check_stats(stats, name: str) -> np.ndarray:
     x = np.asarray(stats, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != len(STATS) or not np.isfinite(x).all():
-        raise ValueError(f"{name}: expected finite [N, {len(STATS)}] ({', '.join(STATS)}), "
+    if x.ndim != 2 or x.shape[1] != len(FEATURES) or not np.isfinite(x).all():
+        raise ValueError(f"{name}: expected finite [N, {len(FEATURES)}] ({', '.join(FEATURES)}), "
                          f"got shape {x.shape}")
     return x
 

@@ -61,7 +61,7 @@ def _descendants(client, run_id: str) -> list:
 
 def _tables(client, run_id: str) -> dict[str, pd.DataFrame]:
     out = {}
-    for name in (*SETS, "phrasings"):
+    for name in (*SETS, "phrasings", "probe_auc"):
         try:
             path = client.download_artifacts(run_id, f"tables/{name}.json")
         except Exception:  # noqa: BLE001 — a set the run did not evaluate
@@ -248,6 +248,13 @@ def zste_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
                                     label: agg.column(ev, "zste")}))
         df.index.name = "task"
         parts.append(f"### Level/duration probe (`{label}`)\n\n" + markdown(df.fillna("")))
+        aucs = next(iter(ev.tables.values())).get("probe_auc")
+        if aucs is not None:  # AUC of each statistic alone, per task and split
+            df = aucs.pivot_table(index="feature", columns=["task", "split"], values="auc")
+            df.columns = [f"{task} {split}" for task, split in df.columns]
+            df.index.name = "statistic"
+            parts.append(f"### Level/duration probe — AUC per statistic (`{label}`)\n\n"
+                         + markdown(df.map(lambda v: f"{v:.3f}")))
     return parts
 
 

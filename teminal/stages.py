@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from . import losses
-from .data.clips import audio_key
+from .data.clips import audio_key, pair_keys
 from .features import FeatureBank
 from .models.base import Backbone
 
@@ -187,7 +187,7 @@ class _PairTask(abc.ABC):
 
 class StageATask(_PairTask):
     """TeminAL A: tell one sound from two (SPEC §3 stage A). The single is the ``loop`` clip
-    (looped to a double's length, SPEC §1), the double ``seq|clip_i|clip_j``."""
+    ``span|clip_i|clip_i2`` (as long as a double, SPEC §1), the double ``seq|clip_i|clip_j``."""
 
     labels = ("single", "double")
 
@@ -196,9 +196,8 @@ class StageATask(_PairTask):
         super().__init__(**kw)
 
     def _audio_keys(self, df):
-        ci, cj = _column(df, "clip_i"), _column(df, "clip_j")
-        return ([audio_key("loop", c) for c in ci],
-                [audio_key("seq", a, b) for a, b in zip(ci, cj)])
+        keys = pair_keys(df)
+        return keys["span"], keys["seq"]
 
     def text_columns(self):
         return ("caption_single", "caption_double")
@@ -229,10 +228,8 @@ class StageBTask(_PairTask):
         super().__init__(**kw)
 
     def _audio_keys(self, df):
-        ci, cj = _column(df, "clip_i"), _column(df, "clip_j")
-        return ([audio_key("seq", a, b) for a, b in zip(ci, cj)],
-                [audio_key("seq", b, a) for a, b in zip(ci, cj)],
-                [audio_key("mix", a, b) for a, b in zip(ci, cj)])
+        keys = pair_keys(df)
+        return keys["seq"], keys["rev"], keys["mix"]
 
     def text_columns(self):
         return self.caption_columns
@@ -265,9 +262,8 @@ class TclapTask(_PairTask):
                              for s, df in self.frames.items()}
 
     def _audio_keys(self, df):
-        ci, cj = _column(df, "clip_i"), _column(df, "clip_j")
-        return ([audio_key("seq", a, b) for a, b in zip(ci, cj)],
-                [audio_key("mix", a, b) for a, b in zip(ci, cj)])
+        keys = pair_keys(df)
+        return keys["seq"], keys["mix"]
 
     def text_columns(self):
         return (self.forward, self.overlay)

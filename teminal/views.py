@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data.clips import audio_key
+from .data.clips import pair_keys
 from .features import FeatureBank, embed_audio, embed_texts
 from .models.base import Backbone
 
@@ -53,7 +53,7 @@ class BatchView:
 
 @dataclass
 class PairView:
-    """The three audios of held-out pair ``k`` (``a_i ⊕ a_j``, ``a_j ⊕ a_i``, ``a_i ∧ a_j``)
+    """The three audios of held-out pair ``k`` (``a_i ⊕ a_j``, ``a_j ⊕ a_i``, the overlay)
     against its three ZSTE captions (cosine similarities, SPEC §4)."""
 
     backbone: Backbone
@@ -70,8 +70,8 @@ class PairView:
 
     def get(self, k: int) -> dict:
         r = self.rows.iloc[k]
-        keys = [audio_key("seq", r.clip_i, r.clip_j), audio_key("seq", r.clip_j, r.clip_i),
-                audio_key("mix", r.clip_i, r.clip_j)]
+        kinds = pair_keys(self.rows.iloc[[k]])
+        keys = [kinds["seq"][0], kinds["rev"][0], kinds["mix"][0]]
         captions = [self.before.format(x=r.label_i, y=r.label_j),
                     self.before.format(x=r.label_j, y=r.label_i),
                     self.while_.format(x=r.label_i, y=r.label_j)]
@@ -80,7 +80,7 @@ class PairView:
         sim = F.normalize(z_a, dim=-1) @ F.normalize(z_c, dim=-1).T  # (3, 3)
         return {"sim": sim.cpu().numpy().astype(np.float64), "log_weights": None,
                 "block_labels": ["f", "r", "o"],
-                "row_captions": ["audio a_i ⊕ a_j", "audio a_j ⊕ a_i", "audio a_i ∧ a_j"],
+                "row_captions": ["audio a_i ⊕ a_j", "audio a_j ⊕ a_i", "audio (a_i ⊕ a_i') ∧ (a_j ⊕ a_j')"],
                 "col_captions": captions}
 
     def figure_args(self, k: int) -> dict:

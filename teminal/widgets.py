@@ -27,16 +27,17 @@ from IPython.display import HTML, Audio
 from matplotlib.figure import Figure
 
 from teminal import plots, snapshot
-from teminal.data.clips import audio_key
+from teminal.data.clips import pair_keys
 
 __all__ = ["Pictured", "failure_view", "mixture_player", "similarity_explorer"]
 
-STAGE_B_COLUMNS = ("i", "j", "clip_i", "clip_j", "label_i", "label_j",
+STAGE_B_COLUMNS = ("i", "j", "clip_i", "clip_j", "clip_i2", "clip_j2", "label_i", "label_j",
                    "caption_f", "caption_r", "caption_o", "split")
-# (panel title, relation, swap the clips, caption column): SPEC §1 f = a_i⊕a_j, r = a_j⊕a_i, o = a_i∧a_j
-_MIXTURES = (("forward a_i ⊕ a_j", "seq", False, "caption_f"),
-             ("reversed a_j ⊕ a_i", "seq", True, "caption_r"),
-             ("overlay a_i ∧ a_j", "mix", False, "caption_o"))
+# (panel title, pair_keys kind, caption column): SPEC §1 f = a_i⊕a_j, r = a_j⊕a_i,
+# o = (a_i⊕a_i')∧(a_j⊕a_j')
+_MIXTURES = (("forward a_i ⊕ a_j", "seq", "caption_f"),
+             ("reversed a_j ⊕ a_i", "rev", "caption_r"),
+             ("overlay (a_i ⊕ a_i') ∧ (a_j ⊕ a_j')", "mix", "caption_o"))
 
 
 class Pictured(widgets.VBox):
@@ -117,9 +118,9 @@ def mixture_player(manifest: pd.DataFrame, render: Callable[[str], np.ndarray], 
     Args:
         manifest: stage-B manifest (``teminal.data.pairs``; columns :data:`STAGE_B_COLUMNS`).
         render: audio key → samples, e.g. ``lambda k: clips.render(k, store, recipe)``. Keys
-            come from ``teminal.data.clips.audio_key``: ``seq|clip_i|clip_j`` (forward, caption
-            ``caption_f``), ``seq|clip_j|clip_i`` (reversed, ``caption_r``), ``mix|clip_i|clip_j``
-            (overlay, ``caption_o``) — SPEC §1.
+            come from ``teminal.data.clips.pair_keys``: ``seq|clip_i|clip_j`` (forward, caption
+            ``caption_f``), ``seq|clip_j|clip_i`` (reversed, ``caption_r``),
+            ``mix|clip_i|clip_i2|clip_j|clip_j2`` (overlay, ``caption_o``) — SPEC §1.
         sample_rate: of the rendered samples.
         split: keep only rows of this split (e.g. ``"test"``).
         max_rows: at most this many rows in the dropdown (``None``: all).
@@ -145,9 +146,9 @@ def mixture_player(manifest: pd.DataFrame, render: Callable[[str], np.ndarray], 
 
     def show(pos: int) -> None:
         r = rows.iloc[pos]
-        for panel, (title, relation, swap, caption) in zip(panels, _MIXTURES):
-            a, b = (r.clip_j, r.clip_i) if swap else (r.clip_i, r.clip_j)
-            _fill_panel(panel, key=audio_key(relation, a, b), caption=str(r[caption]),
+        keys = pair_keys(pd.DataFrame([r]))
+        for panel, (title, kind, caption) in zip(panels, _MIXTURES):
+            _fill_panel(panel, key=keys[kind][0], caption=str(r[caption]),
                         render=render, sample_rate=sample_rate, title=title)
 
     picker.observe(lambda change: show(change["new"]), names="value")

@@ -25,7 +25,13 @@ clips), turned into a Wilson interval with an effective sample size: no interval
 a point when items disagree, nor at 0 or 100. ``n`` = items after de-duplication,
 ``n_clusters`` = unordered class pairs (clips for 1A).
 
-**Held-out phrasings** (SPEC §4): :func:`evaluate_phrasings` scores 3A, 3A-o, 3A-c, 3B and 5A
+**3W, balanced while** (SPEC §4): per unit — a pair's two sequential clips and its overlay —
+½ · P(a sequential caption is chosen for a sequential clip, the mean of the two) + ½ · P(the
+while caption is chosen for the overlay); the mean over units is the mean of the two shares, so
+any constant answer (always "while", never "while") scores 50. It shows when 3B is bought
+with 3A.
+
+**Held-out phrasings** (SPEC §4): :func:`evaluate_phrasings` scores 3A, 3A-o, 3A-c, 3B, 3W and 5A
 again under every combination of a phrasing family's templates (all in the item's cluster;
 see :mod:`teminal.zste_prompts`). Metrics ``zste_heldout/<task>`` (``metrics(prefix=…)``).
 
@@ -46,6 +52,7 @@ import pandas as pd
 import torch
 
 from teminal.zste_prompts import (
+    BEFORE,
     TASKS,
     Phrasing,
     TaskItems,  # noqa: F401  (re-exported)
@@ -60,6 +67,7 @@ from teminal.zste_prompts import (
 )
 from teminal.zste_scoring import (
     ZsteResult,
+    balanced_frame,
     chance_levels,
     consistency_frame,
     gather_scores,
@@ -72,10 +80,11 @@ from teminal.zste_scoring import (
 __all__ = [
     "PAPER_TABLE3", "PHRASING_TASKS", "TASKS", "ZsteInputs", "ZsteResult", "ZsteTemplates",
     "chance_levels", "evaluate", "evaluate_phrasings", "result_from_frames",
+    "score_items",
     "topk_credit",
 ]
 
-PHRASING_TASKS = ("3A", "3A-o", "3A-c", "3B", "5A")
+PHRASING_TASKS = ("3A", "3A-o", "3A-c", "3B", "3W", "5A")
 """Tasks scored again under a phrasing family (SPEC §4 "Held-out phrasings")."""
 
 PAPER_TABLE3 = pd.DataFrame(
@@ -206,18 +215,36 @@ def _evaluate(inputs: ZsteInputs, embed_text, tpl: ZsteTemplates, phrasings: lis
     sources = ("single", "seq", "rev", "mix")
     audio = torch.cat([_unit(getattr(inputs, f"{s}_audio")) for s in sources])  # [M + 3P, d]
     start = dict(zip(sources, np.cumsum([0, *(len(getattr(inputs, f"{s}_keys")) for s in sources)])))
+
+    def scores(it: TaskItems) -> torch.Tensor:
+        at = np.array([start[s] for s in it.source], dtype=np.int64) + it.row  # [N]
+        return gather_scores(audio[torch.as_tensor(at)], t, it.candidates)  # [N, C]
+
+    frames = score_items(items, scores, tie_tol=tie_tol)
+    frames = {t_: f for t_, f in frames.items() if t_ in tasks}
+    return result_from_frames(frames, items, n_boot=n_boot, seed=seed)
+
+
+def score_items(items: ZsteItems, scores: Callable[[TaskItems], torch.Tensor], *,
+                tie_tol: float = 1e-6) -> dict[str, pd.DataFrame]:
+    """Per-item frames of every task of ``items`` from ``scores(task items) → [N, C]``
+    candidate scores (cosines for a model, a decision for the probe); 3A-c and 3W are built
+    from the 3A (and 3B) frames (module doc, SPEC §4)."""
     texts = np.asarray(items.texts, dtype=object)
-    frames = {}
+    frames, seq_credit = {}, None
     for task, it in items.tasks.items():
         if it.parts is not None:
             continue
-        at = np.array([start[s] for s in it.source], dtype=np.int64) + it.row  # [N]
-        sc = gather_scores(audio[torch.as_tensor(at)], t, it.candidates)  # [N, C]
+        sc = scores(it)
         frames[task] = score_frame(it, sc, texts, tie_tol=tie_tol)
+        if task == "3A":  # P(a sequential caption is the top-1), for 3W
+            seq_credit = topk_credit(sc, torch.as_tensor(it.kind == BEFORE), k=1, rule="any",
+                                     tie_tol=tie_tol)[0].numpy()
     if "3A-c" in items.tasks:
         frames["3A-c"] = consistency_frame(items.tasks["3A-c"], frames["3A"])
-    frames = {t_: f for t_, f in frames.items() if t_ in tasks}
-    return result_from_frames(frames, items, n_boot=n_boot, seed=seed)
+    if "3W" in items.tasks:
+        frames["3W"] = balanced_frame(items.tasks["3W"], frames["3A"], seq_credit, frames["3B"])
+    return {t: frames[t] for t in items.tasks}
 
 
 def _np(x) -> np.ndarray:

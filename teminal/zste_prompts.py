@@ -17,6 +17,9 @@ pair really produce identical items: overlay captions are canonical (``"x_a whil
 and the distractors of 4A/4B and 5B are drawn from ``default_rng([seed, task, a, b])`` for the
 unordered class pair ``{a, b}``, never by row position.
 
+**3W** (SPEC §4 "Balanced while score") pairs, per row and phrasing, the 3A items of the row's
+``seq`` and ``rev`` with the 3B item of its ``mix``; each unit (the set of the three) once.
+
 **Clusters**: the unordered class pair ``{i, j}`` for tasks 2–5, the clip for 1A (SPEC §4).
 
 **Phrasings** (SPEC §4 "Held-out phrasings"): a list of ``Phrasing(sequence, overlay,
@@ -56,7 +59,7 @@ _AUDIO = {"1A": "single", "2A": "seq", "2B": "seq", "2C": "mix", "2D": "mix", "3
 _TOP_RULE = {"1A": (1, "frac"), "2A": (2, "all"), "2B": (2, "any"), "2C": (2, "all"),
              "2D": (2, "any"), "5A": (2, "frac"), "5B": (2, "frac")}
 _USES = {"3A": ("sequence", "overlay"), "3A-o": ("sequence",), "3A-c": ("sequence", "overlay"),
-         "3B": ("sequence", "overlay"), "4A": ("sequence", "overlay"),
+         "3B": ("sequence", "overlay"), "3W": ("sequence", "overlay"), "4A": ("sequence", "overlay"),
          "4B": ("sequence", "overlay"), "5A": ("position",)}
 """Relations whose templates a task's candidates use (the others use none of a family's)."""
 
@@ -112,10 +115,13 @@ def zste_items(class_names, pairs, *, seq_keys, rev_keys, mix_keys, single_keys=
     if "1A" in tasks:
         raw["single"] = _singles(single_keys, single_labels, k)
     draws = _Draws(k, seed=seed, n4=n4, n5=n5)
-    wanted = [t for t in TASKS if t in tasks or (t == "3A" and "3A-c" in tasks)]
+    needs = {"3A"} if {"3A-c", "3W"} & set(tasks) else set()
+    needs |= {"3B"} if "3W" in tasks else set()
+    wanted = [t for t in TASKS if t in tasks or t in needs]
     built, codes = {}, []
     for task in wanted:
-        if task == "3A-c" or not all(getattr(p, r) is not None for p in phr for r in _USES.get(task, ())):
+        if task in ("3A-c", "3W") or not all(getattr(p, r) is not None for p in phr
+                                             for r in _USES.get(task, ())):
             continue
         built[task] = _raw_task(task, raw[_AUDIO[task]], k, len(phr), draws)
         codes.append(built[task]["codes"])
@@ -123,7 +129,9 @@ def zste_items(class_names, pairs, *, seq_keys, rev_keys, mix_keys, single_keys=
     out = {t: _dedup_task(t, r, lookup, k, len(phr)) for t, r in built.items()}
     if "3A-c" in tasks and "3A" in out:
         out["3A-c"] = _consistency_items(out["3A"], built["3A"], len(pr), k)
-    ordered = {t: out[t] for t in TASKS if t in out and (t in tasks or t == "3A")}
+    if "3W" in tasks and "3A" in out and "3B" in out:
+        out["3W"] = _balanced_items(out["3A"], built["3A"], built["3B"], len(pr), k)
+    ordered = {t: out[t] for t in TASKS if t in out and (t in tasks or t in needs)}
     return ZsteItems(texts=texts, tasks=ordered, n_classes=k, n_candidates_4=n4, n_candidates_5b=n5)
 
 
@@ -276,3 +284,22 @@ def _consistency_items(items3a: TaskItems, raw3a: dict, n_rows: int, k: int) -> 
                      phrasing=raw3a["phrasing"][at], candidates=np.zeros((n, 0), np.int64),
                      correct=np.zeros((n, 0), bool), kind=np.zeros((n, 0), np.int8), top=1,
                      rule="frac", parts=np.stack([s, r], axis=1))
+
+
+def _balanced_items(items3a: TaskItems, raw3a: dict, raw3b: dict, n_rows: int, k: int) -> TaskItems:
+    """3W (SPEC §4): per row and phrasing, its seq and rev 3A items and its mix 3B item; each
+    unit (the set of the three) once. Same identity columns and cluster as the 3A items."""
+    pos = raw3a["position"].reshape(-1, 2, n_rows)  # [n_phr, (seq, rev), P]
+    seq, rev = pos[:, 0].ravel(), pos[:, 1].ravel()  # [n_phr · P]
+    mix = raw3b["position"].reshape(-1, n_rows).ravel()  # [n_phr · P]
+    raw_seq = (np.arange(len(pos))[:, None] * 2 * n_rows + np.arange(n_rows)).ravel()
+    first, _ = _first_occurrences(np.column_stack([np.minimum(seq, rev), np.maximum(seq, rev), mix]))
+    s, r, m, at = seq[first], rev[first], mix[first], raw_seq[first]
+    i, j, n = raw3a["a"][at], raw3a["b"][at], len(first)
+    key = items3a.key[s] + " + " + items3a.key[r] + " + " + raw3b["key"][first]  # same layout
+    return TaskItems(task="3W", key=key,
+                     source=np.full(n, "seq+rev+mix", dtype=object), row=raw3a["row"][at], i=i, j=j,
+                     cluster=np.minimum(i, j) * k + np.maximum(i, j),
+                     phrasing=raw3a["phrasing"][at], candidates=np.zeros((n, 0), np.int64),
+                     correct=np.zeros((n, 0), bool), kind=np.zeros((n, 0), np.int8), top=1,
+                     rule="frac", parts=np.stack([s, r, m], axis=1))

@@ -47,7 +47,7 @@ def chance_levels(
     both, any_ = 1 / n_pairs, 1 - comb(k - 2, 2) / n_pairs
     return {
         "1A": 1 / k, "2A": both, "2B": any_, "2C": both, "2D": any_, "3A": 1 / 3, "3A-o": 1 / 2,
-        "3A-c": 1 / 9, "3B": 1 / 3, "4A": 1 / n_candidates_4, "4B": 1 / n_candidates_4,
+        "3A-c": 1 / 9, "3B": 1 / 3, "3W": 1 / 2, "4A": 1 / n_candidates_4, "4B": 1 / n_candidates_4,
         "5A": 0.5, "5B": 2 / n_candidates_5b,
     }
 
@@ -134,14 +134,36 @@ def consistency_frame(it: TaskItems, frame_3a: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def result_from_frames(frames: dict[str, pd.DataFrame], items: ZsteItems, *, n_boot: int,
-                       seed: int) -> ZsteResult:
-    """The table (value, chance, 95 % interval, n, n_clusters) of per-item ``frames``; the
-    interval is :func:`teminal.intervals.item_interval` over the items' classes (SPEC §4)."""
-    chance = chance_levels(items.n_classes, n_candidates_4=items.n_candidates_4,
-                           n_candidates_5b=items.n_candidates_5b)
+def balanced_frame(it: TaskItems, frame_3a: pd.DataFrame, seq_credit: np.ndarray,
+                   frame_3b: pd.DataFrame) -> pd.DataFrame:
+    """3W items (SPEC §4 "Balanced while score"): each unit holds a pair's two sequential
+    clips (its 3A items) and its overlay (its 3B item); score = ½ · (mean over the two of
+    P(a sequential caption is chosen), ``seq_credit`` [N_3A]) + ½ · P(the while caption is
+    chosen) (the 3B credit). Its mean over units is the mean of the two shares; a constant
+    answer scores ½."""
+    s, r, m = it.parts[:, 0], it.parts[:, 1], it.parts[:, 2]
+    seq = (np.asarray(seq_credit)[s] + np.asarray(seq_credit)[r]) / 2
+    b = frame_3b.iloc[m].reset_index(drop=True)
+    out = item_ids(it)
+    out["score"] = 0.5 * seq + 0.5 * b.score.to_numpy()
+    out["tied"] = frame_3a.tied.to_numpy()[s] | frame_3a.tied.to_numpy()[r] | b.tied.to_numpy()
+    out["predicted"] = (frame_3a.predicted.to_numpy()[s] + " / " + frame_3a.predicted.to_numpy()[r]
+                        + " / " + b.predicted.to_numpy())
+    out["target"] = "a sequential caption / a sequential caption / " + b.target.to_numpy()
+    return out
+
+
+def result_from_frames(frames: dict[str, pd.DataFrame], items: ZsteItems | None, *, n_boot: int,
+                       seed: int, extra_chance: dict[str, float] | None = None) -> ZsteResult:
+    """The table (value, chance, 95 % interval, n, n_clusters) of per-item ``frames``:
+    ZSTE tasks (chance from ``items``) in ``TASKS`` order, then tasks of ``extra_chance``
+    (task → chance fraction; the probe's ``A-sd``); the interval is
+    :func:`teminal.intervals.item_interval` over the items' classes (SPEC §4)."""
+    chance = {} if items is None else chance_levels(
+        items.n_classes, n_candidates_4=items.n_candidates_4, n_candidates_5b=items.n_candidates_5b)
+    chance |= extra_chance or {}
     records, kept = [], {}
-    for pos, task in enumerate(TASKS):
+    for pos, task in enumerate(TASKS + tuple(extra_chance or ())):
         if task not in frames:
             continue
         df = kept[task] = frames[task]

@@ -16,7 +16,7 @@ import numpy as np
 from teminal.data.captions import check_template
 from teminal.gates import MIN_CLASSES, MIN_EVAL_PAIRS, SanityError
 
-TASKS = ("1A", "2A", "2B", "2C", "2D", "3A", "3A-o", "3A-c", "3B", "4A", "4B", "5A", "5B")
+TASKS = ("1A", "2A", "2B", "2C", "2D", "3A", "3A-o", "3A-c", "3B", "3W", "4A", "4B", "5A", "5B")
 CLASS, BEFORE, WHILE, FIRST, SECOND, SIMULTANEOUS = range(6)  # caption kinds (``TaskItems.kind``)
 
 
@@ -42,6 +42,19 @@ class ZsteTemplates:
         for name, want in (("class_prompt", {"x"}), ("before", {"x", "y"}), ("while_", {"x", "y"}),
                            ("position", {"pos", "x"}), ("simultaneous", {"x", "y"})):
             check_template(getattr(self, name), want, owner=f"ZsteTemplates.{name}")
+
+
+def evaluation_wording(templates: ZsteTemplates, heldout, *,
+                       zero_shot_prompt: str) -> dict[str, str]:
+    """Every evaluation prompt template by name (SPEC §1 "No evaluation wording in training"):
+    the ZSTE prompts, the zero-shot classification prompt and the held-out phrasing family
+    (a ``PhrasingFamily``-like object with tuples ``sequence``, ``overlay``, ``position``)."""
+    out = {f"zste.{name}": getattr(templates, name)
+           for name in ("class_prompt", "before", "while_", "position", "simultaneous")}
+    out["zero_shot.prompt"] = zero_shot_prompt
+    for relation in ("sequence", "overlay", "position"):
+        out |= {f"heldout.{relation}[{n}]": t for n, t in enumerate(getattr(heldout, relation))}
+    return out
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,8 @@ class TaskItems:
     in the inputs (first occurrence); i, j: that row's classes (1A: i = label, j = -1);
     cluster; phrasing: index into the phrasing list; candidates [N, C] text indices,
     correct [N, C] bool, kind [N, C] caption kinds; top, rule: how ``topk_credit`` scores it.
-    3A-c only: parts [N, 2] = positions of its seq and rev item in the 3A items (C = 0).
+    3A-c only: parts [N, 2] = positions of its seq and rev item in the 3A items (C = 0);
+    3W only: parts [N, 3] = its seq and rev item in the 3A items and its mix item in 3B.
     """
 
     task: str
@@ -104,7 +118,7 @@ class TaskItems:
 @dataclass(frozen=True, kw_only=True, eq=False)
 class ZsteItems:
     """All items of one evaluation: ``texts [U]`` (encode once) and ``tasks`` (task → items,
-    in ``TASKS`` order; 3A is present whenever 3A-c is)."""
+    in ``TASKS`` order; 3A is present whenever 3A-c or 3W is, 3B whenever 3W is)."""
 
     texts: list[str]
     tasks: dict[str, TaskItems]

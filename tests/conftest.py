@@ -8,6 +8,8 @@ Nothing model related lives here. Fixtures:
 - ``fake_base``: factory ``(n_classes=50, clips_per_fold=8, n_folds=5, folds=None) -> BaseSet``
   whose files are placeholders (a few bytes, not audio): enough for manifests and the content
   fingerprint, not for rendering. ``folds`` overrides the fold labels (default ``1..n_folds``).
+- ``varied_esc50``: a 12-class ESC-50-shaped folder of clips that vary as real recordings do
+  (events padded with silence, clicks, modulated noise, decaying tones; random gains).
 - ``tiny_world_config`` / ``tiny_world``: a 6-class embedded world (session-wide, read-only).
 """
 from __future__ import annotations
@@ -50,6 +52,65 @@ def write_esc50_like(root: Path, *, n_classes: int = 4, clips_per_fold: int = 2,
                                  esc10=False, src_file=src, take="ABCDEFGH"[take % 8]))
     pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
     return root
+
+
+KINDS = ("event", "impulses", "stationary", "tonal")
+
+
+def _varied_clip(kind: str, target: int, rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """One clip of a class of ``kind`` with what real recordings vary in (ESC-50-like): a short
+    event padded with digital silence, clicks over a noise floor, modulated coloured noise, a
+    tone with onset and decay over hum; random gain (-30..0 dB) and background level."""
+    t = np.arange(n) / sr
+    noise = rng.standard_normal(n)
+    if kind == "event":  # 50–500 ms burst somewhere, the rest exact zeros
+        x = np.zeros(n)
+        length = int(sr * rng.uniform(0.05, 0.5))
+        start = rng.integers(0, n - length)
+        burst = np.convolve(noise[:length], np.ones(2 + target % 5) / (2 + target % 5), "same")
+        x[start:start + length] = burst * np.exp(-np.arange(length) / (length / 3))
+    elif kind == "impulses":  # clicks at random times over a noise floor
+        x = rng.uniform(0.001, 0.05) * noise
+        for at in rng.integers(0, n - 40, size=rng.integers(2, 12)):
+            x[at:at + 40] += rng.uniform(0.3, 1) * np.exp(-np.arange(40) / 6) * np.sign(noise[at])
+    elif kind == "stationary":  # coloured noise, slowly modulated
+        x = np.convolve(noise, np.ones(1 + target % 7) / (1 + target % 7), "same")
+        x *= 1 + rng.uniform(0, 0.9) * np.sin(2 * np.pi * rng.uniform(0.2, 3) * t)
+    else:  # a tone with vibrato, onset and decay, over hum
+        f0 = 150 * (1 + target % 6) * np.exp(0.02 * np.sin(2 * np.pi * 5 * t))
+        onset = rng.uniform(0, 0.5)
+        env = np.where(t > onset, np.exp(-(t - onset) * rng.uniform(0.5, 6)), 0)
+        x = env * np.sin(2 * np.pi * np.cumsum(f0) / sr) + rng.uniform(0, 0.05) * np.sin(2 * np.pi * 50 * t)
+    x = x / max(np.abs(x).max(), 1e-9) * 10 ** rng.uniform(-1.5, 0) * 0.9
+    return x.astype(np.float32)
+
+
+def write_varied_esc50(root: Path, *, n_classes: int = 12, clips_per_fold: int = 3,
+                       n_folds: int = 5, sample_rate: int = 16000, seconds: float = 1.0,
+                       seed: int = 0) -> Path:
+    """An ESC-50-shaped folder whose classes differ the way real recordings do (``_varied_clip``:
+    class ``k`` is of kind ``KINDS[k % 4]``); returns ``root``."""
+    rng = np.random.default_rng(seed)
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir()
+    n, rows = int(round(seconds * sample_rate)), []
+    for target in range(n_classes):
+        for fold in range(1, n_folds + 1):
+            for take in range(clips_per_fold):
+                src = 1000 + target * 100 + fold * 10 + take
+                name = f"{fold}-{src}-{'ABCDEFGH'[take % 8]}-{target}.wav"
+                x = _varied_clip(KINDS[target % len(KINDS)], target, rng, n, sample_rate)
+                sf.write(str(root / "audio" / name), x, sample_rate, subtype="PCM_16")
+                rows.append(dict(filename=name, fold=fold, target=target, category=category(target),
+                                 esc10=False, src_file=src, take="ABCDEFGH"[take % 8]))
+    pd.DataFrame(rows).to_csv(root / "meta" / "esc50.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def varied_esc50(tmp_path_factory) -> Path:
+    """A 12-class ESC-50-shaped folder of varied, real-recording-like clips (session-wide)."""
+    return write_varied_esc50(tmp_path_factory.mktemp("varied") / "esc50")
 
 
 @pytest.fixture(scope="session")

@@ -104,3 +104,20 @@ def test_mlflow_filters_rows_by_their_logged_parameters(tmp_path):
             [exp], filter_string=f"tags.`teminal.ablation_row` = '{name}'")[0]
         assert not any(k.startswith("stage_") for k in run.data.params), name
         assert run.data.params["seed"] == str(c.seed)
+
+
+def test_summary_ignores_tasks_only_the_probe_has():
+    """The probe row has A-sd, which no model row has: the summary compares model rows only."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    def ev(label, values):
+        table = pd.DataFrame({"task": list(values), "value": list(values.values())})
+        return SimpleNamespace(label=label, tables={"zste": table})
+    outcome = pd.DataFrame({"row": ["pretrained", "T-AB", "probe:level-duration"],
+                            "evaluation": [ev("pretrained", {"3B": 40.0, "3W": 50.0}),
+                                           ev("T-AB", {"3B": 90.0, "3W": 70.0}),
+                                           ev("probe:level-duration", {"A-sd": 55.0, "3B": 35.0})]})
+    text = ablation.summary(outcome)
+    assert "- 3B: best T-AB 90.0 (+50.0)" in text and "A-sd" not in text

@@ -41,11 +41,12 @@ def test_temporal_inverse_twice_is_identity():
     key = "seq|a.wav|b.wav"
     assert temporal_inverse(key) == "seq|b.wav|a.wav"
     assert temporal_inverse(temporal_inverse(key)) == key
-    assert temporal_inverse("mix|a.wav|b.wav") == "mix|a.wav|b.wav"  # the overlay has no order
-    with pytest.raises(ValueError, match="single"):
+    mix = "mix|a.wav|a2.wav|b.wav|b2.wav"
+    assert temporal_inverse(mix) == mix  # the overlay has no order
+    with pytest.raises(ValueError, match="one sound"):
         temporal_inverse("single|a.wav")
-    with pytest.raises(ValueError, match="single"):
-        temporal_inverse("loop|a.wav")
+    with pytest.raises(ValueError, match="one sound"):
+        temporal_inverse("span|a.wav|a2.wav")
 
 
 def test_seq_swapped_is_order_reversed_not_time_reversed(ab):
@@ -62,15 +63,36 @@ def test_overlay_is_a_sum(ab):
     expected = a.copy()
     expected[: len(b)] += b
     np.testing.assert_allclose(out, expected)
-    np.testing.assert_allclose(compose(a, b, "mix", RAW), expected)
+    padded = np.pad(expected, (0, min(len(a), len(b))))  # zero-padded to a ⊕ b's length
+    np.testing.assert_allclose(compose(a, b, "mix", RAW), padded)
 
 
-def test_overlay_tiled_to_concat_length(ab):
-    a, b = ab
+def test_overlay_tiled_to_concat_length(noise):
+    """No second clips given: the loop of ``pairing: paper`` ((a ⊕ a) ∧ (b ⊕ b))."""
+    a, b = noise
     out = compose(a, b, "mix", Recipe(sample_rate=8000, level_rms=None, peak_limit=None))
     assert len(out) == len(compose(a, b, "seq", RAW)) == len(a) + len(b)
     np.testing.assert_allclose(out[len(a): len(a) + 500], overlay(a, b)[:500])
     assert len(tile(np.arange(3, dtype=np.float32), 7)) == 7
+
+
+def test_overlay_spans_with_second_clips_and_never_repeats(noise):
+    """SPEC §1: (a ⊕ a2) ∧ (b ⊕ b2), as long as a ⊕ b, its two halves different."""
+    a, b = noise
+    rng = np.random.default_rng(5)
+    a2, b2 = (rng.standard_normal(len(a)).astype(np.float32) for _ in range(2))
+    plain = Recipe(sample_rate=8000, level_rms=None, peak_limit=None)
+    out = compose(a, b, "mix", plain, a2=a2, b2=b2)
+    assert len(out) == len(a) + len(b)
+    np.testing.assert_allclose(out, np.concatenate([a + b, a2 + b2]), rtol=1e-6)
+    assert not np.array_equal(out[: len(a)], out[len(a):])
+    padded = compose(a, b, "mix", replace(plain, tile_overlay=False), a2=a2, b2=b2)
+    np.testing.assert_array_equal(padded[len(a):], 0)  # the paper's zero-padded overlay
+    np.testing.assert_allclose(padded[: len(a)], a + b, rtol=1e-6)
+    span = compose(a, a2, "span", plain)
+    np.testing.assert_array_equal(span, np.concatenate([a, a2]))
+    with pytest.raises(ValueError, match="second clips"):
+        compose(a, b, "seq", plain, a2=a2)
 
 
 def test_levelling_brings_parts_to_same_rms(ab):
@@ -119,21 +141,24 @@ def test_errors(tmp_path, ab):
 
 def test_audio_keys_roundtrip_and_errors():
     assert audio_key("single", "a.wav") == "single|a.wav"
-    assert audio_key("loop", "a.wav") == "loop|a.wav"
+    assert audio_key("span", "a.wav", "a2.wav") == "span|a.wav|a2.wav"
     assert audio_key("seq", "a.wav", "b.wav") == "seq|a.wav|b.wav"
     assert audio_key("seq", "b.wav", "a.wav") == "seq|b.wav|a.wav"  # order matters in a sequence
-    for key in ("single|a.wav", "loop|a.wav", "seq|a.wav|b.wav", "seq|b.wav|a.wav", "mix|a.wav|b.wav"):
-        assert audio_key(*parse_key(key)) == key
-    assert parse_key("single|a.wav") == ("single", "a.wav", None)
-    assert parse_key("loop|a.wav") == ("loop", "a.wav", None)
-    for bad in ("a.wav", "seq|a.wav", "single|a.wav|b.wav", "loop|a.wav|b.wav", "mix||b.wav",
-                "rev|a.wav|b.wav", "", "mix|b.wav|a.wav"):
+    for key in ("single|a.wav", "span|a.wav|a2.wav", "seq|a.wav|b.wav", "seq|b.wav|a.wav",
+                "mix|a.wav|a2.wav|b.wav|b2.wav", "mix|a.wav|a.wav|b.wav|b.wav"):
+        relation, clips = parse_key(key)
+        assert audio_key(relation, *clips) == key
+    assert parse_key("single|a.wav") == ("single", ("a.wav",))
+    assert parse_key("span|a.wav|a2.wav") == ("span", ("a.wav", "a2.wav"))
+    for bad in ("a.wav", "seq|a.wav", "single|a.wav|b.wav", "span|a.wav", "mix|a.wav|b.wav",
+                "mix||a2.wav|b.wav|b2.wav", "rev|a.wav|b.wav", "", "loop|a.wav",
+                "mix|b.wav|b2.wav|a.wav|a2.wav"):
         with pytest.raises(ValueError, match="bad audio key"):
             parse_key(bad)
-    with pytest.raises(ValueError, match="two clips"):
+    with pytest.raises(ValueError, match="takes 2 clip"):
         audio_key("seq", "a.wav")
-    with pytest.raises(ValueError, match="one clip"):
-        audio_key("loop", "a.wav", "b.wav")
+    with pytest.raises(ValueError, match="takes 1 clip"):
+        audio_key("single", "a.wav", "b.wav")
     with pytest.raises(ValueError, match="relation"):
         audio_key("concat", "a.wav", "b.wav")
 
@@ -148,7 +173,11 @@ def test_clip_store_and_render(esc50_like):
     recipe = Recipe(sample_rate=16000)
     fwd = render(audio_key("seq", a, b), store, recipe)
     np.testing.assert_allclose(fwd, compose(store[a], store[b], "seq", recipe))
-    assert len(render(audio_key("mix", a, b), store, recipe)) == len(fwd)
+    a2, b2 = base.clips["filename"].iloc[2:4]
+    mix = render(audio_key("mix", a, a2, b, b2), store, recipe)
+    np.testing.assert_array_equal(mix, compose(store[a], store[b], "mix", recipe, a2=store[a2],
+                                               b2=store[b2]))
+    assert len(mix) == len(fwd) == len(render(audio_key("span", a, a2), store, recipe))
     assert len(render(audio_key("single", a), store, recipe)) == len(store[a])
     with pytest.raises(KeyError, match="nope.wav"):
         store["nope.wav"]
@@ -157,8 +186,10 @@ def test_clip_store_and_render(esc50_like):
 
 
 def test_mix_key_is_canonical():
-    assert audio_key("mix", "b.wav", "a.wav") == audio_key("mix", "a.wav", "b.wav") == "mix|a.wav|b.wav"
-    assert temporal_inverse(audio_key("mix", "z.wav", "a.wav")) == "mix|a.wav|z.wav"
+    assert (audio_key("mix", "b.wav", "b2.wav", "a.wav", "a2.wav")
+            == audio_key("mix", "a.wav", "a2.wav", "b.wav", "b2.wav")
+            == "mix|a.wav|a2.wav|b.wav|b2.wav")
+    assert audio_key("mix", "a.wav", "z.wav", "a.wav", "b.wav") == "mix|a.wav|b.wav|a.wav|z.wav"
 
 
 @pytest.fixture
@@ -198,21 +229,24 @@ def test_mix_is_symmetric_bit_for_bit(noise, ab):
     for a, b in (noise, ab):  # equal and unequal lengths
         for r in (Recipe(sample_rate=8000), RAW, Recipe(sample_rate=8000, renormalize=False)):
             np.testing.assert_array_equal(compose(a, b, "mix", r), compose(b, a, "mix", r))
+            np.testing.assert_array_equal(compose(a, b, "mix", r, a2=b[::-1].copy(), b2=a[::-1].copy()),
+                                          compose(b, a, "mix", r, a2=a[::-1].copy(), b2=b[::-1].copy()))
 
 
-def test_loop_single_has_the_length_of_a_double(noise):
+def test_span_single_has_the_length_of_a_double(noise):
     a, b = noise
     r = Recipe(sample_rate=8000)
-    loop = compose(a, None, "loop", r)
+    loop = compose(a, a, "span", r)  # one clip of the class in the split: a loop
     assert len(loop) == len(compose(a, b, "seq", r)) == 2 * len(a)
     np.testing.assert_array_equal(loop[: len(a)], loop[len(a):])  # looped, not stretched
     np.testing.assert_allclose(loop[: len(a)], compose(a, None, "single", r), rtol=1e-6)
     assert rms(loop) == pytest.approx(0.1, rel=1e-3)
-    plain = compose(a, None, "loop", Recipe(sample_rate=8000, loop_single=False))
+    assert rms(compose(a, b, "span", r)) == pytest.approx(0.1, rel=1e-3)
+    plain = compose(a, b, "span", Recipe(sample_rate=8000, loop_single=False))
     np.testing.assert_array_equal(plain, compose(a, None, "single", r))
     with pytest.raises(ValueError, match="two clips"):
         compose(a, None, "mix", r)
-    assert RELATIONS == ("single", "loop", "seq", "mix")
+    assert RELATIONS == ("single", "span", "seq", "mix")
 
 
 def test_recipe_hash_covers_every_field():
@@ -244,11 +278,20 @@ def test_clip_store_memory_is_bounded(esc50_like):
     assert len(tiny) == 0 and tiny.nbytes == 0
 
 
-def test_render_loop_and_canonical_mix(esc50_like):
+def test_render_a_loop_and_a_canonical_mix(esc50_like):
     base = load(esc50_like)
     store = ClipStore(base, sample_rate=8000)
     a, b = base.clips["filename"].iloc[[0, 12]]
     r = Recipe(sample_rate=8000)
-    assert len(render(audio_key("loop", a), store, r)) == len(render(audio_key("seq", a, b), store, r))
-    np.testing.assert_array_equal(render(audio_key("mix", b, a), store, r),
+    assert len(render(audio_key("span", a, a), store, r)) == len(render(audio_key("seq", a, b), store, r))
+    np.testing.assert_array_equal(render(audio_key("mix", b, b, a, a), store, r),
                                   compose(store[a], store[b], "mix", r))
+
+
+def test_the_composite_version_is_in_the_recipe_hash(monkeypatch):
+    """Composites changed for the same keys (v2: no loops) → the trunk-cache key changes."""
+    import teminal.audio as audio_module
+    r = Recipe(sample_rate=8000)
+    before = r.hash
+    monkeypatch.setattr(audio_module, "COMPOSITE_VERSION", audio_module.COMPOSITE_VERSION - 1)
+    assert r.hash != before

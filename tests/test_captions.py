@@ -1,6 +1,8 @@
 """Phrasing families and caption factories (SPEC §1 "Captions", §4 "Held-out phrasings")."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from teminal.data.captions import (HELDOUT_FAMILY, POSITIONS, TRAINING_FAMILY, CaptionTemplates,
@@ -38,7 +40,7 @@ def test_every_sequence_template_puts_x_first():
     for t in TRAINING_FAMILY.sequence + HELDOUT_FAMILY.sequence:
         caption = sequence_caption(t, "AAA", "BBB")
         first_named = caption.index("AAA") < caption.index("BBB")
-        assert first_named or "after" in t or "later" in t, t
+        assert first_named or any(w in t for w in ("after", "later", "follows")), t
 
 
 def test_heldout_key_words_never_in_training():
@@ -90,3 +92,46 @@ def test_captions_cover_both_orders():
     assert fam.captions(("a", "b")) == {"a before b", "b before a", "a while b", "b while a",
                                         "a is heard first", "a is heard second",
                                         "b is heard first", "b is heard second"}
+
+
+# ---- SPEC §1 "No evaluation wording in training"
+def test_word_runs_split_at_class_slots_and_expand_positions():
+    from teminal.data.captions import word_runs
+    assert word_runs("combined sound of {x} and {y}") == {("combined", "sound", "of")}
+    assert word_runs("{x}, then {y}") == set()
+    assert ("the", "first", "sound") in word_runs("In this concatenated sound, the {pos} sound is {x}")
+    assert ("the", "second", "sound") in word_runs("In this concatenated sound, the {pos} sound is {x}")
+    assert word_runs("The Sound of {x}") == word_runs("the sound of {x}") == {("the", "sound", "of")}
+
+
+def test_the_check_catches_evaluation_wording_and_names_the_parameter():
+    from teminal.data.captions import check_no_eval_wording
+    evaluation = {"zste.position": "In this concatenated sound, the {pos} sound is {x}",
+                  "zste.class_prompt": "The sound of {x}"}
+    old = {"paraphrase.sequence[5]": "the first sound is {x} and the second is {y}"}
+    with pytest.raises(ValueError, match=r"paraphrase.sequence\[5\].*'the first sound'"):
+        check_no_eval_wording(old, evaluation)
+    with pytest.raises(ValueError, match="data.caption_class.*'the sound of'"):
+        check_no_eval_wording({"data.caption_class": "the sound of {x}"}, evaluation)
+    check_no_eval_wording({"data.caption_class": "a recording of {x}",
+                           "data.caption_single": "single sound of {x}"}, evaluation)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "params").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_no_configuration_trains_on_evaluation_wording(path):
+    """Every configuration in params/: its stage-A, stage-B, paraphrase and pretraining caption
+    templates share no run of 3 words with any ZSTE prompt or held-out phrasing (SPEC §1)."""
+    from teminal.data.captions import training_wording, word_runs
+    from teminal.retrieval import ZERO_SHOT_PROMPT
+    from teminal.run.config import load_config
+    from teminal.run.steps.data import check_wording, templates
+    from teminal.zste_tasks import ZsteTemplates, evaluation_wording
+    config = load_config(path)
+    check_wording(config.data)
+    training = training_wording(templates(config.data), TRAINING_FAMILY)
+    evaluation = evaluation_wording(ZsteTemplates(), HELDOUT_FAMILY, zero_shot_prompt=ZERO_SHOT_PROMPT)
+    assert len(training) == 6 + len(TRAINING_FAMILY.templates()) and len(evaluation) == 11
+    shared = [(t, e) for t in training.values() for e in evaluation.values()
+              if word_runs(t) & word_runs(e)]
+    assert shared == []

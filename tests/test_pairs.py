@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,8 @@ from teminal.data.pairs import (SINGLE_SPLITS, SPLITS, STAGE_A_COLUMNS, STAGE_B_
                                 SINGLES_COLUMNS, CaptionTemplates, PairingConfig, build_manifests,
                                 eval_pair_count, manifest_hash, read_manifests, write_manifests)
 from teminal.gates import SanityError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PAPER = PairingConfig(pairing="paper")
 FOLDS = PairingConfig(pairing="folds")
@@ -243,7 +246,7 @@ def test_captions(paper):
     a = paper.stage_a.iloc[0]
     assert a.caption_single == f"single sound of {a.label_i}"
     assert a.caption_double == f"combined sound of {a.label_i} and {a.label_j}"
-    assert paper.singles["caption"].iloc[0] == f"the sound of {paper.singles['label'].iloc[0]}"
+    assert paper.singles["caption"].iloc[0] == f"a recording of {paper.singles['label'].iloc[0]}"
 
 
 def test_paraphrases(folds):
@@ -345,3 +348,56 @@ def test_fold_conflicts(fake_base):
         build_manifests(one_fold, pairing=FOLDS)
     m = build_manifests(one_fold, pairing=PAPER)  # one clip per class: any fold works
     assert set(m.singles["split"]) <= {"test", "paired", "train"}
+
+
+# ---- SPEC §1: no exact repetition
+def _manifests_of(config_path, tmp_path, **override):
+    from teminal.data import esc50
+    from teminal.data.synth_world import make_world
+    from teminal.run.config import load_config
+    from teminal.run.steps.data import pairing, templates, world_config
+
+    p = load_config(config_path).data.model_copy(update=override)
+    base = esc50.load(make_world(tmp_path / "world", world_config(p)))
+    return base, build_manifests(base, pairing=pairing(p), templates=templates(p))
+
+
+def test_no_composite_of_the_default_configuration_repeats_itself(tmp_path):
+    """Every composite key of params/default.yaml's manifests (stage A and B, every split),
+    rendered with the default recipe: no two sample-identical halves; the second clips are
+    other clips of the same class and split."""
+    from teminal.audio import Recipe
+    from teminal.data.clips import ClipStore, pair_keys, render
+    from teminal.data.pairs import looped_rows
+
+    base, m = _manifests_of(ROOT / "params" / "default.yaml", tmp_path)
+    assert looped_rows(m) == {"stage_a": 0, "stage_b": 0}
+    fold = dict(zip(base.clips["filename"], base.clips["fold"]))
+    target = dict(zip(base.clips["filename"], base.clips["target"]))
+    for df in (m.stage_a, m.stage_b):
+        for first, second, cls in (("clip_i", "clip_i2", "i"), ("clip_j", "clip_j2", "j")):
+            assert (df[first] != df[second]).all()
+            assert (df[second].map(target) == df[cls]).all()
+            assert (df[second].map(fold) == 5).eq(df["split"].isin(["test", "seen"])).all()
+    keys = set()
+    for df in (m.stage_a, m.stage_b):
+        keys |= {k for ks in pair_keys(df).values() for k in ks}
+    store, recipe = ClipStore(base, sample_rate=base.sample_rate), Recipe(sample_rate=base.sample_rate)
+    repeated = []
+    for key in sorted(keys):
+        x = render(key, store, recipe)
+        half = len(x) // 2
+        if np.array_equal(x[:half], x[half:]):
+            repeated.append(key)
+    assert len(keys) > 3000 and repeated == []
+
+
+def test_pairing_paper_loops_and_says_so(tmp_path, capsys):
+    from teminal.data.pairs import looped_rows
+    from teminal.run.steps.data import report_loops
+
+    _, m = _manifests_of(ROOT / "params" / "ci.yaml", tmp_path, pairing="paper")
+    assert (m.stage_b["clip_i2"] == m.stage_b["clip_i"]).all()
+    assert looped_rows(m) == {"stage_a": len(m.stage_a), "stage_b": len(m.stage_b)}
+    report_loops(m)
+    assert "loop a clip" in capsys.readouterr().out

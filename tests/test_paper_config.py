@@ -188,7 +188,7 @@ def test_zste_logs_every_task_for_pretrained_and_t_ab_and_the_probe(paper_run):
             _assert_percent(metrics, f"zste/{task}", label)
         _assert_percent(metrics, "zste_heldout/3A-o", label)
     probe = nested["probe:level-duration"].data.metrics
-    for task in ("3A-o", "3B"):
+    for task in ("A-sd", "3B", "3W"):
         _assert_percent(probe, f"zste/{task}", "probe")
 
 

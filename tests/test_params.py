@@ -22,6 +22,18 @@ def test_paraphrases_on_by_default_off_in_the_paper_configuration():
     assert load_config(ROOT / "params" / "paper.yaml").stage_b.captions == "paper"
 
 
+def test_the_paper_configuration_trains_as_paper_b5():
+    """Adam, constant lr 1e-4, no gradient clipping, batch 256 (SPEC §5, paper B.5); the
+    smoke / default departures (cosine, clipping) are named parameters."""
+    config = load_config(ROOT / "params" / "paper.yaml")
+    t = config.train
+    assert (t.optimizer, t.schedule, t.grad_clip, t.weight_decay, t.warmup_steps) == \
+        ("adam", "constant", 0.0, 0.0, 0)
+    for stage in (config.stage_a, config.stage_b):
+        assert (stage.lr, stage.batch_size) == (1e-4, 256)
+    assert config.stage_b.order_lr is None and config.train.replay_weight == 0.0
+
+
 def test_yaml_round_trip_keeps_every_value():
     config = load_config(ROOT / "params" / "default.yaml")
     assert validate(yaml.safe_load(to_yaml(config)), source="x") == config

@@ -131,7 +131,8 @@ def test_zste_of_every_set_for_pretrained_and_t_ab_and_the_probe(ci_run):
         assert all(f"zste_seen/{t}" in metrics for t in zste.TASKS if t != "1A")
         assert all(f"zste_heldout/{t}" in metrics for t in zste.PHRASING_TASKS)
     probe = models["probe:level-duration"].data.metrics
-    assert probe["zste/3A-o"] == pytest.approx(50.0)
+    assert {"zste/A-sd", "zste/3B", "zste/3W"} <= set(probe) and "zste/3A-o" not in probe
+    assert "probe_auc/test/while/crest" in probe and "probe_auc/train/A-sd/duration_s" in probe
     stage_a = kids["01_stage_a"]
     assert len(client.get_metric_history(stage_a.info.run_id, "train/loss")) >= 2
     assert "val/loss" in stage_a.data.metrics
@@ -165,6 +166,29 @@ def test_report_writes_the_results_tables_from_mlflow(ci_run):
                     "Level/duration probe", "Ablations (Table 2 layout"):
         assert heading in text
     assert "| 3A-c | 11.1 |" in text
+    assert "Level/duration probe — AUC per statistic" in text and "| 3W | 50.0 |" in text
+
+
+def test_report_check_passes_a_true_readme_and_lists_a_wrong_figure(ci_run, tmp_path, capsys):
+    """``report --check README``: a Results section built from this run's own report (a table
+    and a prose figure) passes; one changed figure fails with exit 1 and is named."""
+    run_dir, _ = ci_run
+    text = report.report(run_dir)
+    start = text.index("### ZSTE — held-out pairs")
+    table = text[start:text.index("\n\n###", start)]
+    row = next(line for line in table.splitlines() if line.startswith("| 3B |"))
+    figure = row.split(" | ")[2]  # the first model's 3B, as report prints it
+    readme = tmp_path / "README.md"
+    body = (f"## Results\n\nThe output of `python -m teminal report runs/{run_dir.name}`.\n\n"
+            f"#{table}\n\nThe pretrained model answers while to {figure} of overlays.\n")
+    readme.write_text(body)
+    assert cli.main(["report", str(run_dir), "--check", str(readme)]) == 0
+    value = float(figure.split(" [")[0])
+    readme.write_text(body.replace(f"to {figure}", f"to {value + 0.1:.1f} [0.0, 1.0]"))
+    capsys.readouterr()
+    assert cli.main(["report", str(run_dir), "--check", str(readme)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("mismatch:") == 1 and f"{value + 0.1:.1f} [0.0, 1.0]" in out
 
 
 def test_rerun_reuses_every_row_and_keeps_earlier_files(ci_run):

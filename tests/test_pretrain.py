@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from teminal import train
-from teminal.audio import Recipe, compose, read_audio
-from teminal.data.clips import parse_key
+from teminal.audio import Recipe, read_audio
+from teminal.data.clips import compose_key
 from teminal.gates import SanityError
 from teminal.models.tiny import TinyClap, TinyConfig
 from teminal.pretrain import Augment, PretrainTask, pretrain_tiny
 
 SR = 8000
-PROMPT = "the sound of {x}"
+PROMPT = "a recording of {x}"
 
 
 class Render:
@@ -28,8 +28,8 @@ class Render:
 
     def __call__(self, key: str) -> np.ndarray:
         self.calls += 1
-        relation, clip, _ = parse_key(key)
-        return compose(read_audio(self.root / "audio" / clip, sample_rate=SR), None, relation, self.recipe)
+        read = lambda name: read_audio(self.root / "audio" / name, sample_rate=SR)  # noqa: E731
+        return compose_key(key, read, self.recipe)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_finished_folder_is_reused(model, base_model, singles, class_names, es
         torch.testing.assert_close(a, b, msg=name)
     with pytest.raises(FileExistsError, match="another configuration"):
         pretrain_tiny(model=again, singles=singles, render=render, class_names=class_names,
-                      class_prompt="a recording of {x}", config=train.TrainConfig(
+                      class_prompt="the sound of {x}", config=train.TrainConfig(
                           epochs=2, batch_size=8, lr=1e-3, optimizer="adamw"),
                       out_dir=tmp_path / "pre", device=torch.device("cpu"),
                       fingerprint_extra={"data": "esc50-like"}, progress=False)

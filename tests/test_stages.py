@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from teminal import losses, stages
-from teminal.audio import Recipe, compose, read_audio
+from teminal.audio import Recipe, read_audio
 from teminal.cache import TrunkCache
-from teminal.data.clips import audio_key, parse_key
+from teminal.data.clips import audio_key, compose_key, parse_key
 from teminal.features import build_bank, manifest_audio_keys, manifest_texts
 from teminal.models.tiny import TinyClap, TinyConfig
 
@@ -30,14 +30,20 @@ class Render:
 
     def __call__(self, key: str) -> np.ndarray:
         self.calls += 1
-        relation, a, b = parse_key(key)
         read = lambda name: read_audio(self.root / "audio" / name, sample_rate=SR)  # noqa: E731
-        return compose(read(a), None if b is None else read(b), relation, self.recipe)
+        return compose_key(key, read, self.recipe)
+
+
+def _mix_keys(rows) -> list[str]:
+    """``mix|a|a2|b|b2`` of each row, its halves sorted (written out, not via audio_key)."""
+    return ["mix|" + "|".join(x for h in sorted([(a, a2), (b, b2)]) for x in h)
+            for a, a2, b, b2 in zip(rows.clip_i, rows.clip_i2, rows.clip_j, rows.clip_j2)]
 
 
 def _pair_rows(meta: pd.DataFrame, fold: int, split_of) -> tuple[list[dict], list[dict]]:
     label = dict(zip(meta.target, meta.category.str.replace("_", " ")))
     clip = {t: meta[(meta.target == t) & (meta.fold == fold)].filename.iloc[0] for t in range(K)}
+    clip2 = {t: meta[(meta.target == t) & (meta.fold == fold)].filename.iloc[-1] for t in range(K)}
     stage_b, stage_a = [], []
     for i in range(K):
         for j in range(K):
@@ -45,8 +51,8 @@ def _pair_rows(meta: pd.DataFrame, fold: int, split_of) -> tuple[list[dict], lis
             if i == j or split is None:
                 continue
             xi, xj = label[i], label[j]
-            common = dict(pair=i * K + j, i=i, j=j, clip_i=clip[i], clip_j=clip[j], label_i=xi,
-                          label_j=xj, split=split)
+            common = dict(pair=i * K + j, i=i, j=j, clip_i=clip[i], clip_j=clip[j],
+                          clip_i2=clip2[i], clip_j2=clip2[j], label_i=xi, label_j=xj, split=split)
             stage_b.append(dict(common, phrasing="before", draw=0, caption_f=f"{xi} before {xj}",
                                 caption_r=f"{xj} before {xi}", caption_o=f"{xi} while {xj}",
                                 para_f=f"{xi}, then {xj}", para_r=f"{xj}, then {xi}",
@@ -122,11 +128,14 @@ def test_bank_holds_every_clip_of_every_split(world):
     assert list(bank.singles.index) == single_keys and len(single_keys) == len(m.singles)
     assert list(bank.pairs.index) == pair_keys
     sb = m.stage_b
-    for ci, cj in zip(sb.clip_i, sb.clip_j):  # test rows included
-        assert {audio_key("seq", ci, cj), audio_key("seq", cj, ci), audio_key("mix", ci, cj)} <= set(pair_keys)
+    for ci, ci2, cj, cj2 in zip(sb.clip_i, sb.clip_i2, sb.clip_j, sb.clip_j2):  # test rows included
+        assert {audio_key("seq", ci, cj), audio_key("seq", cj, ci),
+                audio_key("mix", ci, ci2, cj, cj2)} <= set(pair_keys)
     mixes = [k for k in pair_keys if parse_key(k)[0] == "mix"]
-    assert len(mixes) == len({frozenset(p) for p in zip(sb.clip_i, sb.clip_j)})  # canonical
-    assert {audio_key("loop", c) for c in m.stage_a.clip_i} <= set(pair_keys)
+    halves = zip(zip(sb.clip_i, sb.clip_i2), zip(sb.clip_j, sb.clip_j2))
+    assert len(mixes) == len({frozenset(p) for p in halves})  # canonical
+    sa = m.stage_a
+    assert {audio_key("span", c, c2) for c, c2 in zip(sa.clip_i, sa.clip_i2)} <= set(pair_keys)
     assert bank.singles.feats.frames is None and bank.pairs.feats.frames is None
     assert set(manifest_texts(m)) >= set(sb.para_f) | set(sb.para_o) | set(sb.caption_r)
     assert len(bank.text.index) == len(manifest_texts(m))
@@ -159,18 +168,18 @@ def test_unlooped_singles_are_refused_only_by_the_order_head(esc50_like, model, 
 # --------------------------------------------------------------------------- stage A
 
 
-def test_stage_a_reads_looped_singles_and_doubles(model, world):
+def test_stage_a_reads_spanning_singles_and_doubles(model, world):
     task = stages.StageATask(weights=losses.StageAWeights(alpha_same=0.5), **task_kwargs(model, world, "stage_a"))
     train = world.manifests.stage_a.query("split == 'train'")
     assert (task.n_train, task.n_val) == (8, 4)
     singles, doubles = task.blocks["train"].audio
-    assert keys_of(world.bank.pairs, singles) == [f"loop|{c}" for c in train.clip_i]
+    assert keys_of(world.bank.pairs, singles) == [f"span|{c}|{c2}" for c, c2 in zip(train.clip_i, train.clip_i2)]
     assert keys_of(world.bank.pairs, doubles) == [f"seq|{a}|{b}" for a, b in zip(train.clip_i, train.clip_j)]
     rows = torch.tensor([0, 2, 5])
     z_a, z_c = task.embed(rows, split="train")
     assert z_a.shape == z_c.shape == (6, 32)
     part = train.iloc[rows.numpy()]
-    ref_a = encode(model, world.render, [f"loop|{c}" for c in part.clip_i]
+    ref_a = encode(model, world.render, [f"span|{c}|{c2}" for c, c2 in zip(part.clip_i, part.clip_i2)]
                    + [f"seq|{a}|{b}" for a, b in zip(part.clip_i, part.clip_j)])
     ref_c = embed_text(model, list(part.caption_single) + list(part.caption_double))
     torch.testing.assert_close(z_a, ref_a, rtol=1e-4, atol=1e-5)
@@ -198,7 +207,7 @@ def test_stage_b_loss_matches_the_uncached_reference(model, world, captions, wei
     part = train.iloc[rows.numpy()]
     ci, cj = list(part.clip_i), list(part.clip_j)
     keys = ([f"seq|{a}|{b}" for a, b in zip(ci, cj)] + [f"seq|{b}|{a}" for a, b in zip(ci, cj)]
-            + [f"mix|{min(a, b)}|{max(a, b)}" for a, b in zip(ci, cj)])
+            + _mix_keys(part))
     audio_rows = torch.cat([block[rows] for block in task.blocks["train"].audio])
     assert keys_of(world.bank.pairs, audio_rows) == keys
     ref_a = encode(model, world.render, keys)
@@ -249,7 +258,7 @@ def test_tclap_task_matches_the_uncached_reference(model, world):
     rows = torch.tensor([0, 1, 4, 7])
     part = train.iloc[rows.numpy()]
     ci, cj = list(part.clip_i), list(part.clip_j)
-    keys = [f"seq|{a}|{b}" for a, b in zip(ci, cj)] + [f"mix|{min(a, b)}|{max(a, b)}" for a, b in zip(ci, cj)]
+    keys = [f"seq|{a}|{b}" for a, b in zip(ci, cj)] + _mix_keys(part)
     audio_rows = torch.cat([block[rows] for block in task.blocks["train"].audio])
     assert keys_of(world.bank.pairs, audio_rows) == keys
     ref_a = encode(model, world.render, keys)

@@ -37,6 +37,7 @@ def _html(out: widgets.Output) -> str:
 def _manifest() -> pd.DataFrame:
     return pd.DataFrame({
         "i": [0, 1], "j": [1, 2], "clip_i": ["a.wav", "b.wav"], "clip_j": ["b.wav", "c.wav"],
+        "clip_i2": ["a2.wav", "b2.wav"], "clip_j2": ["b2.wav", "c2.wav"],
         "label_i": ["dog", "rain"], "label_j": ["rain", "bell"],
         "caption_f": ["dog before rain", "rain before bell"],
         "caption_r": ["rain before dog", "bell before rain"],
@@ -62,7 +63,7 @@ class SineRender:
 def test_mixture_player_renders_three_clips_and_follows_the_dropdown():
     render = SineRender()
     box = tw.mixture_player(_manifest(), render, SR)
-    assert render.keys == ["seq|a.wav|b.wav", "seq|b.wav|a.wav", "mix|a.wav|b.wav"]
+    assert render.keys == ["seq|a.wav|b.wav", "seq|b.wav|a.wav", "mix|a.wav|a2.wav|b.wav|b2.wav"]
     outputs, images = _find(box, widgets.Output), _find(box, widgets.Image)
     heads = _find(box, widgets.HTML)
     assert len(outputs) == len(images) == len(heads) == 3
@@ -75,7 +76,7 @@ def test_mixture_player_renders_three_clips_and_follows_the_dropdown():
     picker = _find(box, widgets.Dropdown, "row")[0]
     first_png = images[0].value
     picker.value = 1
-    assert render.keys[3:] == ["seq|b.wav|c.wav", "seq|c.wav|b.wav", "mix|b.wav|c.wav"]
+    assert render.keys[3:] == ["seq|b.wav|c.wav", "seq|c.wav|b.wav", "mix|b.wav|b2.wav|c.wav|c2.wav"]
     assert "bell before rain" in heads[1].value and images[0].value != first_png
     assert all(len(o.outputs) == 1 for o in outputs)
 

@@ -156,6 +156,30 @@ def test_model_preferring_one_phrasing_fails_consistency():
     assert tab.ci_low["3A-c"] == 0.0 and tab.ci_high["3A-c"] > 10
 
 
+def test_balanced_while_score_gives_a_constant_answer_50():
+    """3W (SPEC §4): a model that says "while" to everything gets 3B 100 and 3A 0, and 3W 50;
+    one that never says it (and hears order perfectly) 3B 0 and 3W 50; one that tells sequences from overlays but not order
+    3W 100 (and 3A 50)."""
+    lex = Lexicon()
+    always = lambda kind, a, b: (lex.vec(f"{NAMES[min(a, b)]} while {NAMES[max(a, b)]}")  # noqa: E731
+                                 if b is not None else lex.vec(NAMES[a]))
+    never = lambda kind, a, b: (lex.vec(f"{NAMES[a]} before {NAMES[b]}")  # noqa: E731
+                                if b is not None else lex.vec(NAMES[a]))
+    canon = lambda s: " before ".join(sorted(s.split(" before "))) if " before " in s else s  # noqa: E731
+    blind = Lexicon(alias=canon)
+    order_blind = lambda kind, a, b: (blind.vec(f"{NAMES[min(a, b)]} while {NAMES[max(a, b)]}")  # noqa: E731
+                                      if kind == "mix" else blind.vec(f"{NAMES[a]} before {NAMES[b]}")
+                                      if b is not None else blind.vec(NAMES[a]))
+    for audio, embed, want in ((always, lex, (0, 100, 50)), (never, lex, (100, 0, 50)),
+                               (order_blind, blind, (50, 100, 100))):
+        res = evaluate(_inputs(_pairs(), audio), embed, templates=TPL, n_boot=50)
+        tab = res.table.set_index("task")
+        assert (tab.value["3A"], tab.value["3B"], tab.value["3W"]) == pytest.approx(want)
+        assert tab.chance["3W"] == 50 and tab.n["3W"] == comb(K, 2)  # one unit per clip pair
+    items = res.items["3W"]
+    assert set(items.columns) >= {"i", "j", "key", "cluster"} and items.key.str.count(r" \+ ").eq(2).all()
+
+
 def test_consistency_counts_each_unordered_clip_pair_once():
     lex = Lexicon()
     right = {(0, 1), (1, 0), (0, 2), (2, 0), (3, 4)}  # pairs {0,1}, {0,2} both right, {3,4} half
@@ -246,8 +270,8 @@ def test_bootstrap_is_seeded_and_contains_value_and_counts_items_after_dedup():
     assert ((a.ci_low <= a.value + 1e-9) & (a.value <= a.ci_high + 1e-9)).all()
     # 20 rows = 10 unordered pairs: 20 distinct sequential audios, 10 distinct overlays
     p, u = len(_pairs()), comb(K, 2)
-    assert list(a.n) == [K, p, p, u, u, p, p, u, u, p, u, p, u]
-    assert list(a.n_clusters) == [K] + [u] * 12
+    assert list(a.n) == [K, p, p, u, u, p, p, u, u, u, p, u, p, u]  # 3W: one unit per clip pair
+    assert list(a.n_clusters) == [K] + [u] * 13
 
 
 def test_duplicated_rows_leave_value_and_interval_unchanged():
@@ -338,19 +362,19 @@ def test_heldout_phrasings_score_every_template_combination():
     for audio, expect in ((heldout, None), (perfect, "chance")):
         res = evaluate_phrasings(_inputs(_pairs(), audio), lex, family=HELDOUT, n_boot=50)
         tab = res.table.set_index("task")
-        assert list(tab.index) == ["3A", "3A-o", "3A-c", "3B", "5A"]
+        assert list(tab.index) == ["3A", "3A-o", "3A-c", "3B", "3W", "5A"]
         p, u = len(_pairs()), comb(K, 2)  # 2 sequence x 2 overlay templates, 1 position
-        assert list(tab.n) == [4 * p, 2 * p, 4 * u, 4 * u, p] and (tab.n_clusters == u).all()
+        assert list(tab.n) == [4 * p, 2 * p, 4 * u, 4 * u, 4 * u, p] and (tab.n_clusters == u).all()
         want = tab.chance if expect == "chance" else 100.0  # held-out texts orthogonal: all tied
         np.testing.assert_allclose(tab.value, want, atol=1e-9)
     assert "dog overlapping with rain" in set(res.items["3B"].target)
     assert res.metrics("zste_heldout")["zste_heldout/3A-c"] == pytest.approx(100 / 9)
     no_position = Family(sequence=HELDOUT.sequence, overlay=HELDOUT.overlay, position=())
     res = evaluate_phrasings(_inputs(_pairs(), heldout), lex, family=no_position, n_boot=0)
-    assert list(res.table.task) == ["3A", "3A-o", "3A-c", "3B"]  # 5A needs a position template
+    assert list(res.table.task) == ["3A", "3A-o", "3A-c", "3B", "3W"]  # 5A needs a position template
     from teminal.data.captions import HELDOUT_FAMILY  # the real family, duck-typed the same
     res = evaluate_phrasings(_inputs(_pairs(), heldout), lex, family=HELDOUT_FAMILY, n_boot=0)
-    assert list(res.table.task) == ["3A", "3A-o", "3A-c", "3B", "5A"]
+    assert list(res.table.task) == ["3A", "3A-o", "3A-c", "3B", "3W", "5A"]
     with pytest.raises(ValueError, match="none can be scored"):
         evaluate_phrasings(_inputs(_pairs(), heldout), lex, family=no_position, tasks=("5A",))
     with pytest.raises(ValueError, match=r"family.sequence\[0\]"):

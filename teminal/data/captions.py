@@ -1,7 +1,9 @@
 """Caption templates and phrasing families (SPEC §1 "Captions", §4 "Held-out phrasings").
 
 - ``CaptionTemplates``: the paper's templates (stage A single/double, stage B before/after/while,
-  the class prompt); ``{x}`` is the FIRST event in time, ``{y}`` the second.
+  the class prompt of single clips, which the embedded backbone pretrains on: a wording of its
+  own, not ZSTE's "The sound of {x}", SPEC §1); ``{x}`` is the FIRST event in time, ``{y}`` the
+  second.
 - ``PhrasingFamily``: several phrasings per relation. ``TRAINING_FAMILY`` holds the paper's
   phrasings and paraphrases of them (one drawn per training sample); ``HELDOUT_FAMILY`` is
   never used in training and exists only for ZSTE (SPEC §4): its key words never occur in the
@@ -69,7 +71,7 @@ class CaptionTemplates:
     before: str = "{x} before {y}"
     after: str = "{y} after {x}"
     while_: str = "{x} while {y}"
-    class_prompt: str = "the sound of {x}"
+    class_prompt: str = "a recording of {x}"
 
     def __post_init__(self) -> None:
         for name in ("single", "double", "before", "after", "while_", "class_prompt"):
@@ -125,11 +127,13 @@ class PhrasingFamily:
 
 TRAINING_FAMILY = PhrasingFamily(
     sequence=("{x} before {y}", "{y} after {x}", "{x} followed by {y}", "{x}, then {y}",
-              "first {x}, then {y}", "the first sound is {x} and the second is {y}"),
+              "first {x}, then {y}", "{y} follows {x}"),
     overlay=("{x} while {y}", "{x} and {y} at the same time"),
     position=(),  # ZSTE 5A's paper prompt is never trained on
 )
-"""The training paraphrases (SPEC §1); the paper's templates are members."""
+"""The training paraphrases (SPEC §1); the paper's templates are members. Two name the second
+event first ("{y} after {x}", "{y} follows {x}"), so word order alone never predicts audio order;
+none shares three words in a row with a ZSTE prompt (``check_no_eval_wording``)."""
 
 HELDOUT_FAMILY = PhrasingFamily(
     sequence=("{x} precedes {y}", "{y} comes later than {x}"),
@@ -159,6 +163,51 @@ def check_disjoint(train: PhrasingFamily, heldout: PhrasingFamily, *,
     if clash:
         raise ValueError(f"held-out captions {clash} equal training captions for classes "
                          f"{names}; reword the held-out family")
+
+
+MIN_SHARED_RUN = 3
+"""SPEC §1: no training template shares a run of this many words with an evaluation prompt."""
+
+
+def word_runs(template: str, *, n: int = MIN_SHARED_RUN) -> set[tuple[str, ...]]:
+    """Every run of ``n`` consecutive words of ``template`` that no class slot interrupts
+    (SPEC §1 "No evaluation wording in training"): ``{x}``, ``{y}``, ``{z}`` split the text;
+    ``{pos}`` is a word, expanded to each of ``POSITIONS``. Words are ``normalize``d."""
+    texts = [template.replace("{pos}", p) for p in POSITIONS] if "{pos}" in template else [template]
+    runs = set()
+    for text in texts:
+        for segment in re.split(r"\{[^{}]*\}", text):
+            words = normalize(segment).split()
+            runs |= {tuple(words[k:k + n]) for k in range(len(words) - n + 1)}
+    return runs
+
+
+def check_no_eval_wording(training: dict[str, str], evaluation: dict[str, str], *,
+                          n: int = MIN_SHARED_RUN) -> None:
+    """Raise ``ValueError`` listing every training template (name → template) that shares a run
+    of ``n`` words (``word_runs``) with an evaluation prompt or held-out phrasing (SPEC §1)."""
+    clashes = []
+    for t_name, t_text in training.items():
+        for e_name, e_text in evaluation.items():
+            for run in sorted(word_runs(t_text, n=n) & word_runs(e_text, n=n)):
+                clashes.append(f"{t_name}={t_text!r} and {e_name}={e_text!r} share "
+                               f"{' '.join(run)!r}")
+    if clashes:
+        raise ValueError("training captions use evaluation wording (SPEC §1: no run of "
+                         f"{n} words in common); reword the training template:\n  "
+                         + "\n  ".join(clashes))
+
+
+def training_wording(templates: CaptionTemplates, family: PhrasingFamily, *,
+                     owner: str = "data") -> dict[str, str]:
+    """Every training caption template by name: the stage-A / stage-B / class templates
+    (``<owner>.caption_*``) and the paraphrase family (``paraphrase.<relation>[n]``)."""
+    names = {"single": "caption_single", "double": "caption_double", "before": "caption_before",
+             "after": "caption_after", "while_": "caption_while", "class_prompt": "caption_class"}
+    out = {f"{owner}.{param}": getattr(templates, field) for field, param in names.items()}
+    for relation in ("sequence", "overlay", "position"):
+        out |= {f"paraphrase.{relation}[{n}]": t for n, t in enumerate(getattr(family, relation))}
+    return out
 
 
 # ------------------------------------------------------------------------ manifest row captions

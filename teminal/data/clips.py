@@ -3,12 +3,15 @@
 An *audio key* names one clip to feed a model:
 
 - ``"single|a.wav"``: clip ``a`` (Task 1, pretraining, replay);
-- ``"loop|a.wav"``: clip ``a`` looped to twice its length, the stage-A single (as long as a
-  double, so duration does not tell one sound from two);
+- ``"span|a.wav|a2.wav"``: ``a ⊕ a2``, two clips of one class — the stage-A single, as long as a
+  double, so duration does not tell one sound from two, and no exact repetition either;
 - ``"seq|a.wav|b.wav"``: ``a ⊕ b``, ``a`` first;
-- ``"mix|a.wav|b.wav"``: ``a ∧ b`` tiled to the length of ``a ⊕ b``. The overlay is symmetric,
-  so a mix key is CANONICAL: ``audio_key("mix", b, a) == audio_key("mix", a, b)`` with the clip
-  names sorted, and the trunk cache computes each overlay once.
+- ``"mix|a.wav|a2.wav|b.wav|b2.wav"``: ``(a ⊕ a2) ∧ (b ⊕ b2)``, as long as ``a ⊕ b``. The
+  overlay is symmetric, so a mix key is CANONICAL: its two halves ``(a, a2)``, ``(b, b2)`` are
+  listed sorted, and the trunk cache computes each overlay once.
+
+A repeated clip (``span|a|a``, ``mix|a|a|b|b``) is a loop: only where a split holds one clip
+of a class (``pairing: paper``, SPEC §1). ``pair_keys`` gives every key of manifest rows.
 
 ``render`` turns a key into samples with ``teminal.audio.compose``; composite audio is never
 written to disk (SPEC §1). The reversed sample of a pair, ``T(a_i ⊕ a_j) = a_j ⊕ a_i``, is the
@@ -17,68 +20,81 @@ key ``"seq|b.wav|a.wav"``; ``T`` of a mix is the same mix.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
+import pandas as pd
 from teminal.progress import progress
 
-from teminal.audio import ONE_CLIP, RELATIONS, Recipe, compose, read_audio
+from teminal.audio import N_CLIPS, RELATIONS, Recipe, compose, read_audio
 from teminal.data.esc50 import BaseSet
 
 SEP = "|"
 DEFAULT_MAX_BYTES = 512 * 2**20  # decoded clips kept in memory by a ClipStore
+CLIP_COLUMNS = ("clip_i", "clip_i2", "clip_j", "clip_j2")
+"""Manifest columns naming a pair row's clips: the first and second clip of class i and j."""
 
 
-def audio_key(relation: str, clip_i: str, clip_j: str | None = None) -> str:
-    """The key of one clip: ``relation`` in ``teminal.audio.RELATIONS`` and base filenames.
-
-    ``single`` and ``loop`` take one clip, ``seq`` and ``mix`` two; a ``mix`` key lists its two
-    clips sorted (canonical: the overlay does not depend on their order).
-    """
+def audio_key(relation: str, *clips: str) -> str:
+    """The key of one clip: ``relation`` in ``teminal.audio.RELATIONS`` and base filenames,
+    ``N_CLIPS[relation]`` of them (mix: ``a, a2, b, b2``; its halves are listed sorted)."""
     if relation not in RELATIONS:
         raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
-    one = relation in ONE_CLIP
-    if one != (clip_j is None):
-        raise ValueError(f"relation {relation!r} takes {'one clip' if one else 'two clips'}"
-                         f", got clip_i={clip_i!r}, clip_j={clip_j!r}")
-    parts = [clip_i] if clip_j is None else [clip_i, clip_j]
-    for p in parts:
+    if len(clips) != N_CLIPS[relation]:
+        raise ValueError(f"relation {relation!r} takes {N_CLIPS[relation]} clip(s), got {clips!r}")
+    for p in clips:
         if not isinstance(p, str) or not p or SEP in p:
             raise ValueError(f"clip filename must be a non-empty string free of {SEP!r}: {p!r}")
     if relation == "mix":
-        parts = sorted(parts)
-    return SEP.join([relation, *parts])
+        clips = tuple(x for half in sorted([clips[:2], clips[2:]]) for x in half)
+    return SEP.join([relation, *clips])
 
 
-def parse_key(key: str) -> tuple[str, str, str | None]:
-    """Inverse of ``audio_key``: ``(relation, clip_i, clip_j or None)``.
+def parse_key(key: str) -> tuple[str, tuple[str, ...]]:
+    """Inverse of ``audio_key``: ``(relation, clips)``.
 
-    A mix key whose clips are not sorted is refused: it would be a second name (and a second
+    A mix key whose halves are not sorted is refused: it would be a second name (and a second
     cache entry) for one clip; build keys with ``audio_key``.
     """
     parts = key.split(SEP) if isinstance(key, str) else []
     if not parts or parts[0] not in RELATIONS:
-        raise ValueError(f"bad audio key {key!r}: expected 'single|a.wav', 'loop|a.wav', "
-                         f"'seq|a.wav|b.wav' or 'mix|a.wav|b.wav'")
-    want = 2 if parts[0] in ONE_CLIP else 3
-    if len(parts) != want or not all(parts[1:]):
+        raise ValueError(f"bad audio key {key!r}: expected 'single|a.wav', 'span|a.wav|a2.wav', "
+                         f"'seq|a.wav|b.wav' or 'mix|a.wav|a2.wav|b.wav|b2.wav'")
+    want = N_CLIPS[parts[0]]
+    if len(parts) != want + 1 or not all(parts[1:]):
         raise ValueError(f"bad audio key {key!r}: relation {parts[0]!r} takes "
-                         f"{want - 1} non-empty clip name(s)")
-    if parts[0] == "mix" and parts[1] > parts[2]:
-        raise ValueError(f"bad audio key {key!r}: a mix key lists its clips sorted "
-                         f"({audio_key('mix', parts[1], parts[2])!r}); build it with audio_key")
-    return parts[0], parts[1], (parts[2] if want == 3 else None)
+                         f"{want} non-empty clip name(s)")
+    if parts[0] == "mix" and parts[1:3] > parts[3:5]:
+        raise ValueError(f"bad audio key {key!r}: a mix key lists its halves sorted "
+                         f"({audio_key('mix', *parts[1:])!r}); build it with audio_key")
+    return parts[0], tuple(parts[1:])
 
 
 def temporal_inverse(key: str) -> str:
     """``T`` on an audio key (SPEC §1): ``seq|a|b`` → ``seq|b|a``; a mix key is its own inverse.
 
-    It swaps the order of the events; it never reverses samples. A single clip has no order.
+    It swaps the order of the events; it never reverses samples. A single clip (or the
+    stage-A ``span`` of one class) has no order.
     """
-    relation, clip_i, clip_j = parse_key(key)
-    if clip_j is None:
-        raise ValueError(f"T needs two events; {key!r} is a single clip")
-    return audio_key(relation, clip_j, clip_i)
+    relation, clips = parse_key(key)
+    if relation in ("single", "span"):
+        raise ValueError(f"T needs two events; {key!r} is one sound")
+    return key if relation == "mix" else audio_key("seq", clips[1], clips[0])
+
+
+def pair_keys(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Audio keys of manifest pair rows (columns ``CLIP_COLUMNS``), one list per kind [P]:
+    ``seq`` ``a_i ⊕ a_j``, ``rev`` ``a_j ⊕ a_i``, ``mix`` ``(a_i ⊕ a_i') ∧ (a_j ⊕ a_j')`` and the
+    stage-A single ``span`` ``a_i ⊕ a_i'`` (SPEC §1)."""
+    missing = [c for c in CLIP_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"pair rows lack columns {missing}: manifests written before the second "
+                         "clips (clip_i2, clip_j2) existed; rebuild them (00_data_synthesis)")
+    ci, ci2, cj, cj2 = (rows[c].astype(str).tolist() for c in CLIP_COLUMNS)
+    return {"seq": [audio_key("seq", a, b) for a, b in zip(ci, cj)],
+            "rev": [audio_key("seq", b, a) for a, b in zip(ci, cj)],
+            "mix": [audio_key("mix", *c) for c in zip(ci, ci2, cj, cj2)],
+            "span": [audio_key("span", a, a2) for a, a2 in zip(ci, ci2)]}
 
 
 class ClipStore:
@@ -152,6 +168,13 @@ def render(key: str, store: ClipStore, recipe: Recipe) -> np.ndarray:
     if recipe.sample_rate != store.sample_rate:
         raise ValueError(f"recipe.sample_rate={recipe.sample_rate} differs from the store's "
                          f"sample_rate={store.sample_rate}")
-    relation, clip_i, clip_j = parse_key(key)
-    b = None if clip_j is None else store[clip_j]
-    return compose(store[clip_i], b, relation, recipe)
+    return compose_key(key, store.__getitem__, recipe)
+
+
+def compose_key(key: str, read: Callable[[str], np.ndarray], recipe: Recipe) -> np.ndarray:
+    """Samples of the clip named by ``key`` from base clips ``read(filename)`` (SPEC §1)."""
+    relation, clips = parse_key(key)
+    x = [read(c) for c in clips]
+    if relation == "mix":  # clips a, a2, b, b2
+        return compose(x[0], x[2], relation, recipe, a2=x[1], b2=x[3])
+    return compose(x[0], x[1] if len(x) > 1 else None, relation, recipe)

@@ -21,7 +21,8 @@ SPLITS = ("train", "val", "test", "seen")  # pair tables (stage A, stage B)
 SINGLE_SPLITS = ("train", "val", "test", "paired")  # singles table
 TRAINING_SPLITS = ("train", "val")
 SINGLES_COLUMNS = ["clip", "target", "label", "caption", "split"]
-PAIR_COLUMNS = ["pair", "i", "j", "draw", "clip_i", "clip_j", "label_i", "label_j"]
+PAIR_COLUMNS = ["pair", "i", "j", "draw", "clip_i", "clip_j", "clip_i2", "clip_j2", "label_i",
+                "label_j"]  # clip_i2 / clip_j2: second clips of class i / j (SPEC §1)
 STAGE_A_COLUMNS = PAIR_COLUMNS + ["caption_single", "caption_double", "split"]
 STAGE_B_COLUMNS = PAIR_COLUMNS + ["phrasing", "caption_f", "caption_r", "caption_o",
                                   "para_f", "para_r", "para_o", "split"]

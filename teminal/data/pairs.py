@@ -2,9 +2,12 @@
 
 SPEC §1 and paper Algorithm 1. Every ordered class pair ``(i, j)``, ``i ≠ j``, gives stage-B rows
 (three samples each: forward ``a_i ⊕ a_j``, reversed ``a_j ⊕ a_i`` with the same clips, overlay
-``a_i ∧ a_j``) and stage-A rows (a looped single of ``a_i`` and the double ``a_i ⊕ a_j``). Clips
-are drawn per UNORDERED class pair: draw ``d`` of ``{i, j}`` is used by both rows ``(i, j)`` and
-``(j, i)``, so row ``(i, j)``'s forward audio is row ``(j, i)``'s reversed audio. Unordered pairs
+``(a_i ⊕ a_i') ∧ (a_j ⊕ a_j')``) and stage-A rows (the single ``a_i ⊕ a_i'`` and the double
+``a_i ⊕ a_j``); ``a_i'`` (column ``clip_i2``) is another clip of class i from the same split, so
+no composite repeats itself — only where a split holds one clip of a class (always with
+``pairing="paper"``) is it the same clip, a loop (``looped_rows`` counts them). Clips are drawn
+per UNORDERED class pair: draw ``d`` of ``{i, j}`` is used by both rows ``(i, j)`` and ``(j, i)``,
+so row ``(i, j)``'s forward audio is row ``(j, i)``'s reversed audio. Unordered pairs
 are split by one seeded rule (``unordered_sides``): ``test_fraction`` → held out, then
 ``val_fraction`` of the rest → val, the rest → train; ``(i, j)`` and ``(j, i)`` share a side.
 
@@ -200,7 +203,8 @@ def paper_rows(k: int, chosen: np.ndarray, sides: np.ndarray) -> pd.DataFrame:
     """Every ordered pair once (draw 0) with the chosen clip of each class."""
     i, j = ordered_pairs(k)
     rows = pd.DataFrame({"pair": i * k + j, "i": i, "j": j, "draw": 0, "clip_i": chosen[i],
-                         "clip_j": chosen[j], "split": sides[i, j]})
+                         "clip_j": chosen[j], "clip_i2": chosen[i], "clip_j2": chosen[j],
+                         "split": sides[i, j]})  # one clip per class: the second is a loop
     return order_rows(rows)
 
 
@@ -239,12 +243,32 @@ def draw_unordered(rng: np.random.Generator, pool: pd.DataFrame, a: np.ndarray, 
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     d = np.tile(np.arange(repeats), len(a))  # (P·repeats,) draw index
     a, b = np.repeat(a, repeats), np.repeat(b, repeats)  # (P·repeats,)
-    ca = files[start[a] + (rng.random(len(a)) * counts[a]).astype(int)]
-    cb = files[start[b] + (rng.random(len(b)) * counts[b]).astype(int)]
+    na = (rng.random(len(a)) * counts[a]).astype(int)  # (P·repeats,) clip of a in its class
+    nb = (rng.random(len(b)) * counts[b]).astype(int)
+    ca, cb = files[start[a] + na], files[start[b] + nb]
+    ca2, cb2 = (files[start[c] + _other(rng, n, counts[c])] for c, n in ((a, na), (b, nb)))
     i, j = np.concatenate([a, b]), np.concatenate([b, a])
     return pd.DataFrame({"pair": i * k + j, "i": i, "j": j, "draw": np.concatenate([d, d]),
                          "clip_i": np.concatenate([ca, cb]), "clip_j": np.concatenate([cb, ca]),
-                         "split": split})
+                         "clip_i2": np.concatenate([ca2, cb2]),
+                         "clip_j2": np.concatenate([cb2, ca2]), "split": split})
+
+
+def _other(rng: np.random.Generator, n: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per entry, an index in ``[0, count)`` other than ``n`` (uniform), or ``n`` itself where
+    ``count == 1`` (a loop: the split holds one clip of that class)."""
+    shift = 1 + (rng.random(len(n)) * np.maximum(count - 1, 1)).astype(int)
+    return np.where(count > 1, (n + shift) % np.maximum(count, 1), n)
+
+
+def looped_rows(manifests: Manifests) -> dict[str, int]:
+    """Pair rows per table whose composites loop a clip (``clip_i2 == clip_i`` or
+    ``clip_j2 == clip_j``): SPEC §1 allows it only where a split holds one clip of a class."""
+    out = {}
+    for name in ("stage_a", "stage_b"):
+        df = getattr(manifests, name)
+        out[name] = int(((df["clip_i2"] == df["clip_i"]) | (df["clip_j2"] == df["clip_j"])).sum())
+    return out
 
 
 def order_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -258,9 +282,10 @@ def singles_table(clips: pd.DataFrame, base: BaseSet, rows: pd.DataFrame, t: Cap
                   paper: bool, test_fold: int, val_fold: int | None) -> pd.DataFrame:
     """One row per clip; split as in the module docstring (SPEC §1 "Single clips")."""
     fold = clips["fold"].to_numpy()
-    drawn = clips["filename"].isin(pd.concat([rows["clip_i"], rows["clip_j"]])).to_numpy()
+    used = ["clip_i", "clip_j", "clip_i2", "clip_j2"]
+    drawn = clips["filename"].isin(pd.concat([rows[c] for c in used])).to_numpy()
     evals = rows[rows["split"].isin(["test", "seen"])]
-    in_eval = clips["filename"].isin(pd.concat([evals["clip_i"], evals["clip_j"]])).to_numpy()
+    in_eval = clips["filename"].isin(pd.concat([evals[c] for c in used])).to_numpy()
     task1 = (fold == test_fold) & ~(drawn & paper)  # paper: clips drawn for pairs are not Task 1
     in_val = (fold == val_fold) if val_fold is not None else np.zeros(len(fold), bool)
     split = np.where(task1, "test", np.where(in_eval, "paired", np.where(in_val, "val", "train")))
@@ -272,11 +297,12 @@ def singles_table(clips: pd.DataFrame, base: BaseSet, rows: pd.DataFrame, t: Cap
 
 
 def stage_a_table(rows: pd.DataFrame, t: CaptionTemplates) -> pd.DataFrame:
-    """Single = ``a_i`` looped (key ``loop``), double = ``a_i ⊕ a_j`` (SPEC §1, paper B.2)."""
+    """Single = ``a_i ⊕ a_i'`` (key ``span``), double = ``a_i ⊕ a_j`` (SPEC §1, paper B.2)."""
     return stage_a_captions(rows, t)[STAGE_A_COLUMNS]
 
 
 def stage_b_table(rows: pd.DataFrame, t: CaptionTemplates, family: PhrasingFamily,
                   seed: int) -> pd.DataFrame:
-    """f = ``a_i ⊕ a_j``, r = T(f) = ``a_j ⊕ a_i``, o = ``a_i ∧ a_j``, with their captions."""
+    """f = ``a_i ⊕ a_j``, r = T(f) = ``a_j ⊕ a_i``, o = ``(a_i ⊕ a_i') ∧ (a_j ⊕ a_j')``, with
+    their captions."""
     return stage_b_captions(rows, t, family, seed=seed)[STAGE_B_COLUMNS]

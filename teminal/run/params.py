@@ -98,7 +98,7 @@ class DataParams(Section):
     caption_before: str = "{x} before {y}"  # stage B, x heard first
     caption_after: str = "{y} after {x}"
     caption_while: str = "{x} while {y}"
-    caption_class: str = "the sound of {x}"  # single clips: pretraining, replay
+    caption_class: str = "a recording of {x}"  # single clips: pretraining, replay (not ZSTE's wording)
 
     @model_validator(mode="after")
     def _root_needed(self) -> "DataParams":
@@ -171,6 +171,13 @@ class StageBParams(Section):
         return (self.alpha_st, self.alpha_ct, self.alpha_so, self.alpha_co, self.beta)
 
 
+PROBE_FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
+                  "onset_rate")
+"""The probe's statistics (``teminal.probe.FEATURES``; a test keeps the two equal)."""
+ProbeFeature = Literal["duration_s", "rms", "peak", "crest", "env_cv", "env_range_db",
+                       "silent_share", "onset_rate"]
+
+
 class ZsteParams(Section):
     """03_zste: which models, which sets, how many bootstrap resamples (SPEC §4)."""
 
@@ -180,6 +187,7 @@ class ZsteParams(Section):
     seen: bool = True  # also the seen-combinations set (pairing folds)
     heldout: bool = True  # also the held-out phrasings
     probe: bool = True  # the level/duration probe row
+    probe_features: list[ProbeFeature] = list(PROBE_FEATURES)  # statistics its decision uses
 
 
 class AblationParams(Section):

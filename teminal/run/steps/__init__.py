@@ -11,7 +11,7 @@ evaluate    ``evaluate_models``, ``evaluate_ref``, ``evaluate_trained``, ``probe
 from .data import RunData, base_summary, leak_check, load_data, log_manifests, prepare_data
 from .evaluate import (Evaluation, batch_view, evaluate_model, evaluate_models, evaluate_ref,
                        evaluate_trained, history_table, last_model, log_table, log_text,
-                       pair_view, phrasing_comparison, probe, set_comparison,
+                       pair_view, phrasing_comparison, probe, probe_auc_table, set_comparison,
                        zero_shot)
 from .models import (PRETRAINED, check_pretrained, feature_bank, fresh_model, pretrain,
                      pretrained_model, trunk_cache)
@@ -23,7 +23,7 @@ __all__ = [
     "Evaluation", "batch_view", "evaluate_model", "evaluate_models", "evaluate_ref",
     "evaluate_trained", "history_table", "last_model", "log_table", "log_text", "pair_view",
     "phrasing_comparison",
-    "probe", "set_comparison", "zero_shot", "PRETRAINED", "check_pretrained", "feature_bank",
+    "probe", "probe_auc_table", "set_comparison", "zero_shot", "PRETRAINED", "check_pretrained", "feature_bank",
     "fresh_model", "pretrain", "pretrained_model", "trunk_cache", "Trained", "build_task",
     "stage_a", "stage_b", "PerSeed", "for_seeds", "seed_run",
 ]

@@ -20,13 +20,16 @@ import pandas as pd
 from ... import gates
 from ...audio import Recipe
 from ...data import esc50
-from ...data.captions import CaptionTemplates
-from ...data.clips import ClipStore, render
+from ...data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, CaptionTemplates,
+                              check_no_eval_wording, training_wording)
+from ...data.clips import CLIP_COLUMNS, ClipStore, render
 from ...data.pairs import (Manifests, PairingConfig, build_manifests, eval_pair_count,
-                           read_manifests, write_manifests)
+                           looped_rows, read_manifests, write_manifests)
 from ...data.base_set import DatasetError, changed_files
 from ...data.subsets import select_classes
 from ...data.synth_world import WorldConfig, make_world
+from ...retrieval import ZERO_SHOT_PROMPT
+from ...zste_tasks import ZsteTemplates, evaluation_wording
 from ..layout import RunLayout, read_json, workdir, write_json
 from ..params import DataParams
 from ..session import Session
@@ -100,13 +103,24 @@ def templates(p: DataParams) -> CaptionTemplates:
                             while_=p.caption_while, class_prompt=p.caption_class)
 
 
+def check_wording(p: DataParams) -> None:
+    """SPEC §1: no training caption template (stage A, stage B, paraphrases, the class caption
+    the embedded backbone pretrains on) shares three words in a row with a ZSTE prompt or a
+    held-out phrasing; a ``ValueError`` names the parameter (``data.caption_*``) otherwise."""
+    check_no_eval_wording(training_wording(templates(p), TRAINING_FAMILY),
+                          evaluation_wording(ZsteTemplates(), HELDOUT_FAMILY,
+                                             zero_shot_prompt=ZERO_SHOT_PROMPT))
+
+
 def prepare_data(S: Session) -> RunData:
     """Build the base set and write this run's manifests (never replacing other ones)."""
     p = S.config.data
+    check_wording(p)
     with S.phase("data"):
         base = load_base(p)
         manifests = build_manifests(base, pairing=pairing(p), templates=templates(p))
         check_eval_pairs(manifests)
+        report_loops(manifests)
         write_manifests(manifests, S.layout.manifests)
         write_json(S.layout.data_file, {
             "base_root": str(base.root), "base_name": base.name, "fingerprint": base.fingerprint,
@@ -115,6 +129,22 @@ def prepare_data(S: Session) -> RunData:
             "files": base.file_hashes})
     S.data = RunData(base=base, manifests=manifests, manifest_dir=S.layout.manifests, params=p)
     return S.data
+
+
+def report_loops(manifests: Manifests) -> dict[str, int]:
+    """SPEC §1: composites loop a clip only where a split holds one clip of a class (always with
+    ``pairing: paper``); the run says so — a printed note and the MLflow tag
+    ``teminal.looped_composites`` (rows per table) on the active run, if any."""
+    looped = looped_rows(manifests)
+    if any(looped.values()):
+        note = ", ".join(f"{n} of {len(getattr(manifests, t))} {t} rows"
+                         for t, n in looped.items())
+        print(f"note: {note} loop a clip (a split holds one clip of a class, e.g. pairing: "
+              "paper): their overlay and stage-A single repeat it instead of a second clip "
+              "(SPEC §1)")
+        if mlflow.active_run() is not None:
+            mlflow.set_tag("teminal.looped_composites", note)
+    return looped
 
 
 def check_eval_pairs(manifests: Manifests) -> None:
@@ -203,7 +233,7 @@ def leak_check(data: RunData) -> pd.DataFrame:
     sb, singles = data.manifests.stage_b, data.manifests.singles
     train = sb[sb["split"].isin(["train", "val"])]
     train_pairs = {(min(i, j), max(i, j)) for i, j in zip(train["i"], train["j"])}
-    train_clips = set(train["clip_i"]) | set(train["clip_j"])
+    train_clips = set(train[list(CLIP_COLUMNS)].to_numpy().ravel())
     train_clips |= set(singles.loc[singles["split"].isin(["train", "val"]), "clip"])
     out = []
     for split in ("test", "seen"):
@@ -211,7 +241,7 @@ def leak_check(data: RunData) -> pd.DataFrame:
         if part.empty:
             continue
         pairs = {(min(i, j), max(i, j)) for i, j in zip(part["i"], part["j"])}
-        clips = set(part["clip_i"]) | set(part["clip_j"])
+        clips = set(part[list(CLIP_COLUMNS)].to_numpy().ravel())
         out.append({"set": split, "class_pairs": len(pairs),
                     "pairs_also_in_training": len(pairs & train_pairs),
                     "clips": len(clips), "clips_also_in_training": len(clips & train_clips)})

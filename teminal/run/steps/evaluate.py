@@ -53,6 +53,7 @@ class Evaluation:
     tables: dict[str, pd.DataFrame]
     zero_shot: pd.DataFrame | None = None
     phrasings: pd.DataFrame | None = None  # held-out phrasings template by template
+    aucs: pd.DataFrame | None = None  # the probe: AUC per task, split and statistic
     items: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     model: Backbone | None = None
     reused: bool = False
@@ -70,7 +71,8 @@ def _record(ev: Evaluation) -> dict:
     return {"label": ev.label, "tag": ev.tag, "key": ev.key, "seed": ev.seed,
             "tables": {k: t.to_dict(orient="records") for k, t in ev.tables.items()},
             "zero_shot": None if ev.zero_shot is None else ev.zero_shot.to_dict(orient="records"),
-            "phrasings": None if ev.phrasings is None else ev.phrasings.to_dict(orient="records")}
+            "phrasings": None if ev.phrasings is None else ev.phrasings.to_dict(orient="records"),
+            "aucs": None if ev.aucs is None else ev.aucs.to_dict(orient="records")}
 
 
 def _items_path(S: Session, tag: str) -> Path:
@@ -105,7 +107,7 @@ def _read(S: Session, tag: str, key: str) -> Evaluation | None:
     return Evaluation(label=rec["label"], tag=tag, key=key, reused=True, seed=rec.get("seed"),
                       tables={k: _frame(v) for k, v in rec["tables"].items()},
                       zero_shot=_frame(rec.get("zero_shot")), phrasings=_frame(rec.get("phrasings")),
-                      item_scores=pd.read_parquet(items))
+                      aucs=_frame(rec.get("aucs")), item_scores=pd.read_parquet(items))
 
 
 NUMBERS = ("value", "chance", "ci_low", "ci_high")  # a missing one (null in JSON) reads as NaN
@@ -128,6 +130,10 @@ def _log(S: Session, ev: Evaluation, tags: dict[str, str]) -> None:
         mlflow.log_text(table.to_json(orient="records", indent=1), f"tables/{name}.json")
     if ev.phrasings is not None:
         mlflow.log_text(ev.phrasings.to_json(orient="records", indent=1), "tables/phrasings.json")
+    if ev.aucs is not None:  # probe_auc/<split>/<task>/<statistic>
+        metrics |= {f"probe_auc/{r.split}/{r.task}/{r.feature}": float(r.auc)
+                    for r in ev.aucs.itertuples() if r.auc == r.auc}
+        mlflow.log_text(ev.aucs.to_json(orient="records", indent=1), "tables/probe_auc.json")
     if ev.zero_shot is not None:
         for r in ev.zero_shot.itertuples():
             metrics |= {f"zero_shot/{r.split}/top1": r.top1, f"zero_shot/{r.split}/top5": r.top5}
@@ -249,19 +255,22 @@ def evaluate_models(S: Session) -> dict[str, Evaluation]:
 
 def probe(S: Session, *, nested: bool = True) -> Evaluation:
     """The level/duration probe (SPEC §4) as a row of its own (``teminal.model =
-    probe:level-duration``): it must sit at chance, or the data leak the answer."""
+    probe:level-duration``): its decisions on A-sd, 3B and 3W must sit at chance, or the data
+    leak the answer; the AUC of each statistic alone is logged (``probe_auc/…`` metrics,
+    ``tables/probe_auc.json``)."""
     data, z = load_data(S), S.config.zste
-    key = tracking.config_hash({"probe": 1, "manifests": data.manifests.hashes,
+    key = tracking.config_hash({"probe": 3, "manifests": data.manifests.hashes,
                                 "data": data.params.model_dump(mode="json"),
                                 "zste": z.model_dump(mode="json")})
     found = _read(S, "probe", key)
     if found is None:
         rate = data.base.sample_rate
         with S.phase("evaluation"):
-            sets = lib.probe_sets(data.manifests, data.classes, render=data.renderer(rate),
-                                  sample_rate=rate, n_boot=z.n_boot, seed=z.zste_seed)
+            sets, aucs = lib.probe_sets(data.manifests, data.classes, render=data.renderer(rate),
+                                        sample_rate=rate, n_boot=z.n_boot, seed=z.zste_seed,
+                                        features=tuple(z.probe_features))
         items = {k: r.items for k, r in sets.items()}
-        found = Evaluation(label=PROBE, tag="probe", key=key,
+        found = Evaluation(label=PROBE, tag="probe", key=key, aucs=aucs,
                            tables={k: r.table for k, r in sets.items()},
                            item_scores=seed_stats.item_table(items))
         _write(S, found)
@@ -269,6 +278,13 @@ def probe(S: Session, *, nested: bool = True) -> Evaluation:
 
 
 # ---- what notebooks show --------------------------------------------------------------------
+def probe_auc_table(ev: Evaluation) -> pd.DataFrame:
+    """The probe's AUC per statistic (rows) × task and split (columns): 0.5 = no information."""
+    if ev.aucs is None or ev.aucs.empty:
+        raise ValueError(f"{ev.label}: no per-statistic AUCs (not a probe evaluation)")
+    return ev.aucs.pivot_table(index="feature", columns=["task", "split"], values="auc").round(3)
+
+
 def last_model(results: dict[str, Evaluation]) -> Evaluation:
     """The last evaluated model (not the probe)."""
     return [ev for ev in results.values() if ev.model is not None][-1]
