@@ -60,7 +60,7 @@ def _stage(S: Session, fail_at_call=None) -> stages.Trained:
     with tracking.run(run_name="A"):
         return stages._fit(S, role="A", key="key-of-stage-a", label="A", model=model,
                            task=LinearTask(model, fail_at_call=fail_at_call), params=params,
-                           start_tag="pretrained")
+                           start_tag="pretrained", seed=0)
 
 
 def test_an_interrupted_stage_resumes_in_its_folder_bit_identical(tmp_path, uri):
@@ -231,12 +231,18 @@ def test_report_of_a_failed_run_says_why_there_is_nothing(tmp_path, uri):
 
 
 def test_a_damaged_evaluation_file_is_named_and_computed_again(tmp_path):
+    import pandas as pd
+
+    from teminal import seed_stats
     from teminal.run.steps.evaluate import _read
 
     S = _session(tmp_path / "run")
     path = S.layout.evaluation("B")
+    items = path.with_suffix(".items.parquet")
+    seed_stats.write_items(pd.DataFrame({"task": ["1A"], "score": [0.5]}), items)
     integrity.write_json(path, {"label": "T-AB", "tag": "B", "key": "k", "zero_shot": None,
-                                "tables": {"zste": [{"task": "1A", "value": 50.0, "ci_low": None}]}})
+                                "tables": {"zste": [{"task": "1A", "value": 50.0, "ci_low": None}]},
+                                "items_sha256": seed_stats.file_sha256(items)})
     ev = _read(S, "B", "k")
     assert ev.reused and ev.tables["zste"]["ci_low"].dtype == float  # null reads as NaN
     path.write_text(path.read_text().replace("50.0", "45.0"))

@@ -154,11 +154,14 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def varied(varied_esc50):
+def varied(tmp_path_factory):
+    """24 varied classes: ~80 held-out pairs, enough items for a class-crossed interval."""
+    from conftest import write_varied_esc50
     from teminal.data import esc50
     from teminal.data.pairs import PairingConfig, build_manifests
 
-    base = esc50.load(varied_esc50)
+    base = esc50.load(write_varied_esc50(tmp_path_factory.mktemp("varied24") / "esc50",
+                                         n_classes=24, clips_per_fold=2))
     return base, build_manifests(base, pairing=PairingConfig(pairing="folds"))
 
 

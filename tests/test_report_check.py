@@ -13,7 +13,10 @@ def _report_text() -> str:
     def table(values):
         return pd.DataFrame({"task": ["3A", "3B", "3W"], "value": values, "chance": [33.33, 33.33, 50.0],
                              "ci_low": [v - 3.04 for v in values], "ci_high": [v + 2.96 for v in values]})
-    df = report.wide({"pretrained": table([30.0, 46.2, 51.0]), "T-AB": table([48.5, 95.4, 62.25])})
+    models = {"pretrained": table([30.0, 46.2, 51.0]), "T-AB": table([48.5, 95.4, 62.25])}
+    df = pd.DataFrame({"chance": models["T-AB"].set_index("task")["chance"].map(report._fmt),
+                       **{m: t.set_index("task").apply(report.cell, axis=1)
+                          for m, t in models.items()}})
     df.index.name = "task"
     return ("Results of run `r1`.\n\n### ZSTE — held-out pairs\n\n" + report.markdown(df)
             + "\n\n### Paired differences\n\n| task | T-AB − pretrained |\n|---|---|\n"
