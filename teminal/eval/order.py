@@ -71,7 +71,7 @@ def winoground_credit(sim, *, tie_tol: float = 1e-6) -> dict[str, np.ndarray]:
     return out
 
 
-def _unit(x) -> torch.Tensor:
+def unit_rows(x) -> torch.Tensor:
     """Rows of ``x [N, d]`` (array or tensor of any float dtype) at unit norm, float64 on CPU."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float64)
@@ -111,10 +111,10 @@ def order_frames(inputs, embed_text: Callable[[list[str]], object], *, sequences
     captions = [(tpl.format(x=names[a], y=names[b]), tpl.format(x=names[b], y=names[a]))
                 for _, tpl in phr for a, b in zip(i, j)]  # phrasing-major
     texts = sorted({t for c in captions for t in c})
-    t = _unit(embed_text(texts))  # (U, d)
+    t = unit_rows(embed_text(texts))  # (U, d)
     at = {s: n for n, s in enumerate(texts)}
     cap = torch.as_tensor([[at[c0], at[c1]] for c0, c1 in captions])  # (R, 2)
-    audio = torch.stack([_unit(inputs.seq_audio)[rows], _unit(inputs.rev_audio)[rows]], 1)  # (P', 2, d)
+    audio = torch.stack([unit_rows(inputs.seq_audio)[rows], unit_rows(inputs.rev_audio)[rows]], 1)  # (P', 2, d)
     audio = audio.repeat(len(phr), 1, 1)  # (R, 2, d), phrasing-major
     sim = torch.einsum("rad,rcd->rac", audio, t[cap])  # (R, 2 audios, 2 captions)
     credit = winoground_credit(sim, tie_tol=tie_tol)

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from teminal.audio import Recipe, level, peak_limit
+from teminal.eval.order import unit_rows
 from teminal.data.captions import check_template
 from teminal.zste_scoring import topk_credit
 
@@ -106,10 +107,10 @@ def compose_three(parts: list[np.ndarray], recipe: Recipe) -> np.ndarray:
 def three_event_frame(items: TripleItems, audio, embed_text: Callable[[list[str]], object], *,
                       tie_tol: float = 1e-6) -> pd.DataFrame:
     """Per-item 3C frame (ZSTE item columns + ``k``) from audio embeddings [N, d] of the items."""
-    a = _unit(audio)  # (N, d)
+    a = unit_rows(audio)  # (N, d)
     if a.shape[0] != len(items):
         raise ValueError(f"3C audio: expected {len(items)} rows (one per item), got {a.shape[0]}")
-    t = _unit(embed_text(items.texts))  # (U, d)
+    t = unit_rows(embed_text(items.texts))  # (U, d)
     sim = torch.einsum("nd,ncd->nc", a, t[torch.as_tensor(items.candidates)])  # (N, 6)
     credit, tied = topk_credit(sim, items.correct, k=1, rule="frac", tie_tol=tie_tol)
     texts = np.asarray(items.texts, dtype=object)
@@ -120,11 +121,3 @@ def three_event_frame(items: TripleItems, audio, embed_text: Callable[[list[str]
         "j": items.classes[:, 1], "k": items.classes[:, 2], "key": items.key,
         "cluster": items.cluster, "phrasing": 0, "score": credit.numpy(), "tied": tied.numpy(),
         "predicted": texts[best], "target": texts[right]})
-
-
-def _unit(x) -> torch.Tensor:
-    """Rows of ``x [N, d]`` (array or tensor of any float dtype) at unit norm, float64 on CPU."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float64)
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-    return x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
