@@ -283,7 +283,8 @@ def zste_bars(tables: Mapping[str, object], *, title: str = "ZSTE",
             row = lookup.loc[(model, order[int(round(centre))])]
             row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
             if np.isfinite(row.ci_low) and np.isfinite(row.ci_high):
-                ax.errorbar(centre, row.value, yerr=[[row.value - row.ci_low], [row.ci_high - row.value]],
+                low, high = max(row.value - row.ci_low, 0.0), max(row.ci_high - row.value, 0.0)
+                ax.errorbar(centre, row.value, yerr=[[low], [high]],  # ≥ 0: float round-off
                             fmt="none", ecolor="black", elinewidth=1, capsize=2)
             if np.isfinite(row.chance):
                 segments.append((row.chance, bar.get_x(), bar.get_x() + bar.get_width()))

@@ -53,8 +53,13 @@ class ToneOrder:
 
     def _code(self, a: int, b: int) -> np.ndarray:
         a, b = (a, b) if self.order else (min(a, b), max(a, b))
-        v = np.zeros(len(TONES) ** 2)
+        v = np.zeros(len(TONES) ** 2 + 64)  # tone pairs, then 64 hashed slots for other texts
         v[a * len(TONES) + b] = 1.0
+        return v
+
+    def _other(self, text: str) -> np.ndarray:
+        v = np.zeros(len(TONES) ** 2 + 64)
+        v[len(TONES) ** 2 + zlib.crc32(text.encode()) % 64] = 1.0
         return v
 
     def embed_audio(self, waves, sample_rate):
@@ -62,10 +67,12 @@ class ToneOrder:
                                       for w in np.asarray(waves)]))
 
     def embed_text(self, texts):
-        def parse(t):
+        def embed(t):
             x, _, y = t.partition(" before ")
-            return self.names.index(x.split()[-1]), self.names.index(y.split()[0])
-        return torch.tensor(np.stack([self._code(*parse(t)) for t in texts]))
+            if x.split()[-1:] and y.split()[:1] and x.split()[-1] in TONES and y.split()[0] in TONES:
+                return self._code(self.names.index(x.split()[-1]), self.names.index(y.split()[0]))
+            return self._other(t)
+        return torch.tensor(np.stack([embed(t) for t in texts]))
 
 
 def make_tone_model(order: bool = True) -> ToneOrder:
