@@ -1,10 +1,10 @@
 """``--model`` specs: one string names a model and its options (SPEC §2).
 
 ``KIND[,key=value]...`` — values typed like YAML (``fusion=true``, ``seed=3``); ``label=``
-names the row in tables. ``KIND`` is one of ``ADAPTERS`` (an exact name) or ``module:callable``
-for a model of your own (``my_pkg.my_module:make_model``: called with the other options as
-keyword arguments, it returns an object with ``embed_audio(waves, sample_rate)`` and
-``embed_text(texts)``)::
+names the row in tables. ``KIND`` is one of ``ADAPTERS`` or ``RUN_ROWS`` (exact names) or
+``module:callable`` for a model of your own (``my_pkg.my_module:make_model``: called with the
+other options as keyword arguments, it returns an object with ``embed_audio(waves,
+sample_rate)`` and ``embed_text(texts)``)::
 
     tiny,checkpoint=runs/<run>/checkpoints/pretrained/model.pt
     msclap-2022,weights=CLAP_weights_2022.pth,tokenizer=tok/bert-base-uncased
@@ -23,6 +23,9 @@ import yaml
 from teminal.eval.models import CustomModel, ModelAdapter
 
 ADAPTERS = ("tiny", "msclap-2022", "msclap-2023", "laion-clap")
+RUN_ROWS = ("pretrained", "A", "B", "order-head")
+"""Models of a pipeline run (resolved by ``teminal.run.steps.anymodel``, not here): the
+pretrained baseline, stage A, stage B as configured, the ablation's order-aware row."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +43,7 @@ def parse_spec(text: str) -> ModelSpec:
     kind, options = parts[0], {}
     if not kind:
         raise ValueError(f"--model {text!r}: empty model kind")
-    if kind not in ADAPTERS:
+    if kind not in ADAPTERS + RUN_ROWS:
         module, _, attr = kind.partition(":")
         if not module or not attr:
             raise ValueError(f"--model {text!r}: kind must be one of {', '.join(ADAPTERS)} or "
@@ -57,6 +60,9 @@ def parse_spec(text: str) -> ModelSpec:
 def load_model(spec: ModelSpec | str) -> ModelAdapter:
     """Build the model a spec names (SPEC §2). Errors name the spec and what is missing."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind in RUN_ROWS:
+        raise ValueError(f"--model {spec.kind}: a row of a pipeline run; evaluate it through "
+                         f"`python -m teminal evaluate` or notebook 05_evaluate_model")
     opts, label = dict(spec.options), spec.label or None
     if spec.kind == "laion-clap":
         from teminal.eval.adapters.laion import LaionClap
