@@ -274,7 +274,8 @@ def evaluate(*, models: list[str], run_dir: str | Path = "", config: RunConfig |
                 if k not in cell and v != getattr(base.evaluate, k)}
     if changed:
         raise ConfigError(f"{layout.root.name}: in an existing run only the 05 cell's fields "
-                          f"{list(cell)} can change, not {sorted(changed)}")
+                          f"{list(cell)} can change, not {sorted(changed)} (name them "
+                          f"-p evaluate.<field>)")
     output = layout.notebooks / f"{EVALUATE_NOTEBOOK}.evaluate-{_stamp()}.ipynb"
     print(f"teminal: ▶ {EVALUATE_NOTEBOOK} in {layout.root} with {len(cfg.evaluate.models)} "
           f"models", flush=True)
