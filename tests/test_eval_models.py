@@ -147,3 +147,27 @@ def test_laion_clap_real_loading_path_says_what_to_download(tmp_path, roberta_to
         LaionClap(random_init=True)
     with pytest.raises(ValueError, match="amodel"):
         LaionClap(random_init=True, tokenizer=roberta_tok, amodel="HTSAT-huge")
+
+
+def test_msclap_2022_is_deterministic_and_hears_both_halves(tmp_path):
+    from model_fixtures import make_bert_tokenizer
+
+    tok = make_bert_tokenizer(tmp_path / "bert")
+    model = load_model(f"msclap-2022,random_init=true,he_init=true,tokenizer={tok}")
+    rate = model.rule.sample_rate
+    wave = [np.concatenate([_clip(5.0, rate, 0), _clip(5.0, rate, 1)])]
+    assert torch.equal(model.embed_audio(wave, rate), model.embed_audio(wave, rate))
+    assert min(_hears_every_part(model, seconds=5.0, parts=2, rate=rate)) > 1e-4
+    assert model.embed_text(["the dog barks"]).shape == (1, 1024)
+
+
+def test_evaluate_models_are_checked_when_configured():
+    from teminal.run.config import ConfigError, validate
+
+    cfg = validate({"evaluate": {"models": ["pretrained", "laion-clap,checkpoint=x.pt"]}},
+                   source="x")
+    assert cfg.evaluate.models[1].startswith("laion-clap")
+    with pytest.raises(ConfigError, match="evaluate.models.*module:callable"):
+        validate({"evaluate": {"models": ["laion"]}}, source="x")
+    with pytest.raises(ConfigError, match="compa_csv and compa_audio_dir"):
+        validate({"evaluate": {"compa_csv": "a.csv"}}, source="x")
