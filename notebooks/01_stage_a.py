@@ -43,7 +43,9 @@ from teminal.run import session, steps
 S = session.start("01_stage_a", globals(), tags={"teminal.stage": "A"})
 
 # %%
-trained = steps.stage_a(S, own_run=True)
+# one training per seed (-p seeds=N: a child run "seed <n>" each); the views show the first
+runs = steps.for_seeds(S, lambda seed: steps.stage_a(S, seed=seed, own_run=True))
+trained = runs.base
 S.show(plots.loss_curves(trained.history, title=f"TeminAL A ({trained.tag})"), "loss_curves.png")
 display(steps.history_table(trained))
 

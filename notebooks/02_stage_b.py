@@ -51,7 +51,9 @@ from teminal.run import session, steps
 S = session.start("02_stage_b", globals(), tags={"teminal.stage": "B"})
 
 # %%
-trained = steps.stage_b(S, own_run=True)
+# one training per seed (-p seeds=N: a child run "seed <n>" each); the views show the first
+runs = steps.for_seeds(S, lambda seed: steps.stage_b(S, seed=seed, own_run=True))
+trained = runs.base
 S.show(plots.loss_curves(trained.history, title=f"TeminAL B ({trained.tag})"), "loss_curves.png")
 display(steps.history_table(trained))
 

@@ -18,7 +18,8 @@
 # # 03 · ZSTE — zero-shot temporal evaluation
 # The 11 subtasks of SPEC §4 (paper §4.2, B.4, Algorithms 2–3) plus 3A-o (order only) and 3A-c
 # (order consistency), each with its chance level and a 95 % interval from a bootstrap over
-# unordered class pairs (items that share clips move together; identical items count once).
+# classes (items that share a class move together, and with it their clips and pairs; identical
+# items count once; `teminal.intervals`).
 # Three evaluation sets:
 # - **held-out pairs** (`zste/…`): new recordings in class combinations never trained on;
 # - **seen combinations** (`zste_seen/…`): new recordings in training class combinations;
@@ -28,6 +29,10 @@
 # The **level/duration probe** is a logistic regression on each composite's duration, RMS and
 # peak only: it must score at chance, or the data leak the answer. Each model is evaluated in
 # its own MLflow run (tag `teminal.model`) under this notebook's run.
+#
+# With several training seeds (`-p seeds=N`) a trained model is evaluated once per seed, each in
+# a child run `seed <n>` of its run; the tables here show the first seed, and `python -m
+# teminal report` every seed (mean, interval over seeds and items, seed range).
 
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/

@@ -21,7 +21,9 @@
 # order-aware audio head, the other caption family, the level/duration probe. Each row trains
 # and evaluates in-process in a child MLflow run of this notebook's run; a row whose inputs
 # match a finished checkpoint or evaluation of the run folder (02_stage_b's T-AB, 03_zste's
-# baseline) reuses it.
+# baseline) reuses it. With several training seeds (`-p seeds=N`) a trained row trains once per
+# seed (a child run `seed <n>` of the row's run); the tables here show the first seed, `python
+# -m teminal report` every seed and the paired differences between rows.
 
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/

@@ -6,12 +6,20 @@ whose stage-B inputs match a finished checkpoint of the run folder (e.g. the con
 trained by 02_stage_b) reuses it, and an evaluation with the same inputs (e.g. 03_zste's
 pretrained baseline) is read back, not recomputed. ``table`` / ``values`` / ``summary`` read
 the rows' ZSTE tables back from the run folder.
+
+With several training seeds (``-p seeds=5``) every trained row trains and evaluates once per
+seed, each in a child run ``seed <n>`` of the row's run (tag ``teminal.seed``); the pretrained and
+probe rows do not depend on the seed. The notebook's tables show the first seed; ``report``
+aggregates the seeds. ``comparisons`` names the rows the report compares by paired differences
+(T-AB vs T-B, the order-aware head vs the paper's head; T-AB vs pretrained is 03_zste's), chosen
+from the rows' parameters and logged as ``comparisons.json``.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+import mlflow
 import pandas as pd
 
 from . import tracking
@@ -80,27 +88,72 @@ def plan_table(rows: list[Row]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A paired difference ``a − b`` the report prints (row names)."""
+
+    name: str
+    a: str
+    b: str
+
+
+def comparisons(rows: list[Row]) -> list[Comparison]:
+    """The README's main comparisons among ``rows``, matched by their parameters: T-AB vs T-B
+    (each setting with both starts) and the order-aware head vs the paper's head (same setting,
+    start and captions). (T-AB vs the pretrained baseline is 03_zste's.)"""
+    trained = [r for r in rows if r.params is not None]
+    pooled = [r for r in trained if r.params.audio_head == "pooled" and r.params.loss == "teminal"]
+    out = []
+    for r in pooled:
+        if r.params.start_from != "A":
+            continue
+        same = dict(setting=r.params.setting, captions=r.params.captions)
+        for t in pooled:
+            if t.params.start_from == "pretrained" and _matches(t, **same):
+                out.append(Comparison(f"{r.name} vs {t.name}", r.name, t.name))
+        for o in trained:
+            if o.params.audio_head == "order" and _matches(o, **same):
+                out.append(Comparison(f"{o.name} vs {r.name}", o.name, r.name))
+    return out
+
+
+def _matches(row: Row, *, setting, captions) -> bool:
+    return row.params.setting == setting and row.params.captions == captions
+
+
+def _trained_row(S: Session, row: Row, seed: int):
+    from .run import steps
+
+    role = "abl-" + re.sub(r"[^0-9A-Za-z]+", "-", row.name).strip("-")
+    trained = steps.stage_b(S, row.params, seed=seed, own_run=True, role=role, label=row.name)
+    ev = steps.evaluate_trained(S, trained, nested=False)
+    status = "reused" if trained.reused else "trained"
+    print(f"{status:>8}  {row.name}  ({trained.tag})")
+    return status, trained.tag, ev
+
+
 def run(S: Session, rows: list[Row]) -> pd.DataFrame:
-    """Train (or reuse) and evaluate every row, each in a child MLflow run of the notebook's."""
+    """Train (or reuse) and evaluate every row, each in a child MLflow run of the notebook's
+    (a trained row once per training seed). One line per row: its first seed's evaluation."""
     from .run import steps
 
     out = []
+    mlflow.log_text(pd.DataFrame([c.__dict__ for c in comparisons(rows)])
+                    .to_json(orient="records", indent=1), "comparisons.json")
     for row in rows:
-        with tracking.run(run_name=row.name, parent_run_id=S.run_id,
-                          tags={"teminal.ablation_row": row.name}):
-            if row.probe:
-                ev = steps.probe(S, nested=False)
-                status, tag = ("reused" if ev.reused else "ran"), ev.tag
-            elif row.params is None:
-                ev = steps.evaluate_ref(S, "pretrained", nested=False)
-                status, tag = ("reused" if ev.reused else "ran"), ev.tag
-            else:
-                role = "abl-" + re.sub(r"[^0-9A-Za-z]+", "-", row.name).strip("-")
-                trained = steps.stage_b(S, row.params, own_run=True, role=role, label=row.name)
-                ev = steps.evaluate_trained(S, trained, nested=False)
-                status, tag = ("reused" if trained.reused else "trained"), trained.tag
+        tags = {"teminal.ablation_row": row.name}
+        with tracking.run(run_name=row.name, parent_run_id=S.run_id, tags=tags):
+            if row.params is not None:
+                done = steps.for_seeds(S, lambda seed: _trained_row(S, row, seed), tags=tags)
+                status, tag, ev = done.base
+                out.append({"row": row.name, "status": status, "tag": tag, "evaluation": ev,
+                            "seeds": len(done.seeds)})
+                continue
+            ev = steps.probe(S, nested=False) if row.probe else \
+                steps.evaluate_ref(S, "pretrained", nested=False)
+            status, tag = ("reused" if ev.reused else "ran"), ev.tag
         print(f"{status:>8}  {row.name}  ({tag})")
-        out.append({"row": row.name, "status": status, "tag": tag, "evaluation": ev})
+        out.append({"row": row.name, "status": status, "tag": tag, "evaluation": ev, "seeds": 1})
     return pd.DataFrame(out)
 
 

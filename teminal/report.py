@@ -1,30 +1,62 @@
 """``python -m teminal report runs/<run>``: the Results tables of a run, from its MLflow records.
 
-Everything is read from MLflow — the pipeline's parent run, the evaluation runs nested under
-``03_zste`` (tag ``teminal.model``) and the row runs of ``04_ablations`` — so the README's
-numbers always come from a named run. Each evaluation run holds ``tables/<set>.json`` (one row
-per ZSTE task: value, chance, 95 % interval, items, clusters) for the sets ``zste`` (held-out
-class pairs and clips), ``zste_seen`` (seen class combinations) and ``zste_heldout`` (held-out
-phrasings).
+Everything is read from MLflow — the pipeline's parent run, the evaluation runs under
+``03_zste`` (tag ``teminal.model``, and ``teminal.ref``: pretrained / A / B) and the row runs of
+``04_ablations`` (tag ``teminal.ablation_row``), each evaluation once per training seed (tag
+``teminal.seed``; none for what no seed trains) — so the README's numbers always come from a
+named run. Each evaluation run holds ``tables/<set>.json`` and its per-item scores
+``items/*.items.parquet`` for the sets ``zste`` (held-out class pairs and clips), ``zste_seen``
+(seen class combinations) and ``zste_heldout`` (held-out phrasings).
+
+Per figure (SPEC §4 "Intervals", :mod:`teminal.seed_stats`): the across-seed mean, a 95 %
+interval covering seed and evaluation sampling, and with several seeds the seed range, in bold
+with ⚠ when the seeds disagree (range wider than the evaluation margin of error). Then paired
+differences for the main comparisons (same items, same seeds; bold when the interval excludes 0)
+and seen vs held-out combinations (different items: an independent difference). A run logged
+before per-item scores were stored shows its tables' own intervals.
 """
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from . import tracking
-from .zste import PAPER_TABLE3
+from . import seed_stats, tracking
+from .zste import PAPER_TABLE3, TASKS
 
 SETS = {"zste": "held-out pairs", "zste_seen": "seen combinations",
         "zste_heldout": "held-out phrasings"}
+SEED_TAG = "teminal.seed"
+PROBE_REF = "probe"  # the ``teminal.ref`` of the level/duration probe's evaluation
+
+
+@dataclass
+class Evaluated:
+    """One model or ablation row: per training seed (None: not trained) its tables and items."""
+
+    tables: dict = field(default_factory=dict)  # seed → {set: DataFrame}
+    items: dict = field(default_factory=dict)  # seed → item table (absent in older runs)
+    ref: str = ""  # 03_zste: pretrained / A / B
+
+    @property
+    def seeded(self) -> bool:
+        return bool(self.items) and len(self.items) == len(self.tables)
 
 
 def _children(client, run_id: str) -> list:
     exp = client.get_run(run_id).info.experiment_id
     return client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
                               order_by=["attributes.start_time ASC"], max_results=1000)
+
+
+def _descendants(client, run_id: str) -> list:
+    out = []
+    for child in _children(client, run_id):
+        out += [child, *_descendants(client, child.info.run_id)]
+    return out
 
 
 def _tables(client, run_id: str) -> dict[str, pd.DataFrame]:
@@ -38,21 +70,98 @@ def _tables(client, run_id: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _item_table(client, run_id: str) -> pd.DataFrame | None:
+    found = [a.path for a in client.list_artifacts(run_id, "items") if a.path.endswith(".parquet")]
+    return pd.read_parquet(client.download_artifacts(run_id, found[0])) if found else None
+
+
+def _add(into: dict, name: str, client, run) -> None:
+    """Add an evaluation run (one with ``zste/…`` metrics) under ``name`` and its seed."""
+    if not any(m.startswith("zste/") for m in run.data.metrics):
+        return
+    seed = run.data.tags.get(SEED_TAG)
+    seed = None if seed is None else int(seed)
+    ev = into.setdefault(name, Evaluated())
+    ev.ref = ev.ref or run.data.tags.get("teminal.ref", "")
+    ev.tables[seed] = _tables(client, run.info.run_id)
+    items = _item_table(client, run.info.run_id)
+    if items is not None:
+        ev.items[seed] = items
+
+
+def collect(run_dir: str | Path) -> dict:
+    """The evaluations of a pipeline run: ``{"zste": {label: Evaluated}, "ablations": {row:
+    Evaluated}, "comparisons": [{name, a, b}], "run", "parent", "config"}``."""
+    import mlflow
+
+    from .run.layout import RunLayout
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    layout = RunLayout(Path(run_dir).expanduser().resolve())
+    record = layout.read_record()
+    if not record:
+        raise FileNotFoundError(f"{layout.root} is not a pipeline run folder (no pipeline.json)")
+    tracking.setup(record["tracking_uri"])
+    client = mlflow.MlflowClient()
+    out = {"run": layout.root.name, "parent": record["parent_run_id"], "zste": {},
+           "ablations": {}, "comparisons": [], "config": layout.read_config()}
+    for child in _children(client, record["parent_run_id"]):
+        notebook = child.data.tags.get("teminal.notebook")
+        if notebook == "03_zste":
+            for run in _descendants(client, child.info.run_id):
+                if run.data.tags.get("teminal.model"):
+                    _add(out["zste"], run.data.tags["teminal.model"], client, run)
+        elif notebook == "04_ablations":
+            for run in _descendants(client, child.info.run_id):
+                if run.data.tags.get("teminal.ablation_row"):
+                    _add(out["ablations"], run.data.tags["teminal.ablation_row"], client, run)
+            try:
+                path = client.download_artifacts(child.info.run_id, "comparisons.json")
+                out["comparisons"] = json.loads(Path(path).read_text())
+            except Exception:  # noqa: BLE001 — a run from before the comparisons were logged
+                pass
+    return out
+
+
 def cell(row) -> str:
+    """A table row's own figure ``value [low, high]`` (one seed, evaluation sampling only)."""
     if row.ci_low != row.ci_low:  # NaN: no interval
         return f"{row.value:.1f}"
     return f"{row.value:.1f} [{row.ci_low:.1f}, {row.ci_high:.1f}]"
 
 
-def wide(models: dict[str, pd.DataFrame], *, chance: bool = True) -> pd.DataFrame:
-    """Tasks × models, ``value [low, high]``, with a chance column."""
-    first = next(iter(models.values())).set_index("task")
-    out = pd.DataFrame(index=first.index)
-    if chance:
-        out["chance"] = first["chance"].map(lambda v: f"{v:.1f}")
-    for name, t in models.items():
-        out[name] = t.set_index("task").apply(cell, axis=1)
-    return out.fillna("")
+@dataclass(frozen=True)
+class Aggregator:
+    """Turns an ``Evaluated`` into cells: seed-aware figures from the items when stored."""
+
+    n_boot: int
+    seed: int
+
+    def figure(self, ev: Evaluated, set_name: str, task: str) -> seed_stats.Figure:
+        tables = [ev.items[s] for s in ev.tables]
+        return seed_stats.figure(tables, set_name, task, n_boot=self.n_boot, seed=self.seed)
+
+    def column(self, ev: Evaluated, set_name: str) -> pd.Series:
+        """task → cell of ``ev`` on ``set_name``."""
+        first = next(iter(ev.tables.values())).get(set_name)
+        if first is None:
+            return pd.Series(dtype=object)
+        if not ev.seeded:
+            return first.set_index("task").apply(cell, axis=1)
+        return pd.Series({t: seed_stats.cell(self.figure(ev, set_name, t)) for t in first["task"]})
+
+
+def _chance(evs: dict[str, Evaluated], set_name: str) -> pd.Series:
+    for ev in evs.values():
+        t = next(iter(ev.tables.values())).get(set_name)
+        if t is not None:
+            return t.set_index("task")["chance"].map(lambda v: f"{v:.1f}")
+    return pd.Series(dtype=object)
+
+
+def seeds_note(ev: Evaluated) -> str:
+    seeds = [s for s in ev.tables if s is not None]
+    return "not trained" if not seeds else f"{len(seeds)} seed{'s' * (len(seeds) > 1)}"
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -64,51 +173,28 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def collect(run_dir: str | Path) -> dict:
-    """The evaluation runs of a pipeline run: ``{"zste": {label: tables}, "ablations":
-    {row: tables}, "run": name, "parent": id}``."""
-    import os
-
-    import mlflow
-
-    from .run.layout import RunLayout
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-    layout = RunLayout(Path(run_dir).expanduser().resolve())
-    record = layout.read_record()
-    if not record:
-        raise FileNotFoundError(f"{layout.root} is not a pipeline run folder (no pipeline.json)")
-    tracking.setup(record["tracking_uri"])
-    client = mlflow.MlflowClient()
-    out = {"run": layout.root.name, "parent": record["parent_run_id"], "zste": {},
-           "ablations": {}}
-    for child in _children(client, record["parent_run_id"]):
-        notebook = child.data.tags.get("teminal.notebook")
-        if notebook == "03_zste":
-            for run in _children(client, child.info.run_id):
-                label = run.data.tags.get("teminal.model")
-                if label:
-                    out["zste"][label] = _tables(client, run.info.run_id)
-        elif notebook == "04_ablations":
-            for run in _children(client, child.info.run_id):
-                row = run.data.tags.get("teminal.ablation_row")
-                if row:
-                    out["ablations"][row] = _tables(client, run.info.run_id)
-    return out
+def _task_order(tasks) -> list[str]:
+    """ZSTE's tasks in ``TASKS`` order, then any other (e.g. a probe's own task) as found."""
+    tasks = list(tasks)
+    return [t for t in TASKS if t in tasks] + [t for t in tasks if t not in TASKS]
 
 
-def report(run_dir: str | Path) -> str:
-    """Markdown: ZSTE (Table 3 layout) per set, the probe, the ablation table (Table 2)."""
-    found = collect(run_dir)
-    parts = [f"Results of run `{found['run']}` (MLflow parent run `{found['parent']}`); "
-             "% with a 95 % interval (bootstrap over unordered class pairs; Task 1 over clips)."]
-    models = {k: v for k, v in found["zste"].items() if not k.startswith("probe")}
+def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+    return df.reindex(_task_order(df.index))
+
+
+def zste_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
+    """ZSTE per set (Table 3 layout with the paper's columns) and the probe."""
+    parts = []
+    models = {k: v for k, v in found["zste"].items() if v.ref != PROBE_REF}
+    name = lambda k, v: f"{k} ({seeds_note(v)})" if several else k  # noqa: E731
     for set_name, title in SETS.items():
-        tables = {m: t[set_name] for m, t in models.items() if set_name in t}
-        if not tables:
+        cols = {name(k, v): agg.column(v, set_name) for k, v in models.items()}
+        cols = {k: c for k, c in cols.items() if not c.empty}
+        if not cols:
             continue
-        df = wide(tables)
+        df = pd.DataFrame({"chance": _chance(models, set_name), **cols})
+        df = _ordered(df[df[list(cols)].notna().any(axis=1)])
         if set_name == "zste":
             paper = PAPER_TABLE3.set_index("task")
             for col in paper.columns:
@@ -116,31 +202,103 @@ def report(run_dir: str | Path) -> str:
                     .map(lambda v: "" if v != v else f"{v:g}")
         df.index.name = "task"
         parts.append(f"### ZSTE — {title}\n\n" + markdown(df.fillna("")))
-    probes = {k: v["zste"] for k, v in found["zste"].items() if k.startswith("probe") and "zste" in v}
-    for label, t in probes.items():
-        df = wide({label: t})
+    for label, ev in found["zste"].items():
+        if label in models:
+            continue
+        df = _ordered(pd.DataFrame({"chance": _chance({label: ev}, "zste"),
+                                    label: agg.column(ev, "zste")}))
         df.index.name = "task"
-        parts.append(f"### Level/duration probe (`{label}`)\n\n" + markdown(df))
-    if found["ablations"]:
-        rows = {r: t["zste"] for r, t in found["ablations"].items() if "zste" in t}
-        df = pd.DataFrame({r: t.set_index("task").apply(cell, axis=1) for r, t in rows.items()}).T
-        chance = next((t for r, t in rows.items() if not r.startswith("probe")), None)
-        if chance is not None:
-            df.loc["chance"] = chance.set_index("task")["chance"].map(lambda v: f"{v:.1f}")
+        parts.append(f"### Level/duration probe (`{label}`)\n\n" + markdown(df.fillna("")))
+    return parts
+
+
+def ablation_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
+    """Table 2 layout on held-out pairs and phrasings; held-out templates one by one."""
+    rows, parts = found["ablations"], []
+    name = lambda k, v: f"{k} ({seeds_note(v)})" if several else k  # noqa: E731
+    for set_name, title in (("zste", "Ablations (Table 2 layout, held-out pairs)"),
+                            ("zste_heldout", "Ablations — held-out phrasings")):
+        cols = {name(r, ev): agg.column(ev, set_name) for r, ev in rows.items()}
+        cols = {r: c for r, c in cols.items() if not c.empty}
+        if not cols:
+            continue
+        df = pd.DataFrame(cols)
+        df = _ordered(df).T
+        if set_name == "zste":
+            df.loc["chance"] = _chance({r: e for r, e in rows.items() if e.ref != PROBE_REF},
+                                       "zste")
         df.index.name = "setting"
-        parts.append("### Ablations (Table 2 layout, held-out pairs)\n\n" + markdown(df.fillna("")))
-        held = {r: t["zste_heldout"] for r, t in found["ablations"].items() if "zste_heldout" in t}
-        if held:
-            df = pd.DataFrame({r: t.set_index("task").apply(cell, axis=1)
-                               for r, t in held.items()}).T
-            df.index.name = "setting"
-            parts.append("### Ablations — held-out phrasings\n\n" + markdown(df.fillna("")))
-        by = {r: t["phrasings"].set_index(["task", "template"])["value"]
-              for r, t in found["ablations"].items() if "phrasings" in t}
-        if by:
-            df = pd.DataFrame(by).T.map(lambda v: f"{v:.1f}")
-            df.columns = [f"{task}: `{tpl}`" for task, tpl in df.columns]
-            df.index.name = "setting"
-            parts.append("### Ablations — held-out phrasings, template by template\n\n"
-                         + markdown(df.fillna("")))
+        parts.append(f"### {title}\n\n" + markdown(df.fillna("")))
+    by = {}
+    for r, ev in rows.items():
+        tables = [t["phrasings"] for t in ev.tables.values() if "phrasings" in t]
+        if tables:  # the mean over seeds of each template's score
+            by[name(r, ev)] = pd.concat(tables).groupby(["task", "template"])["value"].mean()
+    if by:
+        df = pd.DataFrame(by).T.map(lambda v: f"{v:.1f}")
+        df.columns = [f"{task}: `{tpl}`" for task, tpl in df.columns]
+        df.index.name = "setting"
+        parts.append("### Ablations — held-out phrasings, template by template\n\n"
+                     + markdown(df.fillna("")))
+    return parts
+
+
+def differences(found: dict, agg: Aggregator) -> str | None:
+    """Paired differences of the main comparisons on held-out pairs, and seen − held-out."""
+    lines: dict[str, dict[str, str]] = {}
+    zs = found["zste"]
+    by_ref = {ev.ref: (label, ev) for label, ev in zs.items() if ev.ref}
+    pairs = []
+    if "B" in by_ref and "pretrained" in by_ref:
+        pairs.append((by_ref["B"], by_ref["pretrained"]))
+    abl = found["ablations"]
+    pairs += [((c["a"], abl[c["a"]]), (c["b"], abl[c["b"]])) for c in found["comparisons"]
+              if c["a"] in abl and c["b"] in abl]
+    for (na, a), (nb, b) in pairs:
+        if not (a.seeded and b.seeded):
+            continue
+        tasks = next(iter(a.tables.values()))["zste"]["task"]
+        lines[f"{na} − {nb}"] = {t: seed_stats.difference_cell(seed_stats.paired(
+            a.items, b.items, "zste", t, n_boot=agg.n_boot, seed=agg.seed)) for t in tasks}
+    if "B" in by_ref and by_ref["B"][1].seeded:
+        label, ev = by_ref["B"]
+        first = next(iter(ev.tables.values()))
+        if "zste_seen" in first:
+            lines[f"{label}: seen − held-out combinations"] = {
+                t: seed_stats.difference_cell(seed_stats.independent_difference(
+                    agg.figure(ev, "zste_seen", t).interval, agg.figure(ev, "zste", t).interval))
+                for t in first["zste_seen"]["task"]}
+    if not lines:
+        return None
+    df = pd.DataFrame(lines).T
+    df = df[_task_order(df.columns)]
+    df.index.name = "difference (points)"
+    return ("### Paired differences (held-out pairs)\n\n"
+            "Percentage points, 95 % interval over seeds and items; the same items and seeds "
+            "on both sides (the pretrained model, trained by no seed, pairs with every seed). "
+            "Bold: the interval excludes 0. Seen − held-out compares different items: the "
+            "difference of the two figures with independent errors (MOVER).\n\n"
+            + markdown(df.fillna("")))
+
+
+def report(run_dir: str | Path) -> str:
+    """Markdown: ZSTE (Table 3 layout) per set, the probe, the ablation tables (Table 2) and
+    the paired differences, every figure over the run's training seeds."""
+    found = collect(run_dir)
+    config = found["config"]
+    seeds = list(config.training_seeds)
+    several = len(seeds) > 1
+    agg = Aggregator(n_boot=config.zste.n_boot, seed=config.zste.zste_seed)
+    parts = [f"Results of run `{found['run']}` (MLflow parent run `{found['parent']}`), "
+             f"{len(seeds)} training seed{'s' * several} {seeds}: % as the mean over seeds with a "
+             "95 % interval covering seed and evaluation sampling (a bootstrap over classes, "
+             "each with its clips and pairs; SPEC §4 \"Intervals\")"
+             + ("; `· seeds a–b` is the seed range, **bold ⚠** where the seeds disagree "
+                "(their range is wider than the evaluation margin of error)." if several
+                else ".")]
+    parts += zste_tables(found, agg, several)
+    parts += ablation_tables(found, agg, several)
+    diff = differences(found, agg)
+    if diff:
+        parts.append(diff)
     return "\n\n".join(parts) + "\n"

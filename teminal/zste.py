@@ -18,10 +18,12 @@ unordered clip pair (``a_i ⊕ a_j`` and ``a_j ⊕ a_i`` of the same clips, coun
 probability that both are answered correctly in 3A: the product of the two expected credits
 (independent tie breaks; chance 1/9).
 
-**Intervals** (SPEC §4): 95 % percentile bootstrap over clusters — unordered class pairs for
-tasks 2–5 (all items of a pair resampled together), clips for 1A — of the item mean (the
-ratio Σ scores / Σ items over the drawn clusters). ``n`` = items after de-duplication,
-``n_clusters`` = clusters.
+**Intervals** (SPEC §4; :mod:`teminal.intervals`): a multi-way cluster bootstrap over the
+items' classes (every class one weight, an item the product of its classes' weights; clips
+and pairs are nested in the classes and move with them; Task 1 draws classes with their
+clips), turned into a Wilson interval with an effective sample size: no interval collapses to
+a point when items disagree, nor at 0 or 100. ``n`` = items after de-duplication,
+``n_clusters`` = unordered class pairs (clips for 1A).
 
 **Held-out phrasings** (SPEC §4): :func:`evaluate_phrasings` scores 3A, 3A-o, 3A-c, 3B and 5A
 again under every combination of a phrasing family's templates (all in the item's cluster;
@@ -31,7 +33,8 @@ Figures are percent; ``items`` scores are in [0, 1].
 
 Where things live: inputs and the evaluation entry points here; items and prompts in
 :mod:`teminal.zste_prompts` (vocabulary in :mod:`teminal.zste_tasks`); credit, per-item frames,
-chance levels and the bootstrap in :mod:`teminal.zste_scoring`. All re-exported here.
+chance levels in :mod:`teminal.zste_scoring` (all re-exported here); intervals in
+:mod:`teminal.intervals`.
 """
 from __future__ import annotations
 
@@ -59,7 +62,6 @@ from teminal.zste_tasks import ALL_TASKS, ORDER_TASKS
 from teminal.zste_scoring import (
     ZsteResult,
     chance_levels,
-    cluster_interval,
     consistency_frame,
     gather_scores,
     item_ids,  # noqa: F401  (re-exported; teminal.probe uses it)
@@ -70,8 +72,8 @@ from teminal.zste_scoring import (
 
 __all__ = [
     "ALL_TASKS", "PAPER_TABLE3", "PHRASING_TASKS", "TASKS", "ZsteInputs", "ZsteResult",
-    "ZsteTemplates", "chance_levels", "cluster_interval", "evaluate", "evaluate_phrasings",
-    "result_from_frames", "topk_credit",
+    "ZsteTemplates", "chance_levels", "evaluate", "evaluate_phrasings", "result_from_frames",
+    "topk_credit",
 ]
 
 PHRASING_TASKS = ("3A", "3A-o", "3A-c", "3B", "5A", *ORDER_TASKS)

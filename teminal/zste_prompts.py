@@ -41,7 +41,8 @@ from __future__ import annotations
 import numpy as np
 
 from teminal.zste_tasks import (BEFORE, CLASS, FIRST, ORDER_TASKS, SECOND, SIMULTANEOUS, TASKS,
-                                WHILE, Phrasing,                                TaskItems, ZsteItems, ZsteTemplates, check_class_names,
+                                WHILE, Phrasing, TaskItems, ZsteItems, ZsteTemplates,
+                                check_class_names,
                                 check_eval_pairs, check_keys, check_pairs, default_phrasing,
                                 family_phrasings)
 

@@ -1,5 +1,5 @@
 """ZSTE scoring: expected top-k credit under random tie breaks, per-item frames, the table with
-its chance levels and clustered bootstrap intervals (SPEC §4).
+its chance levels and 95 % intervals (SPEC §4; :mod:`teminal.intervals`).
 
 The rules (ties, 3A-c as a product of credits, clusters, percent figures) are stated in
 :mod:`teminal.zste`, which drives these functions and re-exports the public ones; import from
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from teminal.intervals import item_groups, item_interval
 from teminal.zste_tasks import ALL_TASKS, TaskItems, ZsteItems
 
 _CHUNK = 1 << 22  # elements per gathered candidate block in scoring
@@ -136,7 +137,8 @@ def consistency_frame(it: TaskItems, frame_3a: pd.DataFrame) -> pd.DataFrame:
 
 def result_from_frames(frames: dict[str, pd.DataFrame], items: ZsteItems, *, n_boot: int,
                        seed: int) -> ZsteResult:
-    """The table (value, chance, clustered interval, n, n_clusters) of per-item ``frames``."""
+    """The table (value, chance, 95 % interval, n, n_clusters) of per-item ``frames``; the
+    interval is :func:`teminal.intervals.item_interval` over the items' classes (SPEC §4)."""
     chance = chance_levels(items.n_classes, n_candidates_4=items.n_candidates_4,
                            n_candidates_5b=items.n_candidates_5b)
     records, kept = [], {}
@@ -144,28 +146,12 @@ def result_from_frames(frames: dict[str, pd.DataFrame], items: ZsteItems, *, n_b
         if task not in frames:
             continue
         df = kept[task] = frames[task]
-        score, cluster = df.score.to_numpy(), df.cluster.to_numpy()
-        lo, hi = cluster_interval(score, cluster, n_boot=n_boot, seed=(seed, pos))
-        records.append(dict(task=task, value=100 * score.mean(), chance=100 * chance[task],
-                            ci_low=100 * lo, ci_high=100 * hi, n=len(df),
-                            n_clusters=len(np.unique(cluster))))
+        score = df.score.to_numpy()
+        iv = item_interval(score, item_groups(df), n_boot=n_boot, seed=(seed, pos)).percent()
+        records.append(dict(task=task, value=iv.value, chance=100 * chance[task],
+                            ci_low=iv.low, ci_high=iv.high, n=len(df),
+                            n_clusters=len(np.unique(df.cluster.to_numpy()))))
     return ZsteResult(table=pd.DataFrame.from_records(records), items=kept)
-
-
-def cluster_interval(score: np.ndarray, cluster: np.ndarray, *, n_boot: int,
-                     seed) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of the item mean of ``score [N]``, resampling whole
-    clusters (``cluster [N]`` ids) with replacement: each draw's value is Σ scores / Σ items of
-    the drawn clusters (SPEC §4 "Intervals"). ``n_boot <= 0`` or no items → NaN."""
-    if n_boot <= 0 or len(score) == 0:
-        return float("nan"), float("nan")
-    ids, inverse = np.unique(cluster, return_inverse=True)
-    sums = np.bincount(inverse.ravel(), weights=score, minlength=len(ids))  # [G]
-    counts = np.bincount(inverse.ravel(), minlength=len(ids)).astype(np.float64)  # [G]
-    draw = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
-    means = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)  # [n_boot]
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def _join(strings: np.ndarray) -> np.ndarray:

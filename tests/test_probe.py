@@ -65,7 +65,9 @@ def test_probe_sits_at_chance_with_the_default_recipe_and_finds_leaky_recipes():
     probe, tab = _probe_on(Recipe(sample_rate=SR), clips)
     assert list(tab.index) == ["3A", "3A-o", "3B"] and (tab.n_clusters == 15).all()
     assert probe.weights[:2].tolist() == [0.0, 0.0]  # duration and RMS are equal: no weight
-    assert tab.value["3A-o"] == 50.0 and tab.ci_low["3A-o"] == tab.ci_high["3A-o"] == 50.0
+    assert tab.value["3A-o"] == 50.0  # every item a tie: the interval stays open around 50
+    assert tab.ci_low["3A-o"] < 50 < tab.ci_high["3A-o"]
+    assert tab.ci_low["3A-o"] + tab.ci_high["3A-o"] == pytest.approx(100)
     for task in ("3A", "3B"):
         assert abs(tab.value[task] - 100 / 3) < 2.5, tab
         assert tab.ci_low[task] <= 100 / 3 <= tab.ci_high[task], tab  # a 95 % event
@@ -178,11 +180,13 @@ def test_probe_sits_at_chance_on_the_embedded_world(world):
     assert t.loc["3A-o", "value"] == pytest.approx(50.0)
 
 
-@pytest.mark.parametrize("leak,floor", [
-    (dict(level_rms=None, renormalize=False), 100 / 3),  # levels off (clip gains blur the 3 dB)
-    (dict(renormalize=False), 90.0),  # parts levelled, the sum left ~3 dB louder
-    (dict(tile_overlay=False), 90.0),  # the overlay half as long as the concatenation
+@pytest.mark.parametrize("leak,floor,clear", [
+    (dict(level_rms=None, renormalize=False), 100 / 3, False),  # levels off (gains blur the 3 dB)
+    (dict(renormalize=False), 90.0, True),  # parts levelled, the sum left ~3 dB louder
+    (dict(tile_overlay=False), 90.0, True),  # the overlay half as long as the concatenation
 ])
-def test_probe_finds_the_leak_of_a_leaky_recipe(world, leak, floor):
+def test_probe_finds_the_leak_of_a_leaky_recipe(world, leak, floor, clear):
     t = _world_probe(world, Recipe(sample_rate=16000, **leak))
-    assert t.loc["3B", "ci_low"] > floor
+    assert t.loc["3B", "value"] > floor
+    if clear:  # 14 overlay items over 10 classes: the weak leak's interval still holds chance
+        assert t.loc["3B", "ci_low"] > floor

@@ -12,7 +12,8 @@ extracted ``CompA_order_files`` folder (``benchmark_eval.py`` prepends it to eac
 own caption (chance 25 %); audio — both captions prefer their own audio (25 %); group — all
 four (16.7 %). Ties score their expectation under a random tie break
 (:func:`teminal.eval.order.winoground_credit`; the reference script counts a tie as wrong).
-Items are independent recordings: the 95 % interval resamples items.
+Items are independent recordings: the 95 % interval (:mod:`teminal.intervals`) resamples
+items.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import pandas as pd
 
 from teminal.audio import read_audio
 from teminal.eval.order import unit_rows, winoground_credit
-from teminal.zste_scoring import cluster_interval
+from teminal.intervals import item_interval
 
 COLUMNS = ("pair_file", "reversed_pair_file", "pair_caption", "reversed_pair_caption")
 TRIO = {"3A-text": ("text", 1 / 4), "3A-audio": ("audio", 1 / 4), "3A-group": ("group", 1 / 6)}
@@ -104,7 +105,7 @@ def score_compa_order(model, data: CompaOrder, *, n_boot: int = 1000, seed: int 
     rows = []
     for pos, (task, (col, chance)) in enumerate(TRIO.items()):
         score = items[col].to_numpy()
-        lo, hi = cluster_interval(score, np.arange(n), n_boot=n_boot, seed=(seed, pos))
-        rows.append({"task": task, "value": 100 * score.mean(), "chance": 100 * chance,
-                     "ci_low": 100 * lo, "ci_high": 100 * hi, "n": n})
+        iv = item_interval(score, np.arange(n), n_boot=n_boot, seed=(seed, pos)).percent()
+        rows.append({"task": task, "value": iv.value, "chance": 100 * chance,
+                     "ci_low": iv.low, "ci_high": iv.high, "n": n})
     return pd.DataFrame(rows), items

@@ -20,8 +20,8 @@ model scores exactly the chance levels above.
 
 **Items** carry the columns of every ZSTE item (``row, audio, i, j, key, cluster, phrasing,
 score, tied, predicted, target``): ``audio = "seq+rev"``, ``key = "<seq key> + <rev key>"``,
-``(i, j)`` the row's classes, ``cluster`` the unordered class pair (``min·K + max``, as the
-other tasks), so intervals resample them with the rest. Each unordered clip pair is one item per
+``(i, j)`` the row's classes (the units :mod:`teminal.intervals` resamples), ``cluster`` the
+unordered class pair (``min·K + max``, as the other tasks). Each unordered clip pair is one item per
 phrasing (rows (i, j) and (j, i) with the same clips are the same question, counted once);
 ``3A-a`` has two items per pair and phrasing (``caption`` column: 0 for T0, 1 for T1).
 
@@ -29,8 +29,9 @@ phrasing (rows (i, j) and (j, i) with the same clips are the same question, coun
 classes whose unordered pairs are all held out, each part level-matched; candidates the six
 orders ``"{x} before {y} before {z}"``; top-1 = the played order; chance 1/6. All six orders of
 a triple's clips are items, so a text side that prefers one phrasing cannot score above chance.
-3C items have ``i, j, k`` = the classes in played order and ``cluster`` = the unordered triple
-(``(lo·K + mid)·K + hi``); an interval method that resamples classes must read ``k`` too.
+3C items have ``i, j, k`` = the classes in played order (all three resampled by
+:func:`teminal.intervals.item_groups`) and ``cluster`` = the unordered triple
+(``(lo·K + mid)·K + hi``).
 """
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ def order_frames(inputs, embed_text: Callable[[list[str]], object], *, sequences
     t = unit_rows(embed_text(texts))  # (U, d)
     at = {s: n for n, s in enumerate(texts)}
     cap = torch.as_tensor([[at[c0], at[c1]] for c0, c1 in captions])  # (R, 2)
-    audio = torch.stack([unit_rows(inputs.seq_audio)[rows], unit_rows(inputs.rev_audio)[rows]], 1)  # (P', 2, d)
+    audio = torch.stack([unit_rows(inputs.seq_audio)[rows],
+                         unit_rows(inputs.rev_audio)[rows]], 1)  # (P', 2 audios, d)
     audio = audio.repeat(len(phr), 1, 1)  # (R, 2, d), phrasing-major
     sim = torch.einsum("rad,rcd->rac", audio, t[cap])  # (R, 2 audios, 2 captions)
     credit = winoground_credit(sim, tie_tol=tie_tol)

@@ -201,7 +201,7 @@ SECTIONS: dict[str, type[Section]] = {
     "stage_b": StageBParams, "zste": ZsteParams, "ablations": AblationParams,
     "evaluate": EvaluateParams,
 }
-TOP_LEVEL = ("name", "seed", "device", "notebooks")
+TOP_LEVEL = ("name", "seed", "seeds", "device", "notebooks")
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,8 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     name: str = "smoke"
-    seed: int = 0  # torch / numpy seed of every notebook
+    seed: int = 0  # torch / numpy seed of every notebook; the pretrained backbone's seed
+    seeds: int | list[int] = 1  # training seeds: a count N (seed, seed+1, …) or a list
     device: str = "cpu"  # "auto" | "cpu" | "cuda" | "cuda:N" (smoke: cpu, so outputs compare)
     notebooks: list[str] = list(PIPELINE)
     data: DataParams = DataParams()
@@ -262,6 +263,23 @@ class RunConfig(BaseModel):
         if not ok:
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}")
         return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"seeds must be a count ≥ 1 or a list of seeds, got {v}")
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"seeds must be a non-empty list of distinct seeds, got {v}")
+        return v
+
+    @property
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds every training-dependent result is trained with: ``seeds`` as a list, or
+        ``seed, seed + 1, …`` for a count (one seed = ``seed``: the single-seed run)."""
+        if isinstance(self.seeds, list):
+            return tuple(self.seeds)
+        return tuple(self.seed + k for k in range(self.seeds))
 
     @field_validator("notebooks")
     @classmethod

@@ -4,6 +4,7 @@ data        ``prepare_data``, ``load_data``, ``base_summary``, ``log_manifests``
 models      ``pretrain``, ``pretrained_model``, ``fresh_model``, ``trunk_cache``,
             ``feature_bank``, ``check_pretrained``
 stages      ``stage_a``, ``stage_b``, ``build_task``  (finished stages are reused by input key)
+seeds       ``for_seeds``, ``seed_run``, ``PerSeed``  (one result per training seed)
 evaluate    ``evaluate_models``, ``evaluate_ref``, ``evaluate_trained``, ``probe``,
             ``zero_shot``, views and tables for the notebooks
 """
@@ -14,6 +15,7 @@ from .evaluate import (Evaluation, batch_view, evaluate_model, evaluate_models, 
                        zero_shot)
 from .models import (PRETRAINED, check_pretrained, feature_bank, fresh_model, pretrain,
                      pretrained_model, trunk_cache)
+from .seeds import PerSeed, for_seeds, seed_run
 from .stages import Trained, build_task, stage_a, stage_b
 
 __all__ = [
@@ -23,5 +25,5 @@ __all__ = [
     "phrasing_comparison",
     "probe", "set_comparison", "zero_shot", "PRETRAINED", "check_pretrained", "feature_bank",
     "fresh_model", "pretrain", "pretrained_model", "trunk_cache", "Trained", "build_task",
-    "stage_a", "stage_b",
+    "stage_a", "stage_b", "PerSeed", "for_seeds", "seed_run",
 ]

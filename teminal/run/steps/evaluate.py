@@ -1,29 +1,35 @@
 """Evaluation steps: ZSTE on the run's evaluation sets, zero-shot accuracy, the probe (SPEC §4).
 
 An evaluation is identified by the model's input key and every evaluation parameter; its
-tables are written to ``evaluations/<tag>.json`` of the run folder, so an ablation row that
+tables are written to ``evaluations/<tag>.json`` of the run folder and its per-item scores to
+``evaluations/<tag>.items.parquet`` (``seed_stats.item_table``), so an ablation row that
 asks again for the same model (the pretrained baseline, the configured T-AB) reads them back.
 Every evaluation is logged to an MLflow run tagged ``teminal.model`` (a nested run
 ``zste: <label>``, or the active run of an ablation row): metrics ``zste/<task>``,
-``zste_seen/<task>``, ``zste_heldout/<task>`` and the tables as ``tables/<set>.json``.
+``zste_seen/<task>``, ``zste_heldout/<task>``, the tables as ``tables/<set>.json`` and the
+per-item scores as ``items/<tag>.items.parquet`` (what ``report`` aggregates over seeds). A
+trained model is evaluated once per training seed (``seeds.for_seeds``); the pretrained model
+and the probe do not depend on the seed and are evaluated once.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 
 from ... import evaluate as lib
-from ... import tracking, zste
+from ... import seed_stats, tracking, zste
 from ...models.base import Backbone
 from ...views import BatchView, PairView
 from ..layout import write_json
 from ..session import Session
 from .data import load_data
 from .models import PRETRAINED, feature_bank, pretrained_key, pretrained_model, trunk_cache
-from .stages import Trained, build_task, stage_a, stage_b
+from .seeds import SEED_TAG, for_seeds
+from .stages import Trained, build_task, stage_a, stage_b, stage_label
 
 PROBE = "probe:level-duration"
 
@@ -42,6 +48,8 @@ class Evaluation:
     items: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     model: Backbone | None = None
     reused: bool = False
+    seed: int | None = None  # the training seed (None: the result does not depend on one)
+    item_scores: pd.DataFrame | None = None  # compact per-item scores (seed_stats.item_table)
 
 
 def _eval_key(S: Session, model_key: str) -> str:
@@ -51,26 +59,39 @@ def _eval_key(S: Session, model_key: str) -> str:
 
 
 def _record(ev: Evaluation) -> dict:
-    return {"label": ev.label, "tag": ev.tag, "key": ev.key,
+    return {"label": ev.label, "tag": ev.tag, "key": ev.key, "seed": ev.seed,
             "tables": {k: t.to_dict(orient="records") for k, t in ev.tables.items()},
             "zero_shot": None if ev.zero_shot is None else ev.zero_shot.to_dict(orient="records"),
             "phrasings": None if ev.phrasings is None else ev.phrasings.to_dict(orient="records")}
 
 
+def _items_path(S: Session, tag: str) -> Path:
+    """``evaluations/<tag>.items.parquet``: the per-item scores beside the tables."""
+    return S.layout.evaluation(tag).with_suffix(".items.parquet")
+
+
+def _write(S: Session, ev: Evaluation) -> None:
+    """The tables (JSON) and the per-item scores (parquet, written before the JSON record that
+    makes the evaluation reusable)."""
+    seed_stats.write_items(ev.item_scores, _items_path(S, ev.tag))
+    write_json(S.layout.evaluation(ev.tag), _record(ev))
+
+
 def _read(S: Session, tag: str, key: str) -> Evaluation | None:
-    path = S.layout.evaluation(tag)
-    if not path.exists():
+    path, items = S.layout.evaluation(tag), _items_path(S, tag)
+    if not path.exists() or not items.exists():
         return None
     rec = json.loads(path.read_text())
     if rec.get("key") != key:
         return None
     frame = lambda v: None if v is None else pd.DataFrame(v)  # noqa: E731
-    return Evaluation(label=rec["label"], tag=tag, key=key, reused=True,
+    return Evaluation(label=rec["label"], tag=tag, key=key, reused=True, seed=rec.get("seed"),
                       tables={k: pd.DataFrame(v) for k, v in rec["tables"].items()},
-                      zero_shot=frame(rec.get("zero_shot")), phrasings=frame(rec.get("phrasings")))
+                      zero_shot=frame(rec.get("zero_shot")), phrasings=frame(rec.get("phrasings")),
+                      item_scores=pd.read_parquet(items))
 
 
-def _log(ev: Evaluation) -> None:
+def _log(S: Session, ev: Evaluation, tags: dict[str, str]) -> None:
     metrics = {}
     for name, table in ev.tables.items():
         metrics |= {f"{name}/{t}": float(v) for t, v in zip(table["task"], table["value"])}
@@ -81,27 +102,33 @@ def _log(ev: Evaluation) -> None:
         for r in ev.zero_shot.itertuples():
             metrics |= {f"zero_shot/{r.split}/top1": r.top1, f"zero_shot/{r.split}/top5": r.top5}
     mlflow.log_metrics(metrics)
+    mlflow.log_artifact(str(_items_path(S, ev.tag)), "items")
     mlflow.set_tags({"teminal.model": ev.label, "teminal.checkpoint": ev.tag}
-                    | ({"teminal.reused_evaluation": "true"} if ev.reused else {}))
+                    | ({"teminal.reused_evaluation": "true"} if ev.reused else {})
+                    | ({SEED_TAG: str(ev.seed)} if ev.seed is not None else {}) | tags)
 
 
-def _logged(S: Session, ev: Evaluation, nested: bool) -> Evaluation:
+def _logged(S: Session, ev: Evaluation, nested: bool,
+            tags: dict[str, str] | None = None) -> Evaluation:
     if nested:
         with tracking.run(run_name=f"zste: {ev.label}"):  # nested under the active run
-            _log(ev)
+            _log(S, ev, tags or {})
     else:
-        _log(ev)
+        _log(S, ev, tags or {})
     return ev
 
 
 def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: Backbone,
-                   nested: bool = True, reuse: bool = True) -> Evaluation:
-    """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4)."""
+                   seed: int | None = None, nested: bool = True, reuse: bool = True,
+                   tags: dict[str, str] | None = None) -> Evaluation:
+    """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4); ``seed``:
+    the training seed of ``model`` (None for a model no seed trained); ``tags``: more MLflow
+    tags of its run."""
     key = _eval_key(S, model_key)
     found = _read(S, tag, key) if reuse else None
     if found is not None:
         print(f"{label}: reusing the evaluation evaluations/{tag}.json (same inputs)")
-        return _logged(S, found, nested)
+        return _logged(S, found, nested, tags)
     data, z = load_data(S), S.config.zste
     bank, cache = feature_bank(S, model), trunk_cache(S, model)
     with S.phase("evaluation"):
@@ -110,36 +137,56 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
         zero_shot = lib.zero_shot_table(model, bank, cache, data.manifests, data.classes,
                                         device=S.device)
     phrasings = lib.phrasing_table(sets["zste_heldout"]) if "zste_heldout" in sets else None
+    items = {k: r.items for k, r in sets.items()}
     ev = Evaluation(label=label, tag=tag, key=key, model=model, zero_shot=zero_shot,
                     phrasings=phrasings, tables={k: r.table for k, r in sets.items()},
-                    items={k: r.items for k, r in sets.items()})
-    write_json(S.layout.evaluation(tag), _record(ev))
-    return _logged(S, ev, nested)
+                    items=items, seed=seed, item_scores=seed_stats.item_table(items))
+    _write(S, ev)
+    return _logged(S, ev, nested, tags)
 
 
 def evaluate_trained(S: Session, trained: Trained, *, nested: bool = True) -> Evaluation:
     return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
-                          model=trained.model, nested=nested)
+                          model=trained.model, seed=trained.seed, nested=nested)
 
 
-def evaluate_ref(S: Session, ref: str, *, nested: bool = True, reuse: bool = True) -> Evaluation:
-    """``pretrained`` / ``A`` / ``B`` (as configured) → its evaluation."""
+def evaluate_ref(S: Session, ref: str, *, seed: int | None = None, nested: bool = True,
+                 reuse: bool = True, tags: dict[str, str] | None = None) -> Evaluation:
+    """``pretrained`` / ``A`` / ``B`` (as configured; trained with ``seed``, None: the first
+    training seed) → its evaluation."""
     if ref == PRETRAINED:
         data = load_data(S)
         return evaluate_model(S, label=PRETRAINED, tag=PRETRAINED,
                               model_key=pretrained_key(S, data), model=pretrained_model(S),
-                              nested=nested, reuse=reuse)
-    trained = stage_a(S) if ref == "A" else stage_b(S)
+                              nested=nested, reuse=reuse, tags=tags)
+    trained = stage_a(S, seed=seed) if ref == "A" else stage_b(S, seed=seed)
     return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
-                          model=trained.model, nested=nested, reuse=reuse)
+                          model=trained.model, seed=trained.seed, nested=nested, reuse=reuse,
+                          tags=tags)
+
+
+def _ref_label(S: Session, ref: str) -> str:
+    return stage_label("A", S.config.stage_a) if ref == "A" else stage_label("B", S.config.stage_b)
 
 
 def evaluate_models(S: Session) -> dict[str, Evaluation]:
-    """03_zste: every model of ``zste.models``, evaluated afresh (per-item tables included)."""
+    """03_zste: every model of ``zste.models``, evaluated afresh (per-item tables included);
+    a trained one once per training seed. Returns the first seed's evaluation per label (what
+    the notebook shows); every seed's is logged. MLflow: ``zste: <label>`` per model (tag
+    ``teminal.ref`` = pretrained / A / B), with a child run ``seed <n>`` per seed when the run
+    has several."""
     out = {}
     for ref in S.config.zste.models:
-        ev = evaluate_ref(S, ref, reuse=False)
-        out[ev.label] = ev
+        tags = {"teminal.ref": ref}
+        if ref == PRETRAINED or len(S.config.training_seeds) == 1:
+            ev = evaluate_ref(S, ref, reuse=False, tags=tags)
+            out[ev.label] = ev
+            continue
+        label = _ref_label(S, ref)
+        with tracking.run(run_name=f"zste: {label}", tags={"teminal.model": label, **tags}):
+            runs = for_seeds(S, lambda seed: evaluate_ref(S, ref, seed=seed, nested=False,
+                                                          reuse=False, tags=tags))
+        out[label] = runs.base
     return out
 
 
@@ -156,10 +203,12 @@ def probe(S: Session, *, nested: bool = True) -> Evaluation:
         with S.phase("evaluation"):
             sets = lib.probe_sets(data.manifests, data.classes, render=data.renderer(rate),
                                   sample_rate=rate, n_boot=z.n_boot, seed=z.zste_seed)
+        items = {k: r.items for k, r in sets.items()}
         found = Evaluation(label=PROBE, tag="probe", key=key,
-                           tables={k: r.table for k, r in sets.items()})
-        write_json(S.layout.evaluation("probe"), _record(found))
-    return _logged(S, found, nested)
+                           tables={k: r.table for k, r in sets.items()},
+                           item_scores=seed_stats.item_table(items))
+        _write(S, found)
+    return _logged(S, found, nested, {"teminal.ref": "probe"})
 
 
 # ---- what notebooks show --------------------------------------------------------------------

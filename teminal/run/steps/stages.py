@@ -32,6 +32,7 @@ class Trained:
     label: str  # the ``teminal.model`` tag, e.g. "T-AB", "T-AB+order-head", "T-CLAP"
     model: Backbone
     params: StageAParams | StageBParams
+    seed: int  # the training seed (one of ``config.training_seeds``)
     history: list[dict] = field(default_factory=list)
     reused: bool = False
 
@@ -56,20 +57,27 @@ def _role(label: str) -> str:
     return label.replace("+order-head", "-order")
 
 
-def train_config(S: Session, params: StageAParams | StageBParams) -> train.TrainConfig:
+def train_config(S: Session, params: StageAParams | StageBParams, *,
+                 seed: int) -> train.TrainConfig:
     t = S.config.train
     return train.TrainConfig(
         epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, optimizer=t.optimizer,
         weight_decay=t.weight_decay, grad_clip=t.grad_clip, schedule=t.schedule,
-        warmup_steps=t.warmup_steps, seed=S.config.seed, checkpoint_every_s=t.checkpoint_every_s,
+        warmup_steps=t.warmup_steps, seed=seed, checkpoint_every_s=t.checkpoint_every_s,
         bf16=t.bf16)
 
 
-def _key(S: Session, data: RunData, kind: str, params, start_key: str) -> str:
+def _key(S: Session, data: RunData, kind: str, params, start_key: str, seed: int) -> str:
     return tracking.config_hash({
         "kind": kind, "start": start_key, "params": params.model_dump(mode="json"),
-        "train": S.config.train.model_dump(mode="json"), "seed": S.config.seed,
+        "train": S.config.train.model_dump(mode="json"), "seed": seed,
         "manifests": data.manifests.hashes, "data": data.params.model_dump(mode="json")})
+
+
+def seed_role(S: Session, role: str, seed: int) -> str:
+    """The checkpoint folder of ``role`` trained with ``seed``: ``role`` for the first training
+    seed (a single-seed run's folders are unchanged), ``role-s<seed>`` for the others."""
+    return role if seed == S.config.training_seeds[0] else f"{role}-s{seed}"
 
 
 def _param_groups(model: Backbone, lr: float, order_lr: float | None) -> list:
@@ -83,13 +91,13 @@ def _param_groups(model: Backbone, lr: float, order_lr: float | None) -> list:
             {"params": [p for p in params if id(p) in mixer], "lr": order_lr}]
 
 
-def _replay(S: Session, bank, data: RunData, batch_size: int):
+def _replay(S: Session, bank, data: RunData, batch_size: int, seed: int):
     return stages.Replay.build(bank=bank, singles=data.manifests.singles,
                                weight=S.config.train.replay_weight, batch_size=batch_size,
-                               seed=S.config.seed)
+                               seed=seed)
 
 
-def _reuse(S: Session, key: str, label: str, params) -> Trained | None:
+def _reuse(S: Session, key: str, label: str, params, seed: int) -> Trained | None:
     """The finished checkpoint of this run whose inputs hash to ``key``, loaded; else None."""
     tag = S.layout.find_key(key)
     if tag is None:
@@ -98,24 +106,26 @@ def _reuse(S: Session, key: str, label: str, params) -> Trained | None:
     model = fresh_model(S, audio_head=params.audio_head)
     model.load_head_state_dict(train.load_checkpoint_head(S.layout.checkpoint(tag) / "best.pt"))
     print(f"{label}: reusing the finished checkpoint {tag}/ (same inputs)")
-    return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params,
+    return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params, seed=seed,
                    history=meta.get("history", []), reused=True)
 
 
-def _train_or_reuse(S: Session, *, key: str, label: str, params, own_run: bool,
+def _train_or_reuse(S: Session, *, key: str, label: str, params, seed: int, own_run: bool,
                     build) -> Trained:
     """Reuse a finished stage or train it (``build()``). ``own_run``: the active MLflow run is
     this stage's (01/02, an ablation row): a reused curve is logged there again. Otherwise a
     stage trained as a prerequisite gets a nested run ``train: <label>``."""
-    found = _reuse(S, key, label, params)
+    found = _reuse(S, key, label, params, seed)
     if found is not None:
         if own_run:
             _log_history(found.history, prefix="")
-            mlflow.set_tags({"teminal.reused_from": found.tag, "teminal.model": label})
+            mlflow.set_tags({"teminal.reused_from": found.tag, "teminal.model": label,
+                             "teminal.seed": str(seed)})
         return found
     if own_run:
         return build()
-    with tracking.run(run_name=f"train: {label}", tags={"teminal.model": label}):  # nested
+    with tracking.run(run_name=f"train: {label}",  # nested
+                      tags={"teminal.model": label, "teminal.seed": str(seed)}):
         return build()
 
 
@@ -135,36 +145,42 @@ def _log_history(history: list[dict], *, prefix: str) -> None:
 
 
 def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, params,
-         start_tag: str) -> Trained:
-    tag = S.layout.free_tag(role, key)
+         start_tag: str, seed: int) -> Trained:
+    tag = S.layout.free_tag(seed_role(S, role, seed), key)
     out = S.layout.checkpoint(tag)
-    mlflow.set_tags({"teminal.tag": tag, "teminal.start": start_tag, "teminal.model": label})
+    mlflow.set_tags({"teminal.tag": tag, "teminal.start": start_tag, "teminal.model": label,
+                     "teminal.seed": str(seed)})
     with S.phase("training"):
         order_lr = getattr(params, "order_lr", None)
         result = train.fit(task=task, model=model, params=_param_groups(model, params.lr, order_lr),
-                           config=train_config(S, params), out_dir=out, device=S.device,
+                           config=train_config(S, params, seed=seed), out_dir=out,
+                           device=S.device,
                            fingerprint_extra={"key": key})
     for name, seconds in getattr(result, "timings", {}).items():
         S.layout.add_phase(S.notebook, name, seconds)
     model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
     write_json(out / "meta.json", {
-        "role": role, "tag": tag, "key": key, "label": label, "start": start_tag,
+        "role": role, "tag": tag, "key": key, "label": label, "start": start_tag, "seed": seed,
         "audio_head": params.audio_head, "params": params.model_dump(mode="json"),
         "history": result.history, "mlflow_run_id": mlflow.active_run().info.run_id,
         "finished": True})
-    return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params,
+    return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params, seed=seed,
                    history=result.history)
 
 
-def build_task(S: Session, trained_or_params, model: Backbone | None = None):
-    """The stage task (``teminal.stages``) of a stage's parameters on ``model``'s feature bank;
-    ``build_task(S, trained)`` rebuilds the task a finished stage trained on (for its views)."""
+def build_task(S: Session, trained_or_params, model: Backbone | None = None, *,
+               seed: int | None = None):
+    """The stage task (``teminal.stages``) of a stage's parameters on ``model``'s feature bank
+    (replay drawn with ``seed``); ``build_task(S, trained)`` rebuilds the task a finished stage
+    trained on (for its views)."""
     params = getattr(trained_or_params, "params", trained_or_params)
     model = model if model is not None else trained_or_params.model
+    seed = seed if seed is not None else getattr(trained_or_params, "seed",
+                                                 S.config.training_seeds[0])
     data = load_data(S)
     bank = feature_bank(S, model)
     common = dict(backbone=model, bank=bank, n_classes=len(data.classes),
-                  replay=_replay(S, bank, data, params.batch_size))
+                  replay=_replay(S, bank, data, params.batch_size, seed))
     if isinstance(params, StageAParams):
         weights = losses.StageAWeights(alpha_same=params.alpha_same,
                                        alpha_diff=params.alpha_diff, beta=params.beta_a)
@@ -179,39 +195,49 @@ def build_task(S: Session, trained_or_params, model: Backbone | None = None):
                              captions=params.captions, **common)
 
 
-def stage_a(S: Session, params: StageAParams | None = None, *, own_run: bool = False) -> Trained:
-    """TeminAL A from the pretrained baseline (SPEC §3), or the finished run with its inputs."""
+def stage_a(S: Session, params: StageAParams | None = None, *, seed: int | None = None,
+            own_run: bool = False) -> Trained:
+    """TeminAL A from the pretrained baseline (SPEC §3) trained with ``seed`` (None: the first
+    training seed), or the finished run with its inputs."""
     params = params or S.config.stage_a
+    seed = S.config.training_seeds[0] if seed is None else seed
     data = load_data(S)
     label = stage_label("A", params)
-    key = _key(S, data, "A", params, pretrained_key(S, data))
+    key = _key(S, data, "A", params, pretrained_key(S, data), seed)
 
     def build() -> Trained:
         model = fresh_model(S, audio_head=params.audio_head)
         return _fit(S, role=_role(label), key=key, label=label, model=model,
-                    task=build_task(S, params, model), params=params, start_tag=PRETRAINED)
+                    task=build_task(S, params, model, seed=seed), params=params,
+                    start_tag=PRETRAINED, seed=seed)
 
-    return _train_or_reuse(S, key=key, label=label, params=params, own_run=own_run, build=build)
+    return _train_or_reuse(S, key=key, label=label, params=params, seed=seed, own_run=own_run,
+                           build=build)
 
 
-def stage_b(S: Session, params: StageBParams | None = None, *, own_run: bool = False,
-            role: str | None = None, label: str | None = None) -> Trained:
-    """TeminAL B (or the T-CLAP loss) from stage A (T-AB) or the pretrained model (T-B)."""
+def stage_b(S: Session, params: StageBParams | None = None, *, seed: int | None = None,
+            own_run: bool = False, role: str | None = None, label: str | None = None) -> Trained:
+    """TeminAL B (or the T-CLAP loss) from stage A (T-AB: stage A of the same seed) or the
+    pretrained model (T-B), trained with ``seed`` (None: the first training seed)."""
     params = params or S.config.stage_b
+    seed = S.config.training_seeds[0] if seed is None else seed
     data = load_data(S)
     label = label or stage_label("B", params)
     if params.start_from == "A":
-        start = stage_a(S, S.config.stage_a.model_copy(update={"audio_head": params.audio_head}))
+        start = stage_a(S, S.config.stage_a.model_copy(update={"audio_head": params.audio_head}),
+                        seed=seed)
         start_key, start_tag = start.key, start.tag
     else:
         start, start_key, start_tag = None, pretrained_key(S, data), PRETRAINED
-    key = _key(S, data, "B", params, start_key)
+    key = _key(S, data, "B", params, start_key, seed)
 
     def build() -> Trained:
         model = fresh_model(S, audio_head=params.audio_head)
         if start is not None:
             model.load_head_state_dict(start.model.head_state_dict())
         return _fit(S, role=role or _role(label), key=key, label=label, model=model,
-                    task=build_task(S, params, model), params=params, start_tag=start_tag)
+                    task=build_task(S, params, model, seed=seed), params=params,
+                    start_tag=start_tag, seed=seed)
 
-    return _train_or_reuse(S, key=key, label=label, params=params, own_run=own_run, build=build)
+    return _train_or_reuse(S, key=key, label=label, params=params, seed=seed, own_run=own_run,
+                           build=build)
