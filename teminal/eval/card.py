@@ -38,15 +38,16 @@ def _values(reports: Mapping, name: str) -> pd.DataFrame:
 
 def card_markdown(reports: Mapping, *, title: str = "Report card") -> str:
     """One-page markdown of ``reports`` (model name → ``ModelReport``)."""
-    rules = pd.DataFrame([{"model": m, "rate (Hz)": r.rule.sample_rate,
-                           "window (s)": r.rule.window_seconds, "longer clips": r.rule.longer,
-                           "shorter clips": r.rule.shorter} for m, r in reports.items()])
+    rules = pd.DataFrame([{"model": m, "rate (Hz)": r.rule.sample_rate or "as given",
+                           "window (s)": r.rule.window_seconds or "any length",
+                           "longer clips": r.rule.longer, "shorter clips": r.rule.shorter}
+                          for m, r in reports.items()], dtype=object)
     table = plots.zste_table({m: r.tables["zste"] for m, r in reports.items()}, paper=PAPER_TABLE3)
     zs = pd.DataFrame({m: r.zero_shot.set_index("split").top1.round(1)
                        for m, r in reports.items()})
     parts = [f"# {title}", "",
              "Every model is scored on the same items (held-out class pairs and clips of one "
-             "run). Percent; 95 % intervals from the clustered bootstrap (SPEC §4); `paper:` "
+             "run). Percent; 95 % intervals resample classes (SPEC §4, `teminal.intervals`); `paper:` "
              "columns are the paper's Table 3 (its models, its ESC-50 split: compare "
              "directions, not values).", "", "## Input rules", "", _md(rules, index=False), "",
              "## ZSTE, held-out pairs", "", _md(table), "",

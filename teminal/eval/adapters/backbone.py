@@ -34,8 +34,10 @@ class BackboneModel(ModelAdapter):
                        f"one ending at the clip's end; tokens averaged",
                 shorter="read whole (stretched to the window, as msclap)")
         else:
+            how = ("frames attended by the order-aware head" if backbone.needs_frames
+                   else "frames pooled over time")
             self.rule = InputRule(sample_rate=backbone.sample_rate, window_seconds=None,
-                                  longer="read whole (convolution over time, frames pooled)",
+                                  longer=f"read whole (convolution, {how})",
                                   shorter="read whole")
 
     def _embed_batch(self, wave: torch.Tensor) -> torch.Tensor:
