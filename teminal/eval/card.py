@@ -47,8 +47,8 @@ def card_markdown(reports: Mapping, *, title: str = "Report card") -> str:
                        for m, r in reports.items()})
     parts = [f"# {title}", "",
              "Every model is scored on the same items (held-out class pairs and clips of one "
-             "run). Percent; 95 % intervals resample classes (SPEC §4, `teminal.intervals`); `paper:` "
-             "columns are the paper's Table 3 (its models, its ESC-50 split: compare "
+             "run). Percent; 95 % intervals resample classes (SPEC §4, `teminal.intervals`); "
+             "`paper:` columns are the paper's Table 3 (its models, its ESC-50 split: compare "
              "directions, not values).", "", "## Input rules", "", _md(rules, index=False), "",
              "## ZSTE, held-out pairs", "", _md(table), "",
              "3A-a: the caption picks its audio of the two orders (chance 50); 3A-text / "
