@@ -7,6 +7,7 @@ pipelines.
     .venv/bin/teminal resume runs/<run>
     .venv/bin/teminal rerun runs/<run> 04_ablations [-p name=value ...]
     .venv/bin/teminal report runs/<run> [--out results.md] [--check README.md]
+    .venv/bin/teminal evaluate [runs/<run>] --model SPEC [--model SPEC ...] [-p name=value ...]
 
 ``-p`` values are typed like YAML (``-p epochs=3``, ``-p classes=[dog, rain, crow]``,
 ``-p level_rms=null``); a bare name sets every section that has it (``epochs`` → stage_a.epochs
@@ -25,7 +26,8 @@ from . import hints, tracking
 from .data.base_set import DatasetError
 from .gates import SanityError
 from .integrity import IntegrityError
-from .pipeline import Interrupted, PipelineError, planned, rerun_notebook, resume, run_pipeline
+from .pipeline import (Interrupted, PipelineError, evaluate, planned, rerun_notebook, resume,
+                       run_pipeline)
 from .run.config import ConfigError, apply_overrides, load_config
 
 
@@ -56,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     rep_p.add_argument("--check", default="", metavar="README",
                        help="instead: exit 1 listing every figure of README's Results that the "
                             "run's records contradict")
+    ev_p = sub.add_parser("evaluate", help="score any models on the same items (notebook 05)")
+    ev_p.add_argument("run_dir", nargs="?", default="", help="a run folder (default: a new run)")
+    ev_p.add_argument("--model", dest="models", action="append", default=[], metavar="SPEC",
+                      help="a run row (pretrained, A, B, order-head) or an adapter spec, e.g. "
+                           "laion-clap,checkpoint=x.pt,tokenizer=tok (repeatable)")
+    ev_p.add_argument("--params", default="", help="new run: params/<name>.yaml (default: smoke)")
+    ev_p.add_argument("-p", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
+    ev_p.add_argument("--tracking-uri", default="", help="MLflow store")
     return parser
 
 
@@ -78,6 +88,26 @@ def _check(readme: str, report_text: str, *, run: str) -> int:
     return 1 if problems else 0
 
 
+def _evaluate(args) -> Path:
+    base = None
+    if args.params:
+        base = load_config(args.params)
+    elif args.run_dir:
+        from .run.layout import RunLayout
+
+        base = RunLayout(Path(args.run_dir).expanduser().resolve()).read_config()
+    config = None
+    if base is not None or args.overrides:
+        from .run.params import RunConfig
+
+        config, notes = apply_overrides(base or RunConfig(), args.overrides)
+        for note in notes:
+            print(f"teminal: {note}")
+    return evaluate(models=args.models, run_dir=args.run_dir, config=config,
+                    overrides=args.overrides, source=Path(args.params) if args.params else None,
+                    tracking_uri=args.tracking_uri)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -96,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "resume":
             run_dir = resume(args.run_dir, tracking_uri=args.tracking_uri)
             print(f"teminal: done → {run_dir}")
+        elif args.command == "evaluate":
+            run_dir = _evaluate(args)
+            print(f"teminal: done → {run_dir}\n  report card: the 05_evaluate_model run's "
+                  f"report_card.md in MLflow")
         elif args.command == "rerun":
             rerun_notebook(args.run_dir, args.notebook, overrides=args.overrides,
                            tracking_uri=args.tracking_uri)

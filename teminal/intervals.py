@@ -86,12 +86,14 @@ def item_groups(items: pd.DataFrame) -> np.ndarray:
     """[N, G] int ids of the resampled units of a ZSTE items frame: its classes (module doc).
 
     Two-class items (``i`` and ``j`` set; every task but 1A, 3A-c included) give G = 2; Task 1
-    items (``label`` set) G = 1. Class ids are shared across the two columns — class c as the
+    items (``label`` set) G = 1; three-event items (3C: ``i``, ``j``, ``k``) G = 3. Class ids are shared across the two columns — class c as the
     first or the second event is one unit with one weight. Clips (recoverable from ``key``) and
     pairs are not extra columns: they are nested in the classes (module doc). A frame read back
     from a run's ``items/*.parquet`` (both kinds of columns, NaN where unused) works per task."""
     set_on_all = lambda c: c in items.columns and not items[c].isna().any()  # noqa: E731
-    if set_on_all("i") and set_on_all("j"):
+    if set_on_all("i") and set_on_all("j") and set_on_all("k"):
+        cols = ["i", "j", "k"]  # 3C: three events (teminal.eval.three)
+    elif set_on_all("i") and set_on_all("j"):
         cols = ["i", "j"]
     elif set_on_all("label"):
         cols = ["label"]

@@ -314,3 +314,43 @@ def _check_names(chosen: list[str]) -> None:
     ordered = sorted(chosen, key=PIPELINE.index)
     if ordered != chosen:
         raise PipelineError(f"--notebooks must keep the pipeline order: {','.join(ordered)}")
+
+
+EVALUATE_NOTEBOOK = "05_evaluate_model"
+
+
+def evaluate(*, models: list[str], run_dir: str | Path = "", config: RunConfig | None = None,
+             overrides: list[str] = (), source: Path | None = None,
+             tracking_uri: str = "") -> Path:
+    """``python -m teminal evaluate``: notebook 05 with ``models`` (README "Evaluate any
+    audio–language model"). In ``run_dir``: on that run's items, as a new copy and child run
+    (its rows are reused); only the notebook's cell fields may change there. Without: a new run
+    folder running 05 alone on ``config`` (a fresh data set; run rows are trained in it)."""
+    from .run.config import ConfigError, with_cell
+    from .run.params import NOTEBOOKS
+
+    def with_models(cfg: RunConfig) -> RunConfig:
+        return with_cell(cfg, EVALUATE_NOTEBOOK, {"models": list(models)}) if models else cfg
+
+    if not run_dir:
+        cfg = with_models(config or RunConfig())
+        return run_pipeline(cfg.model_copy(update={"notebooks": [EVALUATE_NOTEBOOK]}),
+                            source=source, overrides=list(overrides), tracking_uri=tracking_uri)
+    layout, record, base = _open(run_dir, tracking_uri)
+    cfg = with_models(config or base)
+    cell = NOTEBOOKS[EVALUATE_NOTEBOOK].cell
+    changed = {k for k, v in cfg.model_dump().items() if k != "evaluate" and v != base.model_dump()[k]}
+    changed |= {f"evaluate.{k}" for k, v in cfg.evaluate.model_dump().items()
+                if k not in cell and v != getattr(base.evaluate, k)}
+    if changed:
+        raise ConfigError(f"{layout.root.name}: in an existing run only the 05 cell's fields "
+                          f"{list(cell)} can change, not {sorted(changed)} (name them "
+                          f"-p evaluate.<field>)")
+    output = layout.notebooks / f"{EVALUATE_NOTEBOOK}.evaluate-{_stamp()}.ipynb"
+    print(f"teminal: ▶ {EVALUATE_NOTEBOOK} in {layout.root} with {len(cfg.evaluate.models)} "
+          f"models", flush=True)
+    execute_notebook(notebook=EVALUATE_NOTEBOOK, layout=layout, config=cfg, output=output,
+                     run_name=f"{EVALUATE_NOTEBOOK} (evaluate)",
+                     parent_run_id=record["parent_run_id"], tags={"teminal.rerun": "true"},
+                     record=False)
+    return layout.root

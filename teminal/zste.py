@@ -65,6 +65,7 @@ from teminal.zste_prompts import (
     family_phrasings,
     zste_items,
 )
+from teminal.zste_tasks import ALL_TASKS, ORDER_TASKS
 from teminal.zste_scoring import (
     ZsteResult,
     balanced_frame,
@@ -78,13 +79,13 @@ from teminal.zste_scoring import (
 )
 
 __all__ = [
-    "PAPER_TABLE3", "PHRASING_TASKS", "TASKS", "ZsteInputs", "ZsteResult", "ZsteTemplates",
-    "chance_levels", "evaluate", "evaluate_phrasings", "result_from_frames",
+    "ALL_TASKS", "PAPER_TABLE3", "PHRASING_TASKS", "TASKS", "ZsteInputs", "ZsteResult",
+    "ZsteTemplates", "chance_levels", "evaluate", "evaluate_phrasings", "result_from_frames",
     "score_items",
     "topk_credit",
 ]
 
-PHRASING_TASKS = ("3A", "3A-o", "3A-c", "3B", "3W", "5A")
+PHRASING_TASKS = ("3A", "3A-o", "3A-c", "3B", "3W", "5A", *ORDER_TASKS)
 """Tasks scored again under a phrasing family (SPEC §4 "Held-out phrasings")."""
 
 PAPER_TABLE3 = pd.DataFrame(
@@ -134,6 +135,8 @@ class ZsteInputs:
     seq_keys: object
     rev_keys: object
     mix_keys: object
+    triples: object = None  # 3C items (``teminal.eval.three.TripleItems``) or None
+    triple_audio: object = None  # [len(triples), d] their audio embeddings
 
     def __post_init__(self) -> None:
         k = check_class_names(self.class_names)
@@ -199,15 +202,18 @@ def evaluate_phrasings(
 
 def _evaluate(inputs: ZsteInputs, embed_text, tpl: ZsteTemplates, phrasings: list[Phrasing],
               tasks, *, n_boot: int, seed: int, tie_tol: float) -> ZsteResult:
+    if "3C" in tasks and inputs.triples is None:
+        raise ValueError("tasks: 3C needs three-event inputs (ZsteInputs.triples, triple_audio)")
     items = zste_items(inputs.class_names, inputs.pairs, seq_keys=inputs.seq_keys,
                        rev_keys=inputs.rev_keys, mix_keys=inputs.mix_keys,
                        single_keys=inputs.single_keys, single_labels=inputs.single_labels,
-                       templates=tpl, phrasings=phrasings, tasks=tasks, seed=seed)
-    if not items.tasks:
+                       templates=tpl, phrasings=phrasings, tasks=[t for t in tasks if t != "3C"],
+                       seed=seed)
+    if not items.tasks and not (set(tasks) & {*ORDER_TASKS, "3C"}):
         raise ValueError(f"tasks {tuple(tasks)}: none can be scored with these phrasings (each "
                          f"needs templates for the relations its captions use)")
     d = _shape2(inputs.seq_audio, "seq_audio")[1]
-    emb = embed_text(list(items.texts))
+    emb = embed_text(list(items.texts)) if items.texts else np.zeros((0, d))  # order tasks only
     if _shape2(emb, "embed_text(texts)") != (len(items.texts), d):
         raise ValueError(f"embed_text(texts): expected [U={len(items.texts)}, d={d}] (one row "
                          f"per text, the audio dimension), got {_shape2(emb, 'embed_text')}")
@@ -221,6 +227,7 @@ def _evaluate(inputs: ZsteInputs, embed_text, tpl: ZsteTemplates, phrasings: lis
         return gather_scores(audio[torch.as_tensor(at)], t, it.candidates)  # [N, C]
 
     frames = score_items(items, scores, tie_tol=tie_tol)
+    frames.update(_new_order_frames(inputs, embed_text, phrasings, tasks, tie_tol=tie_tol))
     frames = {t_: f for t_, f in frames.items() if t_ in tasks}
     return result_from_frames(frames, items, n_boot=n_boot, seed=seed)
 
@@ -245,6 +252,20 @@ def score_items(items: ZsteItems, scores: Callable[[TaskItems], torch.Tensor], *
     if "3W" in items.tasks:
         frames["3W"] = balanced_frame(items.tasks["3W"], frames["3A"], seq_credit, frames["3B"])
     return {t: frames[t] for t in items.tasks}
+
+
+def _new_order_frames(inputs: ZsteInputs, embed_text, phrasings: list[Phrasing], tasks, *,
+                      tie_tol: float) -> dict[str, pd.DataFrame]:
+    """3A-a, the Winoground trio and 3C (SPEC §4; :mod:`teminal.eval.order`, ``.three``)."""
+    from teminal.eval.order import order_frames
+    from teminal.eval.three import three_event_frame
+
+    out = order_frames(inputs, embed_text, sequences=[p.sequence for p in phrasings],
+                       tasks=tasks, tie_tol=tie_tol)
+    if "3C" in tasks:
+        out["3C"] = three_event_frame(inputs.triples, inputs.triple_audio, embed_text,
+                                      tie_tol=tie_tol)
+    return out
 
 
 def _np(x) -> np.ndarray:

@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from teminal.zste_tasks import (BEFORE, CLASS, FIRST, SECOND, SIMULTANEOUS, TASKS, WHILE, Phrasing,
-                                TaskItems, ZsteItems, ZsteTemplates, check_class_names,
+from teminal.zste_tasks import (BEFORE, CLASS, FIRST, ORDER_TASKS, SECOND, SIMULTANEOUS, TASKS,
+                                WHILE, Phrasing, TaskItems, ZsteItems, ZsteTemplates,
+                                check_class_names,
                                 check_eval_pairs, check_keys, check_pairs, default_phrasing,
                                 family_phrasings)
 
@@ -89,6 +90,7 @@ def zste_items(class_names, pairs, *, seq_keys, rev_keys, mix_keys, single_keys=
     k = check_class_names(class_names)
     pr = check_pairs(pairs, k)
     check_eval_pairs(pr)
+    tasks = [t for t in tasks if t not in ORDER_TASKS]  # scored by teminal.eval.order
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"tasks: unknown {unknown}; expected a subset of {TASKS}")

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from teminal.intervals import item_groups, item_interval
-from teminal.zste_tasks import TASKS, TaskItems, ZsteItems
+from teminal.zste_tasks import ALL_TASKS, TaskItems, ZsteItems
 
 _CHUNK = 1 << 22  # elements per gathered candidate block in scoring
 
@@ -49,6 +49,7 @@ def chance_levels(
         "1A": 1 / k, "2A": both, "2B": any_, "2C": both, "2D": any_, "3A": 1 / 3, "3A-o": 1 / 2,
         "3A-c": 1 / 9, "3B": 1 / 3, "3W": 1 / 2, "4A": 1 / n_candidates_4, "4B": 1 / n_candidates_4,
         "5A": 0.5, "5B": 2 / n_candidates_5b,
+        "3A-a": 1 / 2, "3A-text": 1 / 4, "3A-audio": 1 / 4, "3A-group": 1 / 6, "3C": 1 / 6,
     }
 
 
@@ -163,7 +164,7 @@ def result_from_frames(frames: dict[str, pd.DataFrame], items: ZsteItems | None,
         items.n_classes, n_candidates_4=items.n_candidates_4, n_candidates_5b=items.n_candidates_5b)
     chance |= extra_chance or {}
     records, kept = [], {}
-    for pos, task in enumerate(TASKS + tuple(extra_chance or ())):
+    for pos, task in enumerate(ALL_TASKS + tuple(extra_chance or ())):
         if task not in frames:
             continue
         df = kept[task] = frames[task]

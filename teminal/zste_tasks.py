@@ -17,6 +17,11 @@ from teminal.data.captions import check_template
 from teminal.gates import MIN_CLASSES, MIN_EVAL_PAIRS, SanityError
 
 TASKS = ("1A", "2A", "2B", "2C", "2D", "3A", "3A-o", "3A-c", "3B", "3W", "4A", "4B", "5A", "5B")
+ORDER_TASKS = ("3A-a", "3A-text", "3A-audio", "3A-group")  # both directions (teminal.eval.order)
+TASKS = TASKS + ORDER_TASKS
+ALL_TASKS = TASKS + ("3C",)
+"""``TASKS`` are scored from pair inputs; ``3C`` needs three-event audio (``ZsteInputs.triples``)."""
+ITEM_TASKS = tuple(t for t in TASKS if t not in ORDER_TASKS)  # built by ``zste_items``
 CLASS, BEFORE, WHILE, FIRST, SECOND, SIMULTANEOUS = range(6)  # caption kinds (``TaskItems.kind``)
 
 

@@ -60,3 +60,21 @@ def synth_wave(key: str, *, sample_rate: int, seconds_per_part: float = 0.5) -> 
 
 def grads(params) -> list[torch.Tensor | None]:
     return [None if p.grad is None else p.grad.detach().clone() for p in params]
+
+
+def make_roberta_tokenizer(folder: Path) -> Path:
+    """A tiny byte-level BPE tokenizer with RoBERTa's conventions (<s>=0, <pad>=1, </s>=2)."""
+    from transformers import RobertaTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>"])}
+    for c in list(string.ascii_lowercase) + ["Ġ"]:
+        vocab[c] = len(vocab)
+    merges = [("Ġ", "d"), ("Ġd", "o"), ("Ġdo", "g")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    vocab["<mask>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    RobertaTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    return folder

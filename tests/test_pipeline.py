@@ -138,6 +138,20 @@ def test_zste_of_every_set_for_pretrained_and_t_ab_and_the_probe(ci_run):
     assert "val/loss" in stage_a.data.metrics
 
 
+def test_evaluate_model_scores_the_runs_rows_on_the_same_items_with_a_card(ci_run):
+    run_dir, _ = ci_run
+    client = MlflowClient()
+    kids = {r.data.tags["teminal.notebook"]: r for r in children(client, record(run_dir)["parent_run_id"])}
+    nb = kids["05_evaluate_model"].info.run_id
+    models = {r.data.tags["teminal.model"]: r for r in children(client, nb)}
+    assert {"pretrained", "T-AB"} <= set(models)
+    for run in models.values():
+        metrics = run.data.metrics
+        assert all(f"zste/{t}" in metrics for t in zste.ALL_TASKS)  # 3A-a, the trio, 3C
+        assert all(f"zste_heldout/{t}" in metrics for t in zste.PHRASING_TASKS)
+    assert {"report_card.md", "report_card.png"} <= {a.path for a in client.list_artifacts(nb)}
+
+
 def test_executed_copies_hold_their_figures_and_widget_state(ci_run):
     run_dir, _ = ci_run
     for nb in pipeline.PIPELINE:

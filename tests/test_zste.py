@@ -22,6 +22,7 @@ from teminal.zste import (
     topk_credit,
 )
 from teminal.zste_prompts import zste_items
+from teminal.zste_tasks import ORDER_TASKS
 
 K = 5
 NAMES = ["dog", "rain", "siren", "clock tick", "crow"]
@@ -270,8 +271,9 @@ def test_bootstrap_is_seeded_and_contains_value_and_counts_items_after_dedup():
     assert ((a.ci_low <= a.value + 1e-9) & (a.value <= a.ci_high + 1e-9)).all()
     # 20 rows = 10 unordered pairs: 20 distinct sequential audios, 10 distinct overlays
     p, u = len(_pairs()), comb(K, 2)
-    assert list(a.n) == [K, p, p, u, u, p, p, u, u, u, p, u, p, u]  # 3W: one unit per clip pair
-    assert list(a.n_clusters) == [K] + [u] * 13
+    # 3W: one unit per clip pair; 3A-a: two captions per unordered clip pair; the trio: one item per pair
+    assert list(a.n) == [K, p, p, u, u, p, p, u, u, u, p, u, p, u, p, u, u, u]
+    assert list(a.n_clusters) == [K] + [u] * 17
 
 
 def test_duplicated_rows_leave_value_and_interval_unchanged():
@@ -362,19 +364,20 @@ def test_heldout_phrasings_score_every_template_combination():
     for audio, expect in ((heldout, None), (perfect, "chance")):
         res = evaluate_phrasings(_inputs(_pairs(), audio), lex, family=HELDOUT, n_boot=50)
         tab = res.table.set_index("task")
-        assert list(tab.index) == ["3A", "3A-o", "3A-c", "3B", "3W", "5A"]
+        assert list(tab.index) == ["3A", "3A-o", "3A-c", "3B", "3W", "5A", *ORDER_TASKS]
         p, u = len(_pairs()), comb(K, 2)  # 2 sequence x 2 overlay templates, 1 position
-        assert list(tab.n) == [4 * p, 2 * p, 4 * u, 4 * u, 4 * u, p] and (tab.n_clusters == u).all()
+        assert list(tab.n) == [4 * p, 2 * p, 4 * u, 4 * u, 4 * u, p, 2 * p, 2 * u, 2 * u, 2 * u]
+        assert (tab.n_clusters == u).all()
         want = tab.chance if expect == "chance" else 100.0  # held-out texts orthogonal: all tied
         np.testing.assert_allclose(tab.value, want, atol=1e-9)
     assert "dog overlapping with rain" in set(res.items["3B"].target)
     assert res.metrics("zste_heldout")["zste_heldout/3A-c"] == pytest.approx(100 / 9)
     no_position = Family(sequence=HELDOUT.sequence, overlay=HELDOUT.overlay, position=())
     res = evaluate_phrasings(_inputs(_pairs(), heldout), lex, family=no_position, n_boot=0)
-    assert list(res.table.task) == ["3A", "3A-o", "3A-c", "3B", "3W"]  # 5A needs a position template
+    assert list(res.table.task) == ["3A", "3A-o", "3A-c", "3B", "3W", *ORDER_TASKS]  # 5A needs position
     from teminal.data.captions import HELDOUT_FAMILY  # the real family, duck-typed the same
     res = evaluate_phrasings(_inputs(_pairs(), heldout), lex, family=HELDOUT_FAMILY, n_boot=0)
-    assert list(res.table.task) == ["3A", "3A-o", "3A-c", "3B", "3W", "5A"]
+    assert list(res.table.task) == ["3A", "3A-o", "3A-c", "3B", "3W", "5A", *ORDER_TASKS]
     with pytest.raises(ValueError, match="none can be scored"):
         evaluate_phrasings(_inputs(_pairs(), heldout), lex, family=no_position, tasks=("5A",))
     with pytest.raises(ValueError, match=r"family.sequence\[0\]"):
@@ -436,6 +439,8 @@ def test_validation_errors_name_the_argument():
     with pytest.raises(ValueError, match="embed_text"):
         evaluate(good, lambda texts: lex(texts)[:-1], templates=TPL)
     with pytest.raises(ValueError, match="tasks"):
+        evaluate(good, lex, templates=TPL, tasks=("3D",))
+    with pytest.raises(ValueError, match="tasks: 3C needs three-event inputs"):
         evaluate(good, lex, templates=TPL, tasks=("3C",))
     with pytest.raises(ValueError, match="ZsteTemplates.before"):
         ZsteTemplates(before="{x} before")

@@ -190,6 +190,43 @@ class ZsteParams(Section):
     probe_features: list[ProbeFeature] = list(PROBE_FEATURES)  # statistics its decision uses
 
 
+class EvaluateParams(Section):
+    """05_evaluate_model: any audio–language model on the same items (SPEC §2, §4)."""
+
+    models: list[str] = ["pretrained", "B"]  # run rows (pretrained, A, B, order-head) or specs
+    n_boot: int = Field(200, ge=0)  # bootstrap resamples of the 95 % intervals
+    seen: bool = True  # also the seen-combinations set (pairing folds)
+    heldout: bool = True  # also the held-out phrasings
+    triples: int = Field(20, ge=0)  # 3C: at most this many held-out class triples (0 = no 3C)
+    triple_template: str = "{x} before {y} before {z}"  # 3C candidates, x heard first
+    batch: int = Field(32, ge=1)  # clips rendered and embedded per call
+    captioned: Literal["none", "clotho", "audiocaps"] = "none"  # retrieval set layout
+    captioned_root: str = ""  # its local folder (Clotho / AudioCaps layout, teminal.retrieval)
+    captioned_split: str = ""  # its split ("" = evaluation / test)
+    compa_csv: str = ""  # CompA-order benchmark CSV ("" = not scored)
+    compa_audio_dir: str = ""  # its CompA_order_files folder
+
+    @field_validator("models")
+    @classmethod
+    def _specs(cls, v: list[str]) -> list[str]:
+        from teminal.eval.specs import RUN_ROWS, parse_spec
+
+        if not v:
+            raise ValueError("models is empty")
+        for spec in v:
+            if spec not in RUN_ROWS:
+                parse_spec(spec)  # ValueError naming the spec
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> "EvaluateParams":
+        if self.captioned != "none" and not self.captioned_root:
+            raise ValueError(f"captioned {self.captioned!r} needs captioned_root (its folder)")
+        if bool(self.compa_csv) != bool(self.compa_audio_dir):
+            raise ValueError("compa_csv and compa_audio_dir go together")
+        return self
+
+
 class AblationParams(Section):
     """04_ablations: the paper's Table 2 grid × starts, plus extra rows (SPEC §5)."""
 
@@ -204,6 +241,7 @@ class AblationParams(Section):
 SECTIONS: dict[str, type[Section]] = {
     "data": DataParams, "model": ModelParams, "train": TrainParams, "stage_a": StageAParams,
     "stage_b": StageBParams, "zste": ZsteParams, "ablations": AblationParams,
+    "evaluate": EvaluateParams,
 }
 TOP_LEVEL = ("name", "seed", "seeds", "device", "notebooks")
 
@@ -233,6 +271,9 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
     "03_zste": NotebookSpec("zste", ("models", "n_boot", "seen", "heldout", "probe")),
     "04_ablations": NotebookSpec("ablations", (
         "grid", "starts", "extra_rows", "order_setting", "order_epochs", "order_lr")),
+    "05_evaluate_model": NotebookSpec("evaluate", (
+        "models", "n_boot", "triples", "captioned", "captioned_root", "compa_csv",
+        "compa_audio_dir")),
 }
 PIPELINE = tuple(NOTEBOOKS)
 """Pipeline order."""
@@ -256,6 +297,7 @@ class RunConfig(BaseModel):
     stage_b: StageBParams = StageBParams()
     zste: ZsteParams = ZsteParams()
     ablations: AblationParams = AblationParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
     @model_validator(mode="before")
     @classmethod

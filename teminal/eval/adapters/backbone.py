@@ -1,0 +1,84 @@
+"""This repo's backbones (tiny CLAP, msclap 2022/2023, trained heads) as evaluation models (SPEC §2).
+
+Input rules (:class:`teminal.eval.models.InputRule`):
+
+- **tiny** and **msclap 2022** (Cnn14): convolutional over the whole clip, frames pooled
+  (max + mean over time), so any length is read in full, nothing is filled or cut. (msclap's own
+  ``CLAPWrapper`` crops a long clip to 5 s at a random offset; this adapter never does.)
+- **msclap 2023** (HTSAT): a clip of ≤ 1024 mel frames (≈ 7.4 s at 44.1 kHz) is read whole
+  (stretched to 1024 frames as msclap does); a longer one in windows of 689 frames every 344
+  frames — msclap's eval-path values — **plus one window ending at the last frame**, so the
+  end of a clip is never dropped (msclap's own windows stop up to ≈ 2.5 s before the end, which
+  would lose the second event of a 10 s composite). Tokens of all windows are averaged.
+"""
+from __future__ import annotations
+
+import torch
+
+from teminal.eval.models import InputRule, ModelAdapter
+from teminal.models.base import AudioFeatures, Backbone
+from teminal.models.heads import HtsatAudioHead
+
+
+class BackboneModel(ModelAdapter):
+    """A :class:`teminal.models.base.Backbone` (trunk + head) as an evaluation model."""
+
+    def __init__(self, backbone: Backbone, *, name: str, batch_size: int = 8) -> None:
+        self.backbone, self.name, self.batch_size = backbone.eval(), name, batch_size
+        self.covering = isinstance(getattr(backbone, "audio_head_module", None), HtsatAudioHead)
+        if self.covering:
+            hop = backbone.args["hop_size"] / backbone.sample_rate
+            self.rule = InputRule(
+                sample_rate=backbone.sample_rate, window_seconds=round(1024 * hop, 2),
+                longer=f"windows of {round(689 * hop, 2)} s every {round(344 * hop, 2)} s plus "
+                       f"one ending at the clip's end; tokens averaged",
+                shorter="read whole (stretched to the window, as msclap)")
+        else:
+            how = ("frames attended by the order-aware head" if backbone.needs_frames
+                   else "frames pooled over time")
+            self.rule = InputRule(sample_rate=backbone.sample_rate, window_seconds=None,
+                                  longer=f"read whole (convolution, {how})",
+                                  shorter="read whole")
+
+    def _embed_batch(self, wave: torch.Tensor) -> torch.Tensor:
+        bb = self.backbone
+        wave = wave.to(bb.logit_scale.device)
+        if not self.covering:
+            return bb.encode_audio(wave)  # (b, d)
+        tokens = htsat_covering_tokens(bb, wave)  # (b, K·N, 768)
+        return bb.audio_head(AudioFeatures(pooled=tokens.mean(1), frames=tokens))
+
+    def _embed_texts(self, texts: list[str]) -> torch.Tensor:
+        return self.backbone.encode_text(texts)
+
+
+def covering_starts(n_frames: int, *, crop: int, hop: int) -> list[int]:
+    """Window starts every ``hop`` frames (msclap's ``range(0, T - crop - 1, hop)``), plus one at
+    ``T - crop`` when the last window would end before the last frame: every frame is read."""
+    starts = list(range(0, n_frames - crop - 1, hop)) or [0]
+    if starts[-1] + crop < n_frames:
+        starts.append(n_frames - crop)
+    return starts
+
+
+def htsat_covering_tokens(model, wave: torch.Tensor) -> torch.Tensor:
+    """msclap 2023's frozen HTSAT trunk (as ``MsClap._htsat_tokens``) with windows that cover
+    the whole clip (:func:`covering_starts`): wave (B, S) → tokens (B, K·N, 768)."""
+    h = model.clap.audio_encoder.base.htsat
+    with torch.no_grad():
+        x = h.logmel_extractor(h.spectrogram_extractor(wave.float()))  # (B, 1, T, 64)
+        x = h.bn0(x.transpose(1, 3)).transpose(1, 3)
+        if x.shape[2] > h.freq_ratio * h.spec_size:
+            starts = covering_starts(x.shape[2], crop=model.HTSAT_CROP, hop=model.HTSAT_HOP)
+            crops = [x[:, :, s : s + model.HTSAT_CROP] for s in starts]  # (B, 1, 689, 64) each
+        else:
+            crops = [x]
+        out = []
+        for crop in crops:
+            t = h.pos_drop(h.patch_embed(h.reshape_wav2img(crop)))  # (B, N0, 96)
+            for layer in h.layers[:-1]:
+                t, _ = layer(t)
+            for block in h.layers[-1].blocks[:-1]:
+                t, _ = block(t)
+            out.append(t)  # (B, N, 768)
+        return torch.cat(out, dim=1)  # (B, K·N, 768)
