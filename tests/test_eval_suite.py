@@ -66,4 +66,4 @@ def test_two_models_on_the_same_items_and_a_card(data, clotho):
     text = card_markdown(reports)
     for needle in ("| 3A-group |", "| 3C |", "paper: clap", "half", "tones", "## Retrieval"):
         assert needle in text, needle
-    assert len(card_figure(reports).axes) == 1
+    assert len(card_figure(reports).axes) >= 1  # zste_bars wraps its tasks onto rows

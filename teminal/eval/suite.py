@@ -18,7 +18,7 @@ import torch
 from teminal import retrieval, zste
 from teminal.audio import Recipe, read_audio
 from teminal.data.captions import HELDOUT_FAMILY
-from teminal.data.clips import ClipStore, audio_key, render
+from teminal.data.clips import ClipStore, audio_key, pair_keys, render
 from teminal.eval.compa import CompaOrder, score_compa_order
 from teminal.eval.three import (TRIPLE_TEMPLATE, TripleItems, compose_three, held_out_triples,
                                 triple_clips, triple_items)
@@ -112,10 +112,7 @@ def embed_keys(model, keys: list[str], data: EvalData, *, batch: int) -> dict[st
 def _inputs(data: EvalData, split: str, z: dict, *, triples: bool) -> zste.ZsteInputs:
     rows = data.rows[split]
     test = data.singles[data.singles["split"] == "test"]
-    ci, cj = list(rows.clip_i), list(rows.clip_j)
-    keys = {"seq": [audio_key("seq", a, b) for a, b in zip(ci, cj)],
-            "rev": [audio_key("seq", b, a) for a, b in zip(ci, cj)],
-            "mix": [audio_key("mix", a, b) for a, b in zip(ci, cj)]}
+    keys = {k: v for k, v in pair_keys(rows).items() if k in ("seq", "rev", "mix")}
     singles = [audio_key("single", c) for c in test["clip"]]
     stack = lambda ks: torch.stack([z[k] for k in ks])  # noqa: E731
     three = triples and data.triples is not None
@@ -131,8 +128,8 @@ def _inputs(data: EvalData, split: str, z: dict, *, triples: bool) -> zste.ZsteI
 def _all_keys(data: EvalData, splits: list[str]) -> list[str]:
     keys = [audio_key("single", c) for c in data.singles["clip"]]
     for split in splits:
-        for a, b in zip(data.rows[split].clip_i, data.rows[split].clip_j):
-            keys += [audio_key("seq", a, b), audio_key("seq", b, a), audio_key("mix", a, b)]
+        k = pair_keys(data.rows[split])
+        keys += [x for trio in zip(k["seq"], k["rev"], k["mix"]) for x in trio]
     return keys + ([] if data.triples is None else list(data.triples.key))
 
 
