@@ -67,14 +67,16 @@ class LevelDurationProbe:
     def logit(self, stats) -> np.ndarray:
         """log p(mix) / p(seq) [N] of ``stats [N, 3]`` (at the training set's mix share)."""
         z = (_check_stats(stats, "stats") - self.mean) / self.scale  # [N, 3]
-        return z @ self.weights + self.bias
+        return _matvec(z, self.weights) + self.bias
 
 
 def fit_probe(stats, is_mix, *, l2: float = 1e-4, max_iter: int = 100) -> LevelDurationProbe:
     """Logistic regression of ``is_mix [N]`` on standardized ``stats [N, 3]`` (SPEC §4),
     fitted by Newton's method with a backtracking line search on the mean log loss plus
     ``l2 / 2 · |w|²`` (the bias is not penalized; ``l2 > 0`` keeps separable data finite).
-    A feature constant up to float noise (std < 1e-5 of its mean) gets weight 0."""
+    A feature constant up to float noise (std < 1e-5 of its mean) gets weight 0. No BLAS or
+    LAPACK call (``_matvec``, ``_solve``): the result does not depend on the CPU's OpenBLAS
+    kernels (SPEC §6 "Determinism")."""
     x = _check_stats(stats, "stats")
     y = np.asarray(is_mix)
     if y.shape != (len(x),) or y.dtype != bool:
@@ -92,12 +94,14 @@ def fit_probe(stats, is_mix, *, l2: float = 1e-4, max_iter: int = 100) -> LevelD
     theta[-1] = np.log(n_mix / (len(y) - n_mix))
     penalty = np.array([l2, l2, l2, 0.0])
     for _ in range(max_iter):
-        p = _sigmoid(z @ theta)
-        grad = z.T @ (p - y) / len(y) + penalty * theta
-        hess = (z * (p * (1 - p))[:, None]).T @ z / len(y) + np.diag(penalty)
-        step = np.linalg.solve(hess + 1e-12 * np.eye(len(theta)), grad)
+        p = _sigmoid(_matvec(z, theta))
+        grad = (z * (p - y)[:, None]).sum(0) / len(y) + penalty * theta  # [4]
+        outer = (z * (p * (1 - p))[:, None])[:, :, None] * z[:, None, :]  # (N, 4, 4)
+        hess = outer.sum(0) / len(y) + np.diag(penalty)
+        step = _solve(hess + 1e-12 * np.eye(len(theta)), grad)
         t, loss = 1.0, _loss(z, y, theta, penalty)
-        while _loss(z, y, theta - t * step, penalty) > loss - 1e-4 * t * grad @ step and t > 1e-8:
+        decrease = float((grad * step).sum())
+        while _loss(z, y, theta - t * step, penalty) > loss - 1e-4 * t * decrease and t > 1e-8:
             t /= 2
         theta = theta - t * step
         if np.max(np.abs(t * step)) < 1e-10:
@@ -171,6 +175,28 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * v))
 
 
+def _matvec(z: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``z [N, F] @ v [F]`` as elementwise products and a sum (no BLAS kernel)."""
+    return (z * v[None, :]).sum(1)
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a [F, F] x = b [F]`` by Gaussian elimination with partial pivoting (F is 4 here), in
+    plain arithmetic so the result does not depend on the CPU's LAPACK / BLAS kernels."""
+    m = np.column_stack([np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)])  # (F, F+1)
+    n = len(m)
+    for k in range(n):
+        pivot = k + int(np.argmax(np.abs(m[k:, k])))
+        if m[pivot, k] == 0:
+            raise np.linalg.LinAlgError("singular matrix")
+        m[[k, pivot]] = m[[pivot, k]]
+        m[k + 1:] -= m[k + 1:, k:k + 1] / m[k, k] * m[k]
+    x = np.zeros(n)
+    for k in range(n - 1, -1, -1):
+        x[k] = (m[k, n] - (m[k, k + 1:n] * x[k + 1:]).sum()) / m[k, k]
+    return x
+
+
 def _loss(z: np.ndarray, y: np.ndarray, theta: np.ndarray, penalty: np.ndarray) -> float:
-    v = z @ theta
-    return float(np.mean(np.logaddexp(0, v) - y * v) + 0.5 * penalty @ theta**2)
+    v = _matvec(z, theta)
+    return float(np.mean(np.logaddexp(0, v) - y * v) + 0.5 * (penalty * theta**2).sum())

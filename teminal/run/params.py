@@ -163,7 +163,7 @@ SECTIONS: dict[str, type[Section]] = {
     "data": DataParams, "model": ModelParams, "train": TrainParams, "stage_a": StageAParams,
     "stage_b": StageBParams, "zste": ZsteParams, "ablations": AblationParams,
 }
-TOP_LEVEL = ("name", "seed", "device", "notebooks")
+TOP_LEVEL = ("name", "seed", "device", "deterministic", "notebooks")
 
 
 @dataclass(frozen=True)
@@ -197,13 +197,15 @@ PIPELINE = tuple(NOTEBOOKS)
 
 
 class RunConfig(BaseModel):
-    """A whole run: ``name``, ``seed``, ``device``, the notebooks to run, and every section."""
+    """A whole run: ``name``, ``seed``, ``device``, ``deterministic``, the notebooks to run, and
+    every section."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     name: str = "smoke"
     seed: int = 0  # torch / numpy seed of every notebook
     device: str = "cpu"  # "auto" | "cpu" | "cuda" | "cuda:N" (smoke: cpu, so outputs compare)
+    deterministic: bool = False  # CPU mode: the same numbers on any x86-64 CPU (determinism.py)
     notebooks: list[str] = list(PIPELINE)
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()

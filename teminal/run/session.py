@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .. import tracking
+from .. import determinism, tracking
 from .config import load_config, with_cell
 from .layout import RunLayout, new_run_dir, workdir
 from .params import NOTEBOOKS, RunConfig
@@ -118,9 +118,9 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
     config = with_cell(base, notebook, cell)
     if standalone:
         layout.write_config(config)
+    device = deterministic_device(config)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    device = device_from(config.device)
     record = layout.read_record()
     active = tracking.open_run(
         run_id=os.environ.get(RUN_ID_ENV, ""), run_name=notebook,
@@ -129,11 +129,24 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
         tags={"teminal.notebook": notebook, "teminal.run_dir": str(layout.root), **(tags or {})})
     section = NOTEBOOKS[notebook].section
     logged = {"name": config.name, "seed": config.seed, "device": config.device,
+              "deterministic": config.deterministic or determinism.requested(),
               **{f"{section}.{k}": v for k, v in config.section(section).model_dump(mode="json").items()}}
     tracking.log_params(logged)
     print(f"{notebook}: run folder {layout.root.name}, device {device.type}")
     return Session(notebook=notebook, config=config, layout=layout, device=device,
                    run_id=active.info.run_id, standalone=standalone)
+
+
+def deterministic_device(config: RunConfig) -> torch.device:
+    """The run's device, after ``determinism.apply()`` when the run asks for the mode
+    (``deterministic: true``) or the kernel started under it (nbval, ``make notebooks``)."""
+    device = device_from(config.device)
+    if config.deterministic or determinism.requested():
+        if device.type != "cpu":
+            raise ValueError(f"deterministic: true is a CPU mode, but device={config.device!r} "
+                             f"gives {device}; add -p device=cpu")
+        determinism.apply()
+    return device
 
 
 def _find(path: str) -> Path:
