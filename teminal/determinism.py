@@ -1,4 +1,7 @@
-"""Deterministic CPU mode: the same numbers on every x86-64 CPU (SPEC §6 "Determinism").
+"""Deterministic CPU mode: the same numbers on every x86-64 CPU (issue 17, item 1).
+
+The SPEC fixes what is computed; this module fixes how, so that it is the same computation on
+any CPU.
 
 A CPU picks its kernels by instruction set (ATen's AVX2/AVX-512 kernels, oneDNN's convolutions,
 MKL's GEMM and FFT code paths, numpy's SIMD loops for exp/log/sin …) and by thread count; they

@@ -76,7 +76,7 @@ def fit_probe(stats, is_mix, *, l2: float = 1e-4, max_iter: int = 100) -> LevelD
     ``l2 / 2 · |w|²`` (the bias is not penalized; ``l2 > 0`` keeps separable data finite).
     A feature constant up to float noise (std < 1e-5 of its mean) gets weight 0. No BLAS or
     LAPACK call (``_matvec``, ``_solve``): the result does not depend on the CPU's OpenBLAS
-    kernels (SPEC §6 "Determinism")."""
+    kernels (the deterministic CPU mode, ``teminal.determinism``)."""
     x = _check_stats(stats, "stats")
     y = np.asarray(is_mix)
     if y.shape != (len(x),) or y.dtype != bool:

@@ -1,4 +1,4 @@
-"""A smoke training on the real code path, reduced to a fingerprint (SPEC §6 "Determinism").
+"""A smoke training on the real code path, reduced to a fingerprint (issue 17, item 1).
 
 ``smoke_fingerprint`` runs what a pipeline run computes, at toy size, through the library
 (no notebook, no MLflow): an embedded world (``synth_world``: numpy synthesis, FFTs, PCM

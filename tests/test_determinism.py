@@ -1,4 +1,4 @@
-"""The deterministic CPU mode (teminal.determinism, SPEC §6 "Determinism"; issue 17 item 1).
+"""The deterministic CPU mode (teminal.determinism; issue 17 item 1).
 
 The slow test runs a smoke training (``teminal.smoke``: world → pretraining → stage A → stage B
 → ZSTE → probe) in subprocesses under emulated CPUs: instruction-set caps of ATen, oneDNN, MKL,
@@ -101,3 +101,24 @@ def test_a_smoke_training_is_bit_identical_across_emulated_cpus_with_the_mode():
     assert native["world"] == portable["world"]
     assert native["pretrained"] != portable["pretrained"], "kernels did not change a thing"
     assert native != first
+
+
+@pytest.mark.slow
+def test_a_run_with_deterministic_true_starts_its_kernels_in_the_mode(tmp_path, monkeypatch):
+    import mlflow
+
+    from teminal import pipeline
+    from teminal.run.config import load_config
+
+    for key in determinism.environment():  # as a user's shell: no mode in the parent process
+        monkeypatch.delenv(key, raising=False)
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    config = load_config(ROOT / "params" / "ci.yaml").model_copy(
+        update={"deterministic": True, "notebooks": ["00_data_synthesis"]})
+    run_dir = pipeline.run_pipeline(config, tracking_uri=uri, runs_root=tmp_path / "runs")
+    assert not determinism.requested()  # the parent's environment is restored
+    record = json.loads((run_dir / "pipeline.json").read_text())
+    child = record["notebooks"]["00_data_synthesis"]
+    assert child["status"] == "FINISHED"  # session.start → apply() found the mode's environment
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.get_run(child["run_id"]).data.params["deterministic"] == "True"
