@@ -102,7 +102,6 @@ class Applied:
 
 def problems() -> list[str]:
     """Why this process is not under the mode: variables missing or read too late."""
-    import numpy as np
     import torch
 
     out = [f"{k}={os.environ.get(k)!r} (needs {v!r})" for k, v in environment().items()
@@ -110,14 +109,17 @@ def problems() -> list[str]:
     capability = torch.backends.cpu.get_cpu_capability()
     if capability != "DEFAULT":
         out.append(f"torch was imported with ATen kernels {capability} (needs DEFAULT)")
-    if numpy_simd(np):
-        out.append(f"numpy was imported with SIMD loops {list(numpy_simd(np))} on")
+    if numpy_simd():
+        out.append(f"numpy was imported with SIMD loops {list(numpy_simd())} on")
     return out
 
 
-def numpy_simd(np) -> tuple[str, ...]:
+def numpy_simd() -> tuple[str, ...]:
     """numpy's dispatched SIMD features in use in this process."""
-    from numpy.core._multiarray_umath import __cpu_features__ as on
+    try:  # numpy ≥ 2
+        from numpy._core._multiarray_umath import __cpu_features__ as on
+    except ImportError:  # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__ as on
 
     return tuple(f for f in NUMPY_DISPATCH if on.get(f, False))
 
@@ -125,7 +127,6 @@ def numpy_simd(np) -> tuple[str, ...]:
 def apply() -> Applied:
     """Set what Python must set (threads, deterministic algorithms, oneDNN off) after checking
     that the process started under ``environment()``; a ``DeterminismError`` says how to."""
-    import numpy as np
     import torch
 
     bad = problems()
@@ -145,7 +146,7 @@ def apply() -> Applied:
     torch.backends.mkldnn.enabled = False
     return Applied(aten_capability=torch.backends.cpu.get_cpu_capability(),
                    threads=torch.get_num_threads(),
-                   interop_threads=torch.get_num_interop_threads(), numpy_simd=numpy_simd(np))
+                   interop_threads=torch.get_num_interop_threads(), numpy_simd=numpy_simd())
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -11,8 +11,7 @@ compares, so a changed number fails. After an intended change::
 
 executes every notebook exactly as nbval does (a fresh temporary work folder and MLflow store,
 progress bars off, the deterministic CPU mode of ``teminal.determinism``) and writes the
-outputs back. Executed copies of real runs are MLflow
-artifacts, never committed.
+outputs back. Executed copies of real runs are MLflow artifacts, never committed.
 """
 from __future__ import annotations
 

@@ -272,7 +272,7 @@ def evaluate_loss(task: StageTask, *, batch_size: int, autocast: Callable) -> fl
 def bf16_native(device: torch.device) -> bool:
     """True on CUDA and on a CPU whose oneDNN runs bf16 matmuls natively (AVX512-BF16 / AMX):
     there bf16 autocast is ~2× faster; on other CPUs it would be emulated, slower than fp32.
-    Never under the deterministic CPU mode (``teminal.determinism``: bf16 off, SPEC §6)."""
+    Never under the deterministic CPU mode (``teminal.determinism``: bf16 off)."""
     if device.type == "cuda":
         return True
     try:
