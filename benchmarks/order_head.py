@@ -261,7 +261,8 @@ def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
             "seconds": time.perf_counter() - tic}
 
 
-def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) -> tuple[dict, dict]:
+def run_variant(v: Variant, s: Setup, args, out: Path,
+                start_head: dict | None) -> tuple[dict, dict]:
     """Stage B of ``v`` with evaluations every ``args.eval_every`` epochs: all its figures and
     the head state of its ``best.pt`` (lowest validation loss: what the pipeline keeps)."""
     model = fresh_model(v, s)
@@ -344,7 +345,8 @@ def choose_and_test(candidates: dict[str, Candidate], args) -> dict:
     model.load_head_state_dict(c.head)
     test = test_once(model, c.setup, n_boot=args.n_boot)
     print(f"chosen on validation: {choice.name} (score {choice.scores[choice.name]:.3f}); on the "
-          f"test pairs, once: 3A-c {test['3A-c']:.1f} {test['ci']['3A-c']}, 3A-o {test['3A-o']:.1f}, "
+          f"test pairs, once: 3A-c {test['3A-c']:.1f} {test['ci']['3A-c']}, "
+          f"3A-o {test['3A-o']:.1f}, "
           f"1A {test['1A']:.1f}, 3B {test['3B']:.1f}", flush=True)
     return {"label": choice.name, "validation_scores": choice.scores, "test": test}
 

@@ -179,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
 
     applied = apply() if requested() else None
     out = smoke_fingerprint(work_dir=args.work_dir or None)
-    out["mode"] = None if applied is None else vars(applied) | {"numpy_simd": list(applied.numpy_simd)}
-    print(json.dumps(out, sort_keys=True) if args.json else json.dumps(out, indent=1, sort_keys=True))
+    out["mode"] = None if applied is None else {**vars(applied),
+                                                "numpy_simd": list(applied.numpy_simd)}
+    print(json.dumps(out, sort_keys=True, indent=None if args.json else 1))
     return 0
 
 

@@ -1,8 +1,8 @@
 """The deterministic CPU mode (teminal.determinism; issue 17 item 1).
 
-The slow test runs a smoke training (``teminal.smoke``: world → pretraining → stage A → stage B
-→ ZSTE → probe) in subprocesses under emulated CPUs: instruction-set caps of ATen, oneDNN, MKL,
-numpy and glibc, and thread counts. With the mode every fingerprint is identical; without it
+The slow test runs a smoke training (``teminal.smoke``: world → pretraining → stage A →
+stage B → ZSTE → probe) in subprocesses under emulated CPUs: instruction-set caps of ATen,
+oneDNN, MKL, numpy and glibc, and thread counts. With the mode every fingerprint is identical; without it
 the ATen/oneDNN kernels of this CPU and the portable ones give different trainings.
 """
 from __future__ import annotations

@@ -43,7 +43,8 @@ def test_choose_scores_validation_items_and_picks_the_best(manifests):
 
     choice = selection.choose({"a": 1.0, "b": 3.0, "c": 2.0}, score=score, items=items)
     assert choice.name == "b" and choice.value == 3.0
-    assert choice.scores == {"a": len(items.rows), "b": 3 * len(items.rows), "c": 2 * len(items.rows)}
+    n = len(items.rows)
+    assert choice.scores == {"a": n, "b": 3 * n, "c": 2 * n}
     assert all(g is items for g in seen)
     low = selection.choose({"a": 1.0, "b": 3.0}, score=score, items=items, higher_is_better=False)
     assert low.name == "a"
