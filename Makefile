@@ -29,7 +29,8 @@ test: install
 test-fast: install
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider
 
-# re-execute the committed notebooks on their smoke defaults and store the outputs nbval checks
+# re-execute the committed notebooks on their smoke defaults, under the deterministic CPU mode
+# (teminal/determinism.py, as nbval runs them), and store the outputs nbval checks
 notebooks: install
 	$(PY) -m teminal.notebook_tools refresh notebooks/*.ipynb
 

@@ -4,18 +4,23 @@ Every test and every notebook kernel started by nbval or papermill writes to a t
 MLflow store and work folder, never the user's ``mlruns/``, ``runs/``, ``data/`` or ``cache/``.
 Kernels inherit these environment variables from the pytest process; ``make notebooks``
 executes the committed notebooks under the very same environment
-(``teminal.notebook_tools.test_environment``), so nbval compares like with like.
+(``teminal.notebook_tools.test_environment``), so nbval compares like with like. That
+environment includes the deterministic CPU mode (``teminal.determinism``), forced over the
+caller's values: the stored numbers are the same on every x86-64 CPU, so a caller's
+``ATEN_CPU_CAPABILITY`` or ``OMP_NUM_THREADS`` must not leak into the kernels.
 """
 import os
 import tempfile
 
 
 def pytest_configure(config):
+    from teminal.determinism import environment
     from teminal.notebook_tools import test_environment
 
     root = tempfile.mkdtemp(prefix="teminal-tests-")
+    forced = {"TEMINAL_WORKDIR", "TEMINAL_TRACKING_URI", *environment()}
     for key, value in test_environment(root).items():
-        if key in ("TEMINAL_WORKDIR", "TEMINAL_TRACKING_URI"):
+        if key in forced:
             os.environ[key] = value
         else:
             os.environ.setdefault(key, value)

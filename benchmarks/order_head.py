@@ -10,12 +10,19 @@ one learning rate, as the pipeline) and stage B (``StageBTask``, all weights 1,
 ``weights_by="meaning"``, ``--captions`` paper or paraphrase) with ``train.fit(params=[{other,
 lr}, {mixer, order_lr}])``, ``--schedule`` cosine or constant. Only the heads train.
 
-Every ``--eval-every`` epochs (and before training) the live model is scored on the held-out
-stage-B rows (split ``test``) with ``zste.evaluate`` (SPEC §4): 3A-o (``"x_i before x_j"`` vs
+Every ``--eval-every`` epochs (and before training) the live model is scored on the
+**validation** items (``teminal.selection``: stage-B rows and singles of split ``val``, class
+pairs never trained on) with ``zste.evaluate`` (SPEC §4): 3A-o (``"x_i before x_j"`` vs
 ``"x_j before x_i"`` for ``a_i⊕a_j`` and for ``a_j⊕a_i``), 3A-c (SPEC §4: both orders of an
 unordered clip pair right in 3A, "while" a candidate too), ``oc`` (both right in 3A-o, the
 order-only consistency) and 1A / 3A / 3B. The hook runs inside ``fit``'s validation pass
 (eval mode, no grad); its time is measured and left out of the per-epoch seconds.
+
+The configurations form a grid (``--batch-sizes`` × ``--epochs`` × ``--train-repeats`` × the
+knobs below). The setting is chosen by ``selection.choose`` on the validation items — the
+model ``best.pt`` holds (what the pipeline keeps), by validation 3A-c, 3A-o breaking ties —
+and only the chosen one is then scored on the held-out test pairs, once (``chosen.test``).
+No number of the test split reaches the choice (SPEC §4).
 
 Knobs beyond ``--order-lrs``: ``--text-lrs`` (a learning rate of the text head's own) and
 ``--up-inits`` (std of a normal init of the mixer's output projection; 0 = the library's zero
@@ -24,7 +31,8 @@ Diagnostics per evaluation: ``audio_order_cos`` / ``text_order_cos`` (1 = that s
 order).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/order_head.py --work-dir benchmarks/out/oh \\
-        --starts B,AB --order-lrs 1e-3,3e-3,1e-2 --epochs 28 --out benchmarks/out/order_head.json
+        --starts AB --captions paraphrase --batch-sizes 32,64 --epochs 6,10 --train-repeats 2 \\
+        --out benchmarks/out/order_head.json
 
 ``--work-dir`` keeps the world, the pretrained model and the trunk cache for later calls (and
 each call's stage checkpoints under ``runs/``, ~70 MB per configuration: delete them freely).
@@ -42,32 +50,34 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe, machine_info, write_json  # noqa: E402
+from _order_eval import (CLASS_PROMPT, EvalHook, distance_from_pooled, evaluate,  # noqa: E402
+                         print_table, scores, test_once, zero_shot_top1)
 
-from teminal import losses, train, zste  # noqa: E402
+from teminal import losses, selection, train  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
 from teminal.data import esc50  # noqa: E402
-from teminal.data.clips import ClipStore, audio_key, pair_keys, render  # noqa: E402
+from teminal.data.clips import ClipStore, render  # noqa: E402
 from teminal.data.pairs import PairingConfig, build_manifests  # noqa: E402
 from teminal.data.synth_world import WorldConfig, make_world  # noqa: E402
-from teminal.features import build_bank, embed_audio, embed_texts  # noqa: E402
-from teminal.models.heads import FrameMixer, time_pool  # noqa: E402
+from teminal.features import build_bank  # noqa: E402
+from teminal.models.heads import FrameMixer  # noqa: E402
 from teminal.models.tiny import TinyClap, TinyConfig  # noqa: E402
 from teminal.pretrain import pretrain_tiny  # noqa: E402
 from teminal.stages import StageATask, StageBTask  # noqa: E402
 from teminal.tracking import config_hash  # noqa: E402
 
-TASKS = ("1A", "3A", "3A-o", "3A-c", "3B")
-CLASS_PROMPT = "the sound of {x}"  # DataParams.caption_class
-
 
 def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
+
+
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,6 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--pretrain-lr", type=float, default=2e-3)
     a("--starts", default="B,AB", help="B: stage B from the pretrained model; AB: after stage A")
     a("--stage-a-epochs", type=int, default=8)
+    a("--stage-a-batch-size", type=int, default=64, help="params stage_a.batch_size")
     a("--order-lrs", default="1e-3", help="comma list: learning rates of the order module")
     a("--text-lrs", default="0", help="comma list: learning rates of the text head (0 = --lr)")
     a("--up-inits", default="0", help="comma list: std of the mixer output projection's init")
@@ -91,18 +102,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--schedule", default="cosine", choices=train.SCHEDULES,
       help="lr schedule of stages A and B (params train.schedule: shared by every stage)")
     a("--captions", default="paper", choices=("paper", "paraphrase"), help="stage-B captions")
-    a("--epochs", type=int, default=28), a("--batch-size", type=int, default=64)
+    a("--epochs", default="28", help="comma list: stage-B epochs"),
+    a("--batch-sizes", default="64", help="comma list: batch sizes of stages A and B")
     a("--lr", type=float, default=1e-3), a("--eval-every", type=int, default=2)
     a("--n-boot", type=int, default=1000, help="bootstrap resamples of the final evaluation")
     a("--threads", type=int, default=1), a("--seed", type=int, default=0, help="world/pretrain")
-    a("--train-repeats", type=int, default=1, help="clip draws per unordered training pair")
+    a("--train-repeats", default="1", help="comma list: clip draws per unordered training pair")
+    a("--configs", default="", help="instead of the grid of the three lists above: a comma "
+      "list of BATCH/EPOCHS/REPEATS, e.g. 32/10/2,64/10/2")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA / native-bf16 CPU)")
     a("--out", default="", help="write every figure to this JSON file (never overwritten)")
     args = p.parse_args(argv)
     if args.out and Path(args.out).exists():
         p.error(f"--out {args.out} exists; earlier results are never overwritten: pick another")
-    if args.eval_every < 1 or args.epochs < 1:
-        p.error("--eval-every and --epochs must be ≥ 1")
+    if args.eval_every < 1 or min(ints(args.epochs)) < 1 or min(ints(args.batch_sizes)) < 2 \
+            or min(ints(args.train_repeats)) < 1:
+        p.error("--eval-every, --epochs, --train-repeats must be ≥ 1, --batch-sizes ≥ 2")
     return args
 
 
@@ -111,6 +126,9 @@ class Variant:
     """One stage-B configuration."""
 
     start: str  # "B" (from the pretrained model) | "AB" (after stage A)
+    batch_size: int  # stages A and B
+    epochs: int  # stage B
+    train_repeats: int  # clip draws per unordered training pair
     order_lr: float
     text_lr: float  # 0 = the stage lr
     up_init: float
@@ -119,24 +137,32 @@ class Variant:
     @property
     def label(self) -> str:
         text = f" tlr={self.text_lr:g}" if self.text_lr else ""
-        return f"T-{self.start} olr={self.order_lr:g}{text} up={self.up_init:g} s={self.seed}"
+        return (f"T-{self.start} b={self.batch_size} e={self.epochs} r={self.train_repeats} "
+                f"olr={self.order_lr:g}{text} up={self.up_init:g} s={self.seed}")
 
 
 def variants(args) -> list[Variant]:
     starts = [s.strip() for s in args.starts.split(",")]
     if not set(starts) <= {"B", "AB"}:
         raise SystemExit(f"--starts takes B and/or AB, got {args.starts!r}")
-    grid = itertools.product(starts, floats(args.order_lrs), floats(args.text_lrs),
-                             floats(args.up_inits), [int(s) for s in floats(args.seeds)])
-    return [Variant(*v) for v in grid]
+    triples = [tuple(int(x) for x in c.split("/")) for c in args.configs.split(",") if c.strip()] \
+        or list(itertools.product(ints(args.batch_sizes), ints(args.epochs),
+                                  ints(args.train_repeats)))
+    if any(len(t) != 3 or t[0] < 2 or min(t) < 1 for t in triples):
+        raise SystemExit(f"--configs takes BATCH/EPOCHS/REPEATS triples, got {args.configs!r}")
+    grid = itertools.product(starts, triples, floats(args.order_lrs), floats(args.text_lrs),
+                             floats(args.up_inits), ints(args.seeds))
+    return [Variant(start, *triple, *rest) for start, triple, *rest in grid]
 
 
 @dataclass
 class Setup:
-    """What every configuration shares: data, the pretrained model file, cache and bank."""
+    """What the configurations of one ``train_repeats`` share: data, the pretrained model file,
+    cache, bank and the validation items every score is taken on."""
 
     base: esc50.BaseSet
     manifests: object
+    validation: selection.ValidationItems
     model_path: Path
     cache: TrunkCache
     bank: object
@@ -144,15 +170,16 @@ class Setup:
     info: dict
 
 
-def setup(args, work: Path, device: torch.device) -> Setup:
-    """World, manifests, pretrained tiny backbone (reused when present) and the feature bank."""
+def setup(args, work: Path, device: torch.device, repeats: int) -> Setup:
+    """World, manifests (``repeats`` draws per training pair), pretrained tiny backbone (reused
+    when present: it does not depend on ``repeats``) and the feature bank."""
     timings = {}
     tic = time.perf_counter()
     world = WorldConfig(n_classes=args.classes, clips_per_class=args.clips_per_class,
                         clip_seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed)
     base = esc50.load(make_world(work / f"world-{world.hash}", world))
     manifests = build_manifests(base, pairing=PairingConfig(pairing="folds", seed=args.seed,
-                                                            train_repeats=args.train_repeats))
+                                                            train_repeats=repeats))
     recipe = Recipe(sample_rate=base.sample_rate)
     store = ClipStore(base, sample_rate=base.sample_rate)
     render_key = lambda key: render(key, store, recipe)  # noqa: E731
@@ -185,95 +212,8 @@ def setup(args, work: Path, device: torch.device) -> Setup:
             "pretrain_history": result.history, "rows": counts,
             "frames_per_double": int(bank.pairs.feats.frames.shape[1]),
             "zero_shot_train_top1": zero_shot_top1(order, bank, cache, manifests, base, device)}
-    return Setup(base, manifests, folder / "model.pt", cache, bank, device, info)
-
-
-@torch.no_grad()
-def zero_shot_top1(model, bank, cache, manifests, base, device) -> float:
-    """SPEC §6 gate figure: zero-shot top-1 (%) on the pretraining singles (split train)."""
-    singles = manifests.singles[manifests.singles["split"] == "train"]
-    z_a = embed_audio(model, bank.singles, [audio_key("single", c) for c in singles["clip"]])
-    z_c = embed_texts(model, cache, [CLASS_PROMPT.format(x=c) for c in base.classes], device=device)
-    pred = (z_a @ z_c.T).argmax(1).cpu().numpy()
-    return float(100 * (pred == singles["target"].to_numpy()).mean())
-
-
-@torch.no_grad()
-def evaluate(model, s: Setup, *, n_boot: int) -> dict:
-    """3A-o, 3A-c, order-only consistency ``oc``, 1A, 3A, 3B (%) on the test split (SPEC §4)."""
-    model.eval()
-    sb, singles = s.manifests.stage_b, s.manifests.singles
-    rows = sb[sb["split"] == "test"].reset_index(drop=True)
-    clips = singles[singles["split"] == "test"]
-    pk = pair_keys(rows)
-    keys = {"single": [audio_key("single", c) for c in clips["clip"]],
-            "seq": pk["seq"], "rev": pk["rev"], "mix": pk["mix"]}
-    table = {n: s.bank.singles if n == "single" else s.bank.pairs for n in keys}
-    inputs = zste.ZsteInputs(
-        class_names=list(s.base.classes), pairs=rows[["i", "j"]].to_numpy().astype(np.int64),
-        single_labels=clips["target"].to_numpy().astype(np.int64),
-        **{f"{n}_audio": embed_audio(model, table[n], k) for n, k in keys.items()},
-        **{f"{n}_keys": np.array(k, dtype=object) for n, k in keys.items()})
-    res = zste.evaluate(inputs, lambda texts: embed_texts(model, s.cache, texts, device=s.device),
-                        tasks=TASKS, n_boot=n_boot)
-    out = {t: float(v) for t, v in zip(res.table.task, res.table.value)}
-    if n_boot > 0:
-        out["ci"] = {t: [float(lo), float(hi)] for t, lo, hi in
-                     zip(res.table.task, res.table.ci_low, res.table.ci_high)}
-    score = dict(zip(res.items["3A-o"].key, res.items["3A-o"].score))  # audio key → credit
-    pairs = {frozenset((a, b)): score[a] * score[b] for a, b in zip(keys["seq"], keys["rev"])}
-    out["oc"] = float(100 * np.mean(list(pairs.values())))
-    return out | order_cosines(model, s, rows, inputs)
-
-
-def order_cosines(model, s: Setup, rows, inputs) -> dict:
-    """How alike the two orders look to each side: mean cos(z_a(a_i⊕a_j), z_a(a_j⊕a_i)) and
-    mean cos(z_c("x_i before x_j"), z_c("x_j before x_i")) over the test rows (1 = blind)."""
-    cos = torch.nn.functional.cosine_similarity
-    names, before = list(s.base.classes), zste.ZsteTemplates().before
-    fw = [before.format(x=names[i], y=names[j]) for i, j in zip(rows["i"], rows["j"])]
-    bw = [before.format(x=names[j], y=names[i]) for i, j in zip(rows["i"], rows["j"])]
-    z_c = embed_texts(model, s.cache, fw + bw, device=s.device)  # (2P, d)
-    return {"audio_order_cos": float(cos(inputs.seq_audio, inputs.rev_audio).mean()),
-            "text_order_cos": float(cos(z_c[: len(fw)], z_c[len(fw):]).mean())}
-
-
-def distance_from_pooled(model, s: Setup) -> float:
-    """Mean cosine between the order head's and the pooled head's z_a on the test doubles
-    (1.0 exactly when the order module's output is zero)."""
-    head = model.audio_head_module
-    sb = s.manifests.stage_b
-    test = sb[sb["split"] == "test"]
-    rows = s.bank.pairs.rows(audio_key("seq", a, b) for a, b in zip(test["clip_i"], test["clip_j"]))
-    with torch.no_grad():
-        feats = s.bank.pairs.take(rows)
-        z_order = head(feats)  # (N, d)
-        z_pooled = head.pooled.forward_pooled(time_pool(feats.frames))  # (N, d)
-    return float(torch.nn.functional.cosine_similarity(z_order, z_pooled).mean())
-
-
-class EvalHook:
-    """A ``train.StageTask`` forwarding to ``task``; at the first validation batch after every
-    ``every``-th epoch's training steps it calls ``on_epoch(epoch)`` (model in eval mode)."""
-
-    def __init__(self, task, *, steps_per_epoch: int, every: int, on_epoch) -> None:
-        if task.n_val < 2:
-            raise ValueError("the evaluation hook needs ≥ 2 validation rows (val_fraction > 0)")
-        self.task, self.spe, self.every, self.on_epoch = task, steps_per_epoch, every, on_epoch
-        self.n_train, self.n_val = task.n_train, task.n_val
-        self.steps, self.seen = 0, 0
-
-    def generators(self):
-        return self.task.generators()
-
-    def loss(self, rows, *, split):
-        if split == "train":
-            self.steps += 1
-        elif self.steps // self.spe > self.seen:
-            self.seen = self.steps // self.spe
-            if self.seen % self.every == 0:
-                self.on_epoch(self.seen)
-        return self.task.loss(rows, split=split)
+    return Setup(base, manifests, selection.validation_items(manifests), folder / "model.pt",
+                 cache, bank, device, info)
 
 
 def fresh_model(v: Variant, s: Setup) -> TinyClap:
@@ -310,7 +250,8 @@ def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
     torch.manual_seed(v.seed)
     task = StageATask(weights=losses.StageAWeights(), backbone=model, bank=s.bank,
                       manifest=s.manifests.stage_a, n_classes=len(s.base.classes))
-    cfg = train.TrainConfig(epochs=args.stage_a_epochs, batch_size=args.batch_size, lr=args.lr,
+    cfg = train.TrainConfig(epochs=args.stage_a_epochs, batch_size=args.stage_a_batch_size,
+                            lr=args.lr,
                             schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
                             bf16=args.bf16)
     tic = time.perf_counter()
@@ -320,8 +261,10 @@ def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
             "seconds": time.perf_counter() - tic}
 
 
-def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) -> dict:
-    """Stage B of ``v`` with evaluations every ``args.eval_every`` epochs; all its figures."""
+def run_variant(v: Variant, s: Setup, args, out: Path,
+                start_head: dict | None) -> tuple[dict, dict]:
+    """Stage B of ``v`` with evaluations every ``args.eval_every`` epochs: all its figures and
+    the head state of its ``best.pt`` (lowest validation loss: what the pipeline keeps)."""
     model = fresh_model(v, s)
     if start_head is not None:
         model.load_head_state_dict(start_head)
@@ -332,7 +275,7 @@ def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) 
     task = StageBTask(weights=losses.StageBWeights(), weights_by="meaning", captions=args.captions,
                       backbone=model, bank=s.bank, manifest=s.manifests.stage_b,
                       n_classes=len(s.base.classes))
-    cfg = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    cfg = train.TrainConfig(epochs=v.epochs, batch_size=v.batch_size, lr=args.lr,
                             schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
                             bf16=args.bf16)
 
@@ -346,14 +289,15 @@ def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) 
               f"oc {e['oc']:5.1f} 1A {e['1A']:5.1f} cos audio {e['audio_order_cos']:.4f} "
               f"text {e['text_order_cos']:.4f}", flush=True)
 
-    spe = task.n_train // args.batch_size
+    spe = task.n_train // v.batch_size
     hook = EvalHook(task, steps_per_epoch=spe, every=args.eval_every, on_epoch=on_epoch)
     tic, cpu = time.perf_counter(), time.process_time()
     result = train.fit(task=hook, model=model, config=cfg, out_dir=out, device=s.device,
                        params=groups(model, args.lr, v.order_lr, v.text_lr), progress=False)
     wall, cpu = time.perf_counter() - tic, time.process_time() - cpu
     last = evaluate(model, s, n_boot=args.n_boot)
-    model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
+    best_head = train.load_checkpoint_head(out / "best.pt")
+    model.load_head_state_dict(best_head)
     best_epoch = min(result.history, key=lambda h: h["val_loss"])["epoch"]
     first = lambda key, at: next((e["epoch"] for e in evals if e[key] > at), None)  # noqa: E731
     timings = result.timings
@@ -362,23 +306,49 @@ def run_variant(v: Variant, s: Setup, args, out: Path, start_head: dict | None) 
         final=last, best_epoch=best_epoch, best=evaluate(model, s, n_boot=0),
         epoch_3Ao_75=first("3A-o", 75.0), epoch_3Ac_80=first("3A-c", 80.0),
         stage_b_wall_s=wall - eval_s[0], stage_b_cpu_s=cpu - eval_cpu[0], eval_s=eval_s[0],
-        train_s_per_epoch=timings["train steps"] / args.epochs,
-        val_s_per_epoch=(timings["validation"] - eval_s[0]) / args.epochs)
-    return record
+        train_s_per_epoch=timings["train steps"] / v.epochs,
+        val_s_per_epoch=(timings["validation"] - eval_s[0]) / v.epochs)
+    return record, best_head
 
 
-def print_table(records: list[dict]) -> None:
-    cols = ("steps", "s/ep", "ep>75", "ep≥80c", "3A-o", "3A-c", "oc", "1A", "3B", "best", "3A-c*")
-    print(f"{'configuration':40s} " + " ".join(f"{c:>5s}" for c in cols))
-    for r in records:
-        f, none = r["final"], lambda x: "-" if x is None else str(x)  # noqa: E731
-        print(f"{r['label']:40s} {r['steps']:5d} {r['train_s_per_epoch']:5.2f} "
-              f"{none(r['epoch_3Ao_75']):>5s} {none(r['epoch_3Ac_80']):>5s} {f['3A-o']:5.1f} "
-              f"{f['3A-c']:5.1f} {f['oc']:5.1f} {f['1A']:5.1f} {f['3B']:5.1f} "
-              f"{r['best_epoch']:5d} {r['best']['3A-c']:5.1f}")
-    print("s/ep: train seconds per epoch; ep>75: first evaluated epoch with 3A-o > 75 %; "
-          "ep≥80c: first with 3A-c > 80 %; 3A-o … 3B: after the last epoch; best: epoch of "
-          "best.pt (lowest val loss, what the pipeline keeps), 3A-c*: its 3A-c")
+@dataclass
+class Candidate:
+    """A trained configuration: its setup and the head state of its ``best.pt``."""
+
+    variant: Variant
+    setup: Setup
+    head: dict
+
+
+def validation_score(c: Candidate, items: selection.ValidationItems) -> float:
+    """What the sweep maximizes: 3A-c of the kept model on the validation items, 3A-o / 1000
+    breaking ties (``selection.choose`` hands the scorer validation items only)."""
+    model = fresh_model(c.variant, c.setup)
+    model.load_head_state_dict(c.head)
+    model.eval()
+    inputs = selection.zste_inputs(model, c.setup.bank, items, list(c.setup.base.classes))
+    got = scores(model, c.setup, inputs, items.rows, n_boot=0)
+    return got["3A-c"] + got["3A-o"] / 1000
+
+
+def choose_and_test(candidates: dict[str, Candidate], args) -> dict:
+    """Choose on validation (``selection.choose``), then score the chosen setting on the
+    held-out test pairs once."""
+    setups = list({id(c.setup): c.setup for c in candidates.values()}.values())
+    items = setups[0].validation
+    for other in setups[1:]:  # validation rows do not depend on train_repeats (own rng stream)
+        if not other.validation.rows[["clip_i", "clip_j"]].equals(items.rows[["clip_i", "clip_j"]]):
+            raise SystemExit("the setups' validation rows differ: cannot compare them")
+    choice = selection.choose(candidates, score=validation_score, items=items)
+    c = choice.value
+    model = fresh_model(c.variant, c.setup)
+    model.load_head_state_dict(c.head)
+    test = test_once(model, c.setup, n_boot=args.n_boot)
+    print(f"chosen on validation: {choice.name} (score {choice.scores[choice.name]:.3f}); on the "
+          f"test pairs, once: 3A-c {test['3A-c']:.1f} {test['ci']['3A-c']}, "
+          f"3A-o {test['3A-o']:.1f}, "
+          f"1A {test['1A']:.1f}, 3B {test['3B']:.1f}", flush=True)
+    return {"label": choice.name, "validation_scores": choice.scores, "test": test}
 
 
 def main(argv=None) -> dict:
@@ -390,24 +360,29 @@ def main(argv=None) -> dict:
     figures = {"args": vars(args), "machine": machine_info(device), "records": []}
     print(describe(figures["machine"]), flush=True)
     try:
-        s = setup(args, work, device)
-        figures["setup"] = s.info
-        print(f"setup: data {s.info['data_s']:.1f} s, pretraining {s.info['pretrain_s']:.1f} s "
-              f"(reused: {s.info['pretrain_reused']}), cache {s.info['cache_s']:.1f} s; zero-shot "
-              f"top-1 on training singles {s.info['zero_shot_train_top1']:.1f} %; "
-              f"{s.info['frames_per_double']} frames per double; rows {s.info['rows']['stage_b']}",
-              flush=True)
+        setups, candidates = {}, {}
         runs = work / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         heads_a = {}
         for n, v in enumerate(variants(args)):
+            if v.train_repeats not in setups:
+                s = setups[v.train_repeats] = setup(args, work, device, v.train_repeats)
+                figures.setdefault("setup", {})[v.train_repeats] = s.info
+                print(f"setup (train_repeats {v.train_repeats}): data {s.info['data_s']:.1f} s, "
+                      f"pretraining {s.info['pretrain_s']:.1f} s (reused: "
+                      f"{s.info['pretrain_reused']}), cache {s.info['cache_s']:.1f} s; zero-shot "
+                      f"top-1 on training singles {s.info['zero_shot_train_top1']:.1f} %; "
+                      f"{s.info['frames_per_double']} frames per double; rows "
+                      f"{s.info['rows']['stage_b']}", flush=True)
+            s = setups[v.train_repeats]
             head = None
             if v.start == "AB":
-                key = (v.up_init, v.seed)
+                key = (v.up_init, v.seed, v.train_repeats)
                 if key not in heads_a:
                     heads_a[key] = stage_a(v, s, args, runs / f"A-{n}")
                     print(f"  stage A for {v.label}: {heads_a[key]['seconds']:.1f} s", flush=True)
                 head = copy.deepcopy(heads_a[key]["head"])
-            record = run_variant(v, s, args, runs / f"B-{n}", head)
+            record, best_head = run_variant(v, s, args, runs / f"B-{n}", head)
+            candidates[v.label] = Candidate(v, s, best_head)
             if v.start == "AB":
                 record["stage_a_s"] = heads_a[key]["seconds"]
             figures["records"].append(record)
@@ -415,6 +390,7 @@ def main(argv=None) -> dict:
                   f"{record['stage_b_cpu_s']:.1f} s CPU ({record['steps']} steps), "
                   f"evaluations {record['eval_s']:.1f} s", flush=True)
         print_table(figures["records"])
+        figures["chosen"] = choose_and_test(candidates, args)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

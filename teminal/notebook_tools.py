@@ -10,9 +10,10 @@ compares, so a changed number fails. After an intended change::
     make notebooks        # = python -m teminal.notebook_tools refresh notebooks/*.ipynb
 
 executes every notebook exactly as nbval does (a fresh temporary work folder and MLflow store,
-progress bars off) and writes the outputs back. Executed copies of real runs are MLflow
-artifacts, never committed. JupyterLab (``make lab``) works on copies in ``lab/``
-(``lab_copies``), so using it never changes a committed notebook.
+progress bars off, the deterministic CPU mode of ``teminal.determinism``) and writes the
+outputs back. Executed copies of real runs are MLflow artifacts, never committed. JupyterLab
+(``make lab``) works on copies in ``lab/`` (``lab_copies``), so using it never changes a
+committed notebook.
 """
 from __future__ import annotations
 
@@ -31,9 +32,13 @@ saving a notebook from JupyterLab does not change it."""
 
 
 def test_environment(root: str | Path) -> dict[str, str]:
-    """The environment nbval's and refresh's kernels share (the tests set the same)."""
+    """The environment nbval's and refresh's kernels share (the tests set the same), the
+    deterministic CPU mode included (``teminal.determinism``): the stored outputs are the same
+    numbers on every x86-64 CPU."""
+    from . import determinism
+
     root = Path(root)
-    return {"TEMINAL_WORKDIR": str(root),
+    return {**determinism.environment(), "TEMINAL_WORKDIR": str(root),
             "TEMINAL_TRACKING_URI": f"sqlite:///{root}/mlruns/mlflow.db",
             "MPLBACKEND": "Agg", "TEMINAL_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",

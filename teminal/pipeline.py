@@ -4,8 +4,10 @@ One pipeline = one new folder ``runs/<name>-<timestamp>/`` (never reused, so a r
 overwrite an earlier run's manifests or checkpoints) and one MLflow parent run with a child run
 per notebook. The runner records the final configuration (``config.yaml``, after ``-p``
 overrides), creates each notebook's MLflow run (its id reaches the kernel as
-``TEMINAL_MLFLOW_RUN_ID``), injects the notebook's cell parameters, and keeps ``pipeline.json``
-up to date: which notebooks ran, their runs and seconds, and where the pipeline stopped.
+``TEMINAL_MLFLOW_RUN_ID``), injects the notebook's cell parameters, starts each kernel under
+the deterministic CPU mode when the run asks for it (``deterministic: true``,
+``teminal.determinism``), and keeps ``pipeline.json`` up to date: which notebooks ran, their
+runs and seconds, and where the pipeline stopped.
 
 - A failing notebook stops the pipeline with the notebook, the cell and the executed copy;
   its runs are FAILED.
@@ -30,7 +32,7 @@ import signal
 import time
 from pathlib import Path
 
-from . import hints, progress, tracking
+from . import determinism, hints, progress, tracking
 from .run.config import apply_overrides, cell_values, to_yaml, validate
 from .run.layout import RunLayout, new_run_dir
 from .run.params import PIPELINE, RunConfig
@@ -87,9 +89,11 @@ def execute_notebook(*, notebook: str, layout: RunLayout, config: RunConfig, out
         os.environ[RUN_ID_ENV] = run_id
         if progress.mode() != "off":  # a saved copy shows each bar's final state
             os.environ[progress.ENV] = "text"
-        pm.execute_notebook(str(notebooks_dir() / f"{notebook}.ipynb"), str(output),
-                            parameters=params, kernel_name="python3", cwd=str(notebooks_dir()),
-                            progress_bar=False, extra_arguments=list(KERNEL_ARGS))
+        with determinism.for_children(config.deterministic):  # the kernel starts in the mode
+            pm.execute_notebook(str(notebooks_dir() / f"{notebook}.ipynb"), str(output),
+                                parameters=params, kernel_name="python3",
+                                cwd=str(notebooks_dir()), progress_bar=False,
+                                extra_arguments=list(KERNEL_ARGS))
     except pm.PapermillExecutionError as exc:
         status = "KILLED" if exc.ename == "KeyboardInterrupt" else "FAILED"
         error = PipelineError(

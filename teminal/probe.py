@@ -104,7 +104,7 @@ class LevelDurationProbe:
     def logit(self, stats) -> np.ndarray:
         """log p(positive) / p(negative) [N] of ``stats [N, F]``."""
         z = (_check_stats(stats, "stats") - self.mean) / self.scale  # [N, F]
-        return z @ self.weights + self.bias
+        return _matvec(z, self.weights) + self.bias
 
     def decide(self, stats) -> np.ndarray:
         """The decision [N] bool: positive (double / overlay) or not."""
@@ -118,7 +118,9 @@ def fit_probe(stats, is_pos, *, features: Sequence[str] = FEATURES, l2: float = 
     ``l2 / 2 · |w|²`` (the bias is not penalized; ``l2 > 0`` keeps separable data finite).
     Only the statistics named in ``features`` (a subset of ``FEATURES``) are used; the others,
     and any constant up to float noise, get weight 0. The threshold: the training logits'
-    quantile at which the share called positive equals the share of positives."""
+    quantile at which the share called positive equals the share of positives. No BLAS or
+    LAPACK call (``_matvec``, ``_solve``): the result does not depend on the CPU's OpenBLAS
+    kernels (the deterministic CPU mode, ``teminal.determinism``)."""
     unknown = sorted(set(features) - set(FEATURES))
     if unknown or not features:
         raise ValueError(f"features: expected a non-empty subset of {FEATURES}, got {unknown or features}")
@@ -139,17 +141,19 @@ def fit_probe(stats, is_pos, *, features: Sequence[str] = FEATURES, l2: float = 
     theta[-1] = np.log(n_pos / (len(y) - n_pos))
     penalty = np.r_[np.full(x.shape[1], l2), 0.0]
     for _ in range(max_iter):
-        p = _sigmoid(z @ theta)
-        grad = z.T @ (p - y) / len(y) + penalty * theta
-        hess = (z * (p * (1 - p))[:, None]).T @ z / len(y) + np.diag(penalty)
-        step = np.linalg.solve(hess + 1e-12 * np.eye(len(theta)), grad)
+        p = _sigmoid(_matvec(z, theta))
+        grad = (z * (p - y)[:, None]).sum(0) / len(y) + penalty * theta  # [F+1]
+        outer = (z * (p * (1 - p))[:, None])[:, :, None] * z[:, None, :]  # (N, F+1, F+1)
+        hess = outer.sum(0) / len(y) + np.diag(penalty)
+        step = _solve(hess + 1e-12 * np.eye(len(theta)), grad)
         t, loss = 1.0, _loss(z, y, theta, penalty)
-        while _loss(z, y, theta - t * step, penalty) > loss - 1e-4 * t * grad @ step and t > 1e-8:
+        decrease = float((grad * step).sum())
+        while _loss(z, y, theta - t * step, penalty) > loss - 1e-4 * t * decrease and t > 1e-8:
             t /= 2
         theta = theta - t * step
         if np.max(np.abs(t * step)) < 1e-10:
             break
-    logits = z @ theta
+    logits = _matvec(z, theta)
     threshold = float(np.quantile(logits, 1 - n_pos / len(y)))
     return LevelDurationProbe(mean=mean, scale=scale, weights=np.where(const, 0.0, theta[:-1]),
                               bias=float(theta[-1]), threshold=threshold)
@@ -235,6 +239,28 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * v))
 
 
+def _matvec(z: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``z [N, F] @ v [F]`` as elementwise products and a sum (no BLAS kernel)."""
+    return (z * v[None, :]).sum(1)
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a [F, F] x = b [F]`` by Gaussian elimination with partial pivoting (F is 4 here), in
+    plain arithmetic so the result does not depend on the CPU's LAPACK / BLAS kernels."""
+    m = np.column_stack([np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)])  # (F, F+1)
+    n = len(m)
+    for k in range(n):
+        pivot = k + int(np.argmax(np.abs(m[k:, k])))
+        if m[pivot, k] == 0:
+            raise np.linalg.LinAlgError("singular matrix")
+        m[[k, pivot]] = m[[pivot, k]]
+        m[k + 1:] -= m[k + 1:, k:k + 1] / m[k, k] * m[k]
+    x = np.zeros(n)
+    for k in range(n - 1, -1, -1):
+        x[k] = (m[k, n] - (m[k, k + 1:n] * x[k + 1:]).sum()) / m[k, k]
+    return x
+
+
 def _loss(z: np.ndarray, y: np.ndarray, theta: np.ndarray, penalty: np.ndarray) -> float:
-    v = z @ theta
-    return float(np.mean(np.logaddexp(0, v) - y * v) + 0.5 * penalty @ theta**2)
+    v = _matvec(z, theta)
+    return float(np.mean(np.logaddexp(0, v) - y * v) + 0.5 * (penalty * theta**2).sum())

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 from .progress import progress as progress_bar
 
+from . import determinism
 from .gates import NonFiniteLoss, SanityError, check_finite_loss  # noqa: F401 (re-export)
 from .integrity import load_torch, save_torch
 from .tracking import config_hash
@@ -272,11 +273,13 @@ def evaluate_loss(task: StageTask, *, batch_size: int, autocast: Callable) -> fl
 
 def bf16_native(device: torch.device) -> bool:
     """True on CUDA and on a CPU whose oneDNN runs bf16 matmuls natively (AVX512-BF16 / AMX):
-    there bf16 autocast is ~2× faster; on other CPUs it would be emulated, slower than fp32."""
+    there bf16 autocast is ~2× faster; on other CPUs it would be emulated, slower than fp32.
+    Never under the deterministic CPU mode (``teminal.determinism``: bf16 off)."""
     if device.type == "cuda":
         return True
     try:
-        return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return device.type == "cpu" and not determinism.active() \
+            and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 

@@ -243,7 +243,7 @@ SECTIONS: dict[str, type[Section]] = {
     "stage_b": StageBParams, "zste": ZsteParams, "ablations": AblationParams,
     "evaluate": EvaluateParams,
 }
-TOP_LEVEL = ("name", "seed", "seeds", "device", "notebooks")
+TOP_LEVEL = ("name", "seed", "seeds", "device", "deterministic", "notebooks")
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ PIPELINE = tuple(NOTEBOOKS)
 
 
 class RunConfig(BaseModel):
-    """A whole run: ``name``, ``seed``, ``device``, the notebooks to run, and every section."""
+    """A whole run: ``name``, ``seed``, ``device``, ``deterministic``, the notebooks to run, and
+    every section."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)
@@ -289,6 +290,7 @@ class RunConfig(BaseModel):
     seed: int = 0  # torch / numpy seed of every notebook; the pretrained backbone's seed
     seeds: int | list[int] = 1  # training seeds: a count N (seed, seed+1, …) or a list
     device: str = "cpu"  # "auto" | "cpu" | "cuda" | "cuda:N" (smoke: cpu, so outputs compare)
+    deterministic: bool = False  # CPU mode: the same numbers on any x86-64 CPU (determinism.py)
     notebooks: list[str] = list(PIPELINE)
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()

@@ -32,7 +32,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .. import tracking
+from .. import determinism, tracking
 from ..warn import record_to
 from .config import load_config, with_cell
 from . import logged
@@ -121,9 +121,9 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
     config = with_cell(base, notebook, cell)
     if standalone:
         layout.write_config(config)
+    device = deterministic_device(config)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    device = device_from(config.device)
     record = layout.read_record()
     active = tracking.open_run(
         run_id=os.environ.get(RUN_ID_ENV, ""), run_name=notebook,
@@ -154,6 +154,18 @@ def _warnings_to_mlflow():
         mlflow.log_text(joined + "\n", "warnings.txt")
 
     return receive
+
+
+def deterministic_device(config: RunConfig) -> torch.device:
+    """The run's device, after ``determinism.apply()`` when the run asks for the mode
+    (``deterministic: true``) or the kernel started under it (nbval, ``make notebooks``)."""
+    device = device_from(config.device)
+    if config.deterministic or determinism.requested():
+        if device.type != "cpu":
+            raise ValueError(f"deterministic: true is a CPU mode, but device={config.device!r} "
+                             f"gives {device}; add -p device=cpu")
+        determinism.apply()
+    return device
 
 
 def _find(path: str) -> Path:

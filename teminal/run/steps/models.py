@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-from ... import gates, tracking, train
+from ... import determinism, gates, tracking, train
 from ...cache import TrunkCache
 from ...features import FeatureBank, build_bank
 from ...models import build_backbone
@@ -122,12 +122,15 @@ def trunk_cache(S: Session, model: Backbone) -> TrunkCache:
     """The on-disk trunk cache of ``model``'s trunks for this run's base set and recipe.
 
     Every model of a session shares the pretrained baseline's trunks, so one cache serves
-    them all (its key hashes the trunk weights once, which takes a second on msclap)."""
+    them all (its key hashes the trunk weights once, which takes a second on msclap). Under
+    the deterministic CPU mode it lives in ``cache-deterministic/``: features computed by this
+    CPU's own kernels (same published weights, same key) are never reused there."""
     data = load_data(S)
     key = pretrained_key(S, data)
     if key not in S.caches:
+        root = workdir() / ("cache-deterministic" if determinism.active() else "cache")
         S.caches[key] = TrunkCache(
-            root=workdir() / "cache", backbone=model, recipe=data.recipe(model.sample_rate),
+            root=root, backbone=model, recipe=data.recipe(model.sample_rate),
             base_fingerprint=data.base.fingerprint, device=S.device,
             batch_size=S.config.model.eval_batch_size)
     return S.caches[key]
