@@ -85,12 +85,14 @@ def test_2022_text_split_equals_msclap(m22):
 
 def test_2023_splits_equal_msclap(m23):
     wave = torch.randn(1, 329_000, generator=torch.Generator().manual_seed(1)) * 0.1  # 7.46 s
-    feats = m23.audio_trunk(wave, frames=True)  # > 1024 frames: msclap's crop path, one crop
-    assert feats.frames.shape == (1, 64, 768)
+    feats = m23.audio_trunk(wave, frames=True)  # > 1024 frames: msclap's crop path, one crop,
+    assert feats.frames.shape == (1, 128, 768)  # plus one ending at the clip's end (SPEC §2)
     tok = m23.tokenizer([t + " <|endoftext|>" for t in TEXTS_23], padding="max_length",
                         max_length=77, return_tensors="pt")
+    short = wave[:, :220_500]  # 5 s (< 1024 frames): no crop, msclap reads it whole as we do
     with torch.no_grad():
-        assert torch.allclose(m23.audio_head(feats), m23.clap.audio_encoder(wave)[0], atol=1e-5)
+        assert torch.allclose(m23.audio_head(m23.audio_trunk(short, frames=True)),
+                              m23.clap.audio_encoder(short)[0], atol=1e-5)
         ref = m23.clap.caption_encoder(dict(tok))
         assert torch.allclose(m23.text_head(m23.text_trunk(TEXTS_23)), ref, atol=1e-4)
 

@@ -282,7 +282,7 @@ class MsClap(Backbone):
         vocab = (None if self.tokenizer is None else hashlib.sha1(json.dumps(
             sorted(self.tokenizer.get_vocab().items())).encode()).hexdigest())
         extra = {"backbone": "msclap", "version": self.version, "args": self.args,
-                 "vocab": vocab, "suffix": self.spec.text_suffix}
+                 "vocab": vocab, "suffix": self.spec.text_suffix, "windows": "covering"}
         return f"msclap{self.version}-" + fingerprint(trunk, extra=extra)
 
     # ---- trunks and heads ---------------------------------------------------------------
@@ -311,8 +311,8 @@ class MsClap(Backbone):
         x = h.logmel_extractor(h.spectrogram_extractor(wave))  # (B, 1, T, 64)
         x = h.bn0(x.transpose(1, 3)).transpose(1, 3)
         if x.shape[2] > h.freq_ratio * h.spec_size:
-            starts = range(0, x.shape[2] - self.HTSAT_CROP - 1, self.HTSAT_HOP)
-            crops = [h.crop_wav(x, crop_size=self.HTSAT_CROP, spe_pos=s) for s in starts]
+            starts = covering_starts(x.shape[2], crop=self.HTSAT_CROP, hop=self.HTSAT_HOP)
+            crops = [x[:, :, s : s + self.HTSAT_CROP] for s in starts]  # (B, 1, crop, 64) each
         else:
             crops = [x]
         out = []
@@ -362,3 +362,13 @@ class MsClap(Backbone):
             out = run_bert_layers(enc.base.encoder.layer[-1:], h, mask)[:, 0]  # [CLS], (B, 768)
         return enc.projection(out)  # (B, d)
 
+
+
+def covering_starts(n_frames: int, *, crop: int, hop: int) -> list[int]:
+    """HTSAT window starts every ``hop`` frames (msclap's ``range(0, T - crop - 1, hop)``), plus
+    one at ``T - crop`` when the last window would end before the last frame, so every frame is
+    read and no event of a long composite is cut away (SPEC §2)."""
+    starts = list(range(0, n_frames - crop - 1, hop)) or [0]
+    if starts[-1] + crop < n_frames:
+        starts.append(n_frames - crop)
+    return starts

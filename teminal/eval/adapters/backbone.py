@@ -45,40 +45,9 @@ class BackboneModel(ModelAdapter):
         wave = wave.to(bb.logit_scale.device)
         if not self.covering:
             return bb.encode_audio(wave)  # (b, d)
-        tokens = htsat_covering_tokens(bb, wave)  # (b, K·N, 768)
+        with torch.no_grad():
+            tokens = bb._htsat_tokens(wave)  # (b, K·N, 768): windows covering the whole clip
         return bb.audio_head(AudioFeatures(pooled=tokens.mean(1), frames=tokens))
 
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         return self.backbone.encode_text(texts)
-
-
-def covering_starts(n_frames: int, *, crop: int, hop: int) -> list[int]:
-    """Window starts every ``hop`` frames (msclap's ``range(0, T - crop - 1, hop)``), plus one at
-    ``T - crop`` when the last window would end before the last frame: every frame is read."""
-    starts = list(range(0, n_frames - crop - 1, hop)) or [0]
-    if starts[-1] + crop < n_frames:
-        starts.append(n_frames - crop)
-    return starts
-
-
-def htsat_covering_tokens(model, wave: torch.Tensor) -> torch.Tensor:
-    """msclap 2023's frozen HTSAT trunk (as ``MsClap._htsat_tokens``) with windows that cover
-    the whole clip (:func:`covering_starts`): wave (B, S) → tokens (B, K·N, 768)."""
-    h = model.clap.audio_encoder.base.htsat
-    with torch.no_grad():
-        x = h.logmel_extractor(h.spectrogram_extractor(wave.float()))  # (B, 1, T, 64)
-        x = h.bn0(x.transpose(1, 3)).transpose(1, 3)
-        if x.shape[2] > h.freq_ratio * h.spec_size:
-            starts = covering_starts(x.shape[2], crop=model.HTSAT_CROP, hop=model.HTSAT_HOP)
-            crops = [x[:, :, s : s + model.HTSAT_CROP] for s in starts]  # (B, 1, 689, 64) each
-        else:
-            crops = [x]
-        out = []
-        for crop in crops:
-            t = h.pos_drop(h.patch_embed(h.reshape_wav2img(crop)))  # (B, N0, 96)
-            for layer in h.layers[:-1]:
-                t, _ = layer(t)
-            for block in h.layers[-1].blocks[:-1]:
-                t, _ = block(t)
-            out.append(t)  # (B, N, 768)
-        return torch.cat(out, dim=1)  # (B, K·N, 768)
