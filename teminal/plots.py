@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
@@ -274,10 +275,14 @@ def _zste_axes(ax: Axes, long: pd.DataFrame, order: list[str], models: list[str]
                 errorbar=None, width=0.8, ax=ax)
     lookup = part.set_index(["model", "task"])
     segments = []  # (chance, x0, x1)
-    for model, container in zip(models, ax.containers):
-        for bar in container:
-            centre = bar.get_x() + bar.get_width() / 2
-            row = lookup.loc[(model, order[int(round(centre))])]
+    slot = 0.8 / len(models)  # seaborn's dodge: model k's bar at task + (k + ½)·slot − 0.4
+    bars = [b for c in ax.containers if isinstance(c, BarContainer) for b in c]
+    for bar in bars:
+        centre = bar.get_x() + bar.get_width() / 2
+        task = int(round(centre))
+        model = models[int(round((centre - task + 0.4) / slot - 0.5))]
+        if (model, order[task]) in lookup.index:
+            row = lookup.loc[(model, order[task])]
             row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
             if np.isfinite(row.ci_low) and np.isfinite(row.ci_high):
                 low, high = max(0.0, row.value - row.ci_low), max(0.0, row.ci_high - row.value)
@@ -323,7 +328,7 @@ def zste_bars(tables: Mapping[str, object], *, title: str = "ZSTE",
     for ax, chunk in zip(axes, rows):
         _zste_axes(ax, long, chunk, models)
         ax.set_xlim(-0.5, per_row - 0.5)  # the same bar width on every row
-    colours = [Patch(facecolor=c.patches[0].get_facecolor()) for c in axes[0].containers[:len(models)]]
+    colours = [Patch(facecolor=c) for c in sns.color_palette(n_colors=len(models))]  # barplot's
     axes[0].legend([*colours, Line2D([], [], color="black", ls="--", lw=1.3)],
                    [*models, "chance"], loc="lower left", bbox_to_anchor=(0.0, 1.02),
                    ncols=min(len(models) + 1, 4), frameon=False)
