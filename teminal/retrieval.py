@@ -115,19 +115,6 @@ class CaptionSet:
     missing: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class LabelSet:
-    """A labelled clip set. audio_paths [M]; labels [M] int64 into classes [K] (label text,
-    ``_`` → space as in SPEC §1); folds [M]; missing: CSV entries without an audio file."""
-
-    root: Path
-    audio_paths: list[Path]
-    labels: np.ndarray
-    classes: list[str]
-    folds: np.ndarray
-    missing: list[str] = field(default_factory=list)
-
-
 def read_clotho(root, split: str = "evaluation", *, allow_missing: bool = False) -> CaptionSet:
     """Clotho from a local folder (no download). Expected layout::
 
@@ -201,40 +188,6 @@ def read_audiocaps(root, split: str = "test", *, allow_missing: bool = False) ->
         root=root, split=split, audio_paths=[paths[c] for c in kept],
         audio_ids=[ids[c] for c in kept], captions=df["caption"][rows].tolist(),
         text_to_audio=new_index[clip][rows], missing=missing,
-    )
-
-
-def read_us8k(root, *, allow_missing: bool = False) -> LabelSet:
-    """UrbanSound8K from a local folder (no download). Expected layout::
-
-        root/metadata/UrbanSound8K.csv  columns slice_file_name, fsID, start, end, salience,
-                                        fold, classID, class
-        root/audio/fold{n}/<slice_file_name>
-
-    ``labels`` are the CSV's classID; ``classes[classID]`` its ``class`` with ``_`` → space.
-    """
-    root = Path(root)
-    layout = f"{root}/metadata/UrbanSound8K.csv and {root}/audio/fold<n>/<slice_file_name>"
-    csv = _need(root / "metadata" / "UrbanSound8K.csv", "UrbanSound8K metadata CSV", layout)
-    audio_dir = _need(root / "audio", "UrbanSound8K audio folder", layout)
-    df = _read_csv(csv, ["slice_file_name", "fsID", "start", "end", "salience", "fold",
-                         "classID", "class"])
-    names = df.groupby("classID")["class"].unique()
-    if (names.map(len) != 1).any() or names.index.min() < 0:
-        raise ValueError(f"{csv}: each classID must have exactly one class name")
-    k = int(names.index.max()) + 1
-    classes = [str(names[c][0]).replace("_", " ") if c in names.index else f"class {c}"
-               for c in range(k)]
-    paths = [audio_dir / f"fold{f}" / n for f, n in zip(df["fold"], df["slice_file_name"])]
-    present = {p for f in sorted(set(df["fold"])) if (audio_dir / f"fold{f}").is_dir()
-               for p in (audio_dir / f"fold{f}").iterdir()}
-    found = np.array([p in present for p in paths], dtype=bool)
-    missing = _check_missing([str(p.relative_to(root)) for p, ok in zip(paths, found) if not ok],
-                             allow_missing, audio_dir, "UrbanSound8K")
-    return LabelSet(
-        root=root, audio_paths=[p for p, ok in zip(paths, found) if ok],
-        labels=df["classID"].to_numpy(dtype=np.int64)[found], classes=classes,
-        folds=df["fold"].to_numpy(dtype=np.int64)[found], missing=missing,
     )
 
 

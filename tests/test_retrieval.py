@@ -10,7 +10,6 @@ from teminal.retrieval import (
     ZERO_SHOT_PROMPT,
     read_audiocaps,
     read_clotho,
-    read_us8k,
     retrieval_metrics,
     zero_shot_accuracy,
     zero_shot_prompts,
@@ -143,28 +142,3 @@ def test_read_audiocaps(tmp_path):
     assert ds.text_to_audio.tolist() == [0, 0, 1, 2]
     with pytest.raises(FileNotFoundError, match="val.csv"):
         read_audiocaps(tmp_path, split="val")
-
-
-def test_read_us8k(tmp_path):
-    meta = pd.DataFrame({
-        "slice_file_name": ["1-0-0.wav", "2-1-0.wav", "3-0-1.wav"], "fsID": [1, 2, 3],
-        "start": [0.0, 0.0, 1.0], "end": [1.0, 1.0, 2.0], "salience": [1, 2, 1],
-        "fold": [1, 2, 2], "classID": [0, 1, 0],
-        "class": ["air_conditioner", "car_horn", "air_conditioner"],
-    })
-    with pytest.raises(FileNotFoundError, match="UrbanSound8K.csv"):
-        read_us8k(tmp_path)
-    (tmp_path / "metadata").mkdir()
-    meta.to_csv(tmp_path / "metadata" / "UrbanSound8K.csv", index=False)
-    with pytest.raises(FileNotFoundError, match="audio"):
-        read_us8k(tmp_path)
-    for f, n in zip(meta.fold, meta.slice_file_name):
-        _wav(tmp_path / "audio" / f"fold{f}" / n)
-    ds = read_us8k(tmp_path)
-    assert ds.classes == ["air conditioner", "car horn"]
-    assert ds.labels.tolist() == [0, 1, 0] and ds.folds.tolist() == [1, 2, 2]
-    assert ds.audio_paths[1] == tmp_path / "audio" / "fold2" / "2-1-0.wav"
-    (tmp_path / "audio" / "fold2" / "3-0-1.wav").unlink()
-    with pytest.raises(FileNotFoundError, match="3-0-1.wav"):
-        read_us8k(tmp_path)
-    assert read_us8k(tmp_path, allow_missing=True).labels.tolist() == [0, 1]
