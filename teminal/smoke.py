@@ -107,8 +107,9 @@ def _smoke(work: Path, device: torch.device) -> dict:
     table = sets["zste"].table
     out["zste"] = {t: [float(v), float(lo), float(hi)]
                    for t, v, lo, hi in zip(table.task, table.value, table.ci_low, table.ci_high)}
-    probe = evaluate.probe_sets(manifests, list(base.classes), render=render_key,
-                                sample_rate=base.sample_rate, n_boot=50, seed=0)["zste"].table
+    probe_sets, _ = evaluate.probe_sets(manifests, list(base.classes), render=render_key,
+                                        sample_rate=base.sample_rate, n_boot=50, seed=0)
+    probe = probe_sets["zste"].table
     out["probe"] = {t: [float(v), float(lo), float(hi)]
                     for t, v, lo, hi in zip(probe.task, probe.value, probe.ci_low, probe.ci_high)}
     return out

@@ -19,7 +19,7 @@ from typing import Any
 
 from .params import RunConfig, StageAParams, StageBParams
 
-TOP_LEVEL = ("name", "seed", "device")
+TOP_LEVEL = ("name", "seed", "seeds", "device", "deterministic")
 SHARED_SECTIONS = ("data", "model", "train", "zste")
 """Sections every training or evaluation result depends on (the stage sections are chosen per
 run, ``ablations`` only describes the notebook that plans rows)."""

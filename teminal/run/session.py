@@ -130,7 +130,8 @@ def start(notebook: str, namespace: Mapping[str, Any], *,
         parent_run_id=record.get("parent_run_id", ""),
         tracking_uri=record.get("tracking_uri", ""),
         tags={"teminal.notebook": notebook, "teminal.run_dir": str(layout.root), **(tags or {})})
-    tracking.log_params(logged.for_notebook(config, NOTEBOOKS[notebook].section))
+    tracking.log_params(logged.for_notebook(config, NOTEBOOKS[notebook].section)
+                        | {"deterministic": config.deterministic or determinism.requested()})
     record_to(_warnings_to_mlflow())
     print(f"{notebook}: run folder {layout.root.name}, device {device.type}")
     return Session(notebook=notebook, config=config, layout=layout, device=device,
