@@ -102,17 +102,32 @@ def check(readme: str, report_text: str, *, run: str) -> list[str]:
     theirs, _ = parse(report_text.splitlines())
     for title, table in ours.items():
         problems += _table_problems(title, table, theirs.get(title))
-    cells = {c for t in theirs.values() for row in t.rows.values() for c in row}
-    values = {c.split(" [")[0] for c in cells}
-    for line in prose:
+    cells = [c for t in theirs.values() for row in t.rows.values() for c in row]
+    figures = {f for c in cells for f in FIGURE.findall(c)}  # also inside "… · seeds a–b"
+    values = {n for c in cells for n in DECIMAL.findall(c)} | {
+        n for f in figures for n in re.findall(_NUM, f)}
+    for line in _paragraphs(prose):
         line = re.sub(r"`[^`]*`", " ", line)  # inline code (commands, paths) is not a figure
         for fig in FIGURE.findall(line):
-            if fig not in cells:
+            if fig not in figures:
                 problems.append(f"prose: {fig!r} is not a figure of the report ({line.strip()[:80]!r})")
         for num in DECIMAL.findall(FIGURE.sub(" ", line)):
             if num not in values:
                 problems.append(f"prose: {num!r} is not a value of the report ({line.strip()[:80]!r})")
     return problems
+
+
+def _paragraphs(lines: list[str]) -> list[str]:
+    """Prose lines joined into paragraphs and list items, so a figure wrapped over two lines
+    (``75.4`` / ``[63.0, 84.7]``) is read whole."""
+    out: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith(("- ", "* ")) or not out or not out[-1]:
+            out.append(text)
+        else:
+            out[-1] += " " + text
+    return [p for p in out if p]
 
 
 def _table_problems(title: str, ours: Table, theirs: Table | None) -> list[str]:

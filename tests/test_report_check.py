@@ -61,7 +61,9 @@ def test_run_name_columns_unknown_tables_and_skipped_lines():
     quoted = "<!-- check:off -->\nThe previous run had 3A 48.2 [45.4, 51.5].\n<!-- check:on -->\n"
     assert check(_readme(quoted), text, run="r1") == []
     mention = "Skip with `<!-- check:off -->` … `<!-- check:on -->`; see `runs/<run>`.\n3A 48.2.\n"
-    assert check(_readme(mention), text, run="r1") == ["prose: '48.2' is not a value of the "
-                                                        "report ('3A 48.2.')"]
+    problems = check(_readme(mention), text, run="r1")  # inline code skipped, 48.2 checked
+    assert len(problems) == 1 and problems[0].startswith("prose: '48.2' is not a value of")
+    wrapped = "A figure wrapped over lines, 48.5\n[45.5, 51.5], is read whole.\n"
+    assert check(_readme(wrapped), text, run="r1") == []
     with pytest.raises(ValueError, match="Results"):
         results_section("# no results here\n")
