@@ -170,3 +170,19 @@ def tiny_world_config() -> WorldConfig:
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory, tiny_world_config) -> Path:
     return make_world(tmp_path_factory.mktemp("tiny_world") / "world", tiny_world_config)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny CLAP with its default configuration (random init)."""
+    from teminal.models.tiny import TinyClap, TinyConfig
+
+    return TinyClap(config=TinyConfig())
+
+
+@pytest.fixture()
+def recipe():
+    """The default composite recipe at 16 kHz (SPEC §1)."""
+    from teminal.audio import Recipe
+
+    return Recipe(sample_rate=16000)

@@ -31,16 +31,6 @@ class Renderer:
         return synth_wave(key, sample_rate=self.sample_rate)
 
 
-@pytest.fixture(scope="module")
-def tiny() -> TinyClap:
-    return TinyClap(config=TinyConfig())
-
-
-@pytest.fixture()
-def recipe() -> Recipe:
-    return Recipe(sample_rate=16000)
-
-
 BASE = "base-fingerprint-0"
 
 

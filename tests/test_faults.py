@@ -27,16 +27,6 @@ from teminal.run.params import RunConfig
 from teminal.warn import TeminalWarning
 
 
-@pytest.fixture(scope="module")
-def tiny() -> TinyClap:
-    return TinyClap(config=TinyConfig())
-
-
-@pytest.fixture()
-def recipe() -> Recipe:
-    return Recipe(sample_rate=16000)
-
-
 # ---- 1. verified artifacts ------------------------------------------------------------------
 def _flip_in_place(shard: Path) -> None:
     """Flip the sign of 10 % of a shard's stored float16 values, bytes changed in place (the
