@@ -17,7 +17,7 @@ from test_cache import SINGLES, Renderer, _cache
 from test_train import Head, LinearTask
 
 from teminal import integrity, report, train
-from teminal.audio import CancellingChannels, NonFiniteAudio, Recipe, read_audio
+from teminal.audio import CancellingChannels, NonFiniteAudio, read_audio
 from teminal.cache import _ShardStore
 from teminal.data import esc50
 from teminal.integrity import IntegrityError
