@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from teminal import evaluate as evaluation, selection, zste
+from teminal.eval import evaluate as evaluation, selection, zste
 from teminal.data.clips import audio_key
 from teminal.features import embed_audio, embed_texts
 from teminal.models.heads import time_pool

@@ -1,5 +1,5 @@
 """Coverage of the ZSTE intervals on a simulation with a known truth, and their widths on a
-run's items (SPEC §4 "Intervals"; :mod:`teminal.intervals_sim`).
+run's items (SPEC §4 "Intervals"; :mod:`teminal.eval.intervals_sim`).
 
     .venv/bin/python benchmarks/intervals.py [--sims 1000] [--out f.json]
         [--items runs/<run>/evaluations/*.items.parquet]
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from teminal.intervals_sim import (SimWorld, class_bootstrap, coverage,  # noqa: E402
+from teminal.eval.intervals_sim import (SimWorld, class_bootstrap, coverage,  # noqa: E402
                                    pair_percentile, width_table)
 
 WORLDS = {  # name → design (logit-scale random effects as SimWorld's defaults unless given)

@@ -11,7 +11,7 @@ one learning rate, as the pipeline) and stage B (``StageBTask``, all weights 1,
 lr}, {mixer, order_lr}])``, ``--schedule`` cosine or constant. Only the heads train.
 
 Every ``--eval-every`` epochs (and before training) the live model is scored on the
-**validation** items (``teminal.selection``: stage-B rows and singles of split ``val``, class
+**validation** items (``teminal.eval.selection``: stage-B rows and singles of split ``val``, class
 pairs never trained on) with ``zste.evaluate`` (SPEC §4): 3A-o (``"x_i before x_j"`` vs
 ``"x_j before x_i"`` for ``a_i⊕a_j`` and for ``a_j⊕a_i``), 3A-c (SPEC §4: both orders of an
 unordered clip pair right in 3A, "while" a candidate too), ``oc`` (both right in 3A-o, the
@@ -57,7 +57,8 @@ from _common import describe, machine_info, write_json  # noqa: E402
 from _order_eval import (CLASS_PROMPT, EvalHook, distance_from_pooled, evaluate,  # noqa: E402
                          print_table, scores, test_once, zero_shot_top1)
 
-from teminal import losses, selection, train  # noqa: E402
+from teminal import losses, train
+from teminal.eval import selection  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
 from teminal.data import esc50  # noqa: E402

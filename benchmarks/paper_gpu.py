@@ -49,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (bert_tokenizer_folder, describe, machine_info, make_esc50_like,  # noqa: E402
                      contention_note, memory_text, phase, pick_device, write_json)
 
-from teminal import evaluate, gates, losses, tracking, train, zste  # noqa: E402
+from teminal.eval import evaluate, zste
+from teminal import gates, losses, tracking, train  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
 from teminal.data import esc50  # noqa: E402

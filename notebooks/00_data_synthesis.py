@@ -46,7 +46,7 @@ renormalize = True            # composite back to level_rms after combining (SPE
 # %%
 from IPython.display import display
 
-from teminal import plots, widgets
+from teminal.viz import plots, widgets
 from teminal.run import session, steps
 
 S = session.start("00_data_synthesis", globals())

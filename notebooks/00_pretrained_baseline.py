@@ -41,7 +41,7 @@ tiny_width = 16               # tiny: channels of the first CNN block (doubling 
 # %%
 from IPython.display import display
 
-from teminal import plots
+from teminal.viz import plots
 from teminal.run import session, steps
 
 S = session.start("00_pretrained_baseline", globals(), tags={"teminal.model": "pretrained"})

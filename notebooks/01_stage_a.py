@@ -37,7 +37,7 @@ audio_head = "pooled"         # "pooled" (the paper's head) | "order" (order-awa
 # %%
 from IPython.display import display
 
-from teminal import plots, widgets
+from teminal.viz import plots, widgets
 from teminal.run import session, steps
 
 S = session.start("01_stage_a", globals(), tags={"teminal.stage": "A"})

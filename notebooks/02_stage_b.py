@@ -45,7 +45,7 @@ order_lr = None               # the order-aware module's own learning rate (None
 # %%
 from IPython.display import display
 
-from teminal import plots, widgets
+from teminal.viz import plots, widgets
 from teminal.run import session, steps
 
 S = session.start("02_stage_b", globals(), tags={"teminal.stage": "B"})

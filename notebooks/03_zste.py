@@ -20,7 +20,7 @@
 # (order consistency) and 3W (balanced "while": a constant answer scores 50, so 3B bought with
 # 3A shows), each with its chance level and a 95 % interval from a bootstrap over
 # classes (items that share a class move together, and with it their clips and pairs; identical
-# items count once; `teminal.intervals`).
+# items count once; `teminal.eval.intervals`).
 # Three evaluation sets:
 # - **held-out pairs** (`zste/…`): new recordings in class combinations never trained on;
 # - **seen combinations** (`zste_seen/…`): new recordings in training class combinations;
@@ -49,7 +49,8 @@ probe = True                  # also the level/duration probe
 # %%
 from IPython.display import display
 
-from teminal import plots, widgets, zste
+from teminal.viz import plots, widgets
+from teminal.eval import zste
 from teminal.run import session, steps
 
 S = session.start("03_zste", globals())

@@ -38,7 +38,8 @@ order_lr = None               # the order module's own learning rate in that row
 # %%
 from IPython.display import display
 
-from teminal import ablation, plots
+from teminal import ablation
+from teminal.viz import plots
 from teminal.run import session, steps
 
 S = session.start("04_ablations", globals())

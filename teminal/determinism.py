@@ -22,7 +22,7 @@ none of the smoke numbers an AMD EPYC stored). The mode takes every such choice 
 
 OpenBLAS (numpy's BLAS) is not steered here: ``OPENBLAS_*`` variables are the workplace's. No
 stored number goes through it: the level/duration probe, the one numpy linear-algebra user on
-that path, does its products and its Newton solve without BLAS (``teminal.probe``).
+that path, does its products and its Newton solve without BLAS (``teminal.eval.probe``).
 
 Most of this is read once, when torch and numpy are imported, so the mode is an environment a
 process must *start* in (``environment()``) plus what only Python can set (``apply()``). The

@@ -8,7 +8,7 @@ named run. Each evaluation run holds ``tables/<set>.json`` and its per-item scor
 ``items/*.items.parquet`` for the sets ``zste`` (held-out class pairs and clips), ``zste_seen``
 (seen class combinations) and ``zste_heldout`` (held-out phrasings).
 
-Per figure (SPEC §4 "Intervals", :mod:`teminal.seed_stats`): the across-seed mean, a 95 %
+Per figure (SPEC §4 "Intervals", :mod:`teminal.eval.seed_stats`): the across-seed mean, a 95 %
 interval covering seed and evaluation sampling, and with several seeds the seed range, in bold
 with ⚠ when the seeds disagree (range wider than the evaluation margin of error). Then paired
 differences for the main comparisons (same items, same seeds; bold when the interval excludes 0)
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import seed_stats, tracking
-from .zste import PAPER_TABLE3, TASKS
+from teminal.eval import seed_stats
+from teminal import tracking
+from teminal.eval.zste import PAPER_TABLE3, TASKS
 
 SETS = {"zste": "held-out pairs", "zste_seen": "seen combinations",
         "zste_heldout": "held-out phrasings"}

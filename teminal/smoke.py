@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import evaluate, losses, train
+from teminal.eval import evaluate
+from teminal import losses, train
 from .audio import Recipe
 from .cache import TrunkCache
 from .data import esc50

@@ -2,7 +2,7 @@
 
 A widget shows only where a live widget manager renders it: an executed copy opened untrusted
 in JupyterLab, its nbconvert HTML rendering or the MLflow UI shows the widget's ``text/plain``
-(``VBox(children=(Dropdown(…``) instead. ``Pictured`` widgets (``teminal.widgets``) add this
+(``VBox(children=(Dropdown(…``) instead. ``Pictured`` widgets (``teminal.viz.widgets``) add this
 picture to their display bundle as ``text/html``: a live, trusted notebook still shows the
 widget (its renderer ranks first), everything else the picture — figures as PNG images, tables,
 captions, the chosen option of each control.

@@ -123,10 +123,10 @@ def test_no_configuration_trains_on_evaluation_wording(path):
     """Every configuration in params/: its stage-A, stage-B, paraphrase and pretraining caption
     templates share no run of 3 words with any ZSTE prompt or held-out phrasing (SPEC §1)."""
     from teminal.data.captions import training_wording, word_runs
-    from teminal.retrieval import ZERO_SHOT_PROMPT
+    from teminal.eval.retrieval import ZERO_SHOT_PROMPT
     from teminal.run.config import load_config
     from teminal.run.steps.data import check_wording, templates
-    from teminal.zste_tasks import ZsteTemplates, evaluation_wording
+    from teminal.eval.tasks import ZsteTemplates, evaluation_wording
     config = load_config(path)
     check_wording(config.data)
     training = training_wording(templates(config.data), TRAINING_FAMILY)

@@ -13,8 +13,8 @@ from teminal.audio import Recipe, write_audio
 from teminal.eval.card import card_figure, card_markdown
 from teminal.eval.specs import load_model
 from teminal.eval.suite import EvalOptions, eval_data, evaluate_any, with_triples
-from teminal.retrieval import read_clotho
-from teminal.zste import ALL_TASKS
+from teminal.eval.retrieval import read_clotho
+from teminal.eval.zste import ALL_TASKS
 
 
 @pytest.fixture(scope="module")

@@ -233,7 +233,7 @@ def test_report_of_a_failed_run_says_why_there_is_nothing(tmp_path, uri):
 def test_a_damaged_evaluation_file_is_named_and_computed_again(tmp_path):
     import pandas as pd
 
-    from teminal import seed_stats
+    from teminal.eval import seed_stats
     from teminal.run.steps.evaluate import _read
 
     S = _session(tmp_path / "run")

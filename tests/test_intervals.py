@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from teminal.intervals import (Interval, _draws, aligned_scores, item_groups, item_interval, paired_difference,
+from teminal.eval.intervals import (Interval, _draws, aligned_scores, item_groups, item_interval, paired_difference,
                                seed_interval, wilson)
-from teminal.intervals_sim import (SimWorld, class_bootstrap, coverage, pair_percentile,
+from teminal.eval.intervals_sim import (SimWorld, class_bootstrap, coverage, pair_percentile,
                                    simulate)
 
 Z = stats.norm.ppf(0.975)

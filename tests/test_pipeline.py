@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from mlflow import MlflowClient
 
-from teminal import cli, pipeline, report, tracking, zste
+from teminal import cli, pipeline, report, tracking
+from teminal.eval import zste
 from teminal.data.pairs import read_manifests
 from teminal.run.config import load_config
 

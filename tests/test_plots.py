@@ -1,4 +1,4 @@
-"""Headless tests of teminal.plots: each function returns a Figure with the expected artists."""
+"""Headless tests of teminal.viz.plots: each function returns a Figure with the expected artists."""
 from __future__ import annotations
 
 import matplotlib
@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from teminal import plots  # noqa: E402
+from teminal.viz import plots  # noqa: E402
 from teminal.losses import StageAWeights, StageBWeights, stage_a_log_weights, stage_b_log_weights  # noqa: E402
 
 

@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 
 from teminal.audio import Recipe
 from teminal.data.clips import audio_key
-from teminal.probe import (FEATURES, PROBE_TASKS, auc, clip_stats, cue_stats, feature_aucs,
+from teminal.eval.probe import (FEATURES, PROBE_TASKS, auc, clip_stats, cue_stats, feature_aucs,
                            fit_probe, single_double, while_tasks)
 
 SR, K = 8000, 6
@@ -139,7 +139,7 @@ def test_a_leak_is_decided_every_time():
     assert a.value["A-sd"] == 100 and w.value["3B"] == 0 and w.value["3W"] == 0
 
 
-# ---- the real recipes (SPEC §1) through the pipeline's glue (teminal.evaluate.probe_sets)
+# ---- the real recipes (SPEC §1) through the pipeline's glue (teminal.eval.evaluate.probe_sets)
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from teminal.data import esc50
@@ -167,7 +167,7 @@ def varied(tmp_path_factory):
 
 def _probe_tables(data, **recipe):
     from teminal.data.clips import ClipStore, render
-    from teminal.evaluate import probe_sets
+    from teminal.eval.evaluate import probe_sets
 
     base, manifests = data
     r = Recipe(sample_rate=base.sample_rate, **recipe)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from teminal.retrieval import (
+from teminal.eval.retrieval import (
     ZERO_SHOT_PROMPT,
     read_audiocaps,
     read_clotho,

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from teminal import ablation, seed_stats, zste
-from teminal.intervals import Interval
+from teminal import ablation
+from teminal.eval import seed_stats, zste
+from teminal.eval.intervals import Interval
 from teminal.run.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

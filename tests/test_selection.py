@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from teminal import selection
+from teminal.eval import selection
 from teminal.data.pairs import PairingConfig, build_manifests
 
 

@@ -8,7 +8,8 @@ import mlflow
 import nbformat
 import pandas as pd
 
-from teminal import cli, executed, hints, report, tracking, widgets
+from teminal import cli, executed, hints, report, tracking
+from teminal.viz import widgets
 from teminal.run.config import to_yaml
 from teminal.run.params import RunConfig
 

@@ -1,4 +1,4 @@
-"""Headless tests of teminal.widgets: widgets build without a kernel and react to value changes."""
+"""Headless tests of teminal.viz.widgets: widgets build without a kernel and react to value changes."""
 from __future__ import annotations
 
 import matplotlib
@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from teminal import widgets as tw  # noqa: E402
+from teminal.viz import widgets as tw  # noqa: E402
 from teminal.losses import StageBWeights, stage_b_log_weights  # noqa: E402
 
 SR = 8000

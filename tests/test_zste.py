@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from teminal.gates import SanityError
-from teminal.zste import (
+from teminal.eval.zste import (
     PAPER_TABLE3,
     TASKS,
     ZsteInputs,
@@ -21,8 +21,8 @@ from teminal.zste import (
     evaluate_phrasings,
     topk_credit,
 )
-from teminal.zste_prompts import zste_items
-from teminal.zste_tasks import ORDER_TASKS
+from teminal.eval.prompts import zste_items
+from teminal.eval.tasks import ORDER_TASKS
 
 K = 5
 NAMES = ["dog", "rain", "siren", "clock tick", "crow"]

@@ -2,10 +2,10 @@
 
 Markdown: each model's input rule; the ZSTE table of the held-out pairs (Table 3 layout, cells
 ``value [95 % interval]``, the chance column and the paper's Table 3 columns, via
-:func:`teminal.plots.zste_table`, the one formatter of such cells); the order scores in both
+:func:`teminal.viz.plots.zste_table`, the one formatter of such cells); the order scores in both
 directions and 3C; seen combinations and held-out phrasings (values only); zero-shot
 classification; retrieval and CompA-order when measured. Figure: every task of the held-out
-pairs per model with its interval and chance (:func:`teminal.plots.zste_bars`).
+pairs per model with its interval and chance (:func:`teminal.viz.plots.zste_bars`).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from collections.abc import Mapping
 import pandas as pd
 from matplotlib.figure import Figure
 
-from teminal import plots
+from teminal.viz import plots
 from teminal.report import markdown
-from teminal.zste import PAPER_TABLE3
+from teminal.eval.zste import PAPER_TABLE3
 
 
 def _md(df: pd.DataFrame, *, index: bool = True) -> str:
@@ -47,7 +47,7 @@ def card_markdown(reports: Mapping, *, title: str = "Report card") -> str:
                        for m, r in reports.items()})
     parts = [f"# {title}", "",
              "Every model is scored on the same items (held-out class pairs and clips of one "
-             "run). Percent; 95 % intervals resample classes (SPEC §4, `teminal.intervals`); "
+             "run). Percent; 95 % intervals resample classes (SPEC §4, `teminal.eval.intervals`); "
              "`paper:` columns are the paper's Table 3 (its models, its ESC-50 split: compare "
              "directions, not values).", "", "## Input rules", "", _md(rules, index=False), "",
              "## ZSTE, held-out pairs", "", _md(table), "",

@@ -12,7 +12,7 @@ extracted ``CompA_order_files`` folder (``benchmark_eval.py`` prepends it to eac
 own caption (chance 25 %); audio — both captions prefer their own audio (25 %); group — all
 four (16.7 %). Ties score their expectation under a random tie break
 (:func:`teminal.eval.order.winoground_credit`; the reference script counts a tie as wrong).
-Items are independent recordings: the 95 % interval (:mod:`teminal.intervals`) resamples
+Items are independent recordings: the 95 % interval (:mod:`teminal.eval.intervals`) resamples
 items.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pandas as pd
 
 from teminal.audio import read_audio
 from teminal.eval.order import unit_rows, winoground_credit
-from teminal.intervals import item_interval
+from teminal.eval.intervals import item_interval
 
 COLUMNS = ("pair_file", "reversed_pair_file", "pair_caption", "reversed_pair_caption")
 TRIO = {"3A-text": ("text", 1 / 4), "3A-audio": ("audio", 1 / 4), "3A-group": ("group", 1 / 6)}

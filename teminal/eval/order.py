@@ -20,7 +20,7 @@ model scores exactly the chance levels above.
 
 **Items** carry the columns of every ZSTE item (``row, audio, i, j, key, cluster, phrasing,
 score, tied, predicted, target``): ``audio = "seq+rev"``, ``key = "<seq key> + <rev key>"``,
-``(i, j)`` the row's classes (the units :mod:`teminal.intervals` resamples), ``cluster`` the
+``(i, j)`` the row's classes (the units :mod:`teminal.eval.intervals` resamples), ``cluster`` the
 unordered class pair (``min·K + max``, as the other tasks). Each unordered clip pair is one item per
 phrasing (rows (i, j) and (j, i) with the same clips are the same question, counted once);
 ``3A-a`` has two items per pair and phrasing (``caption`` column: 0 for T0, 1 for T1).
@@ -30,7 +30,7 @@ classes whose unordered pairs are all held out, each part level-matched; candida
 orders ``"{x} before {y} before {z}"``; top-1 = the played order; chance 1/6. All six orders of
 a triple's clips are items, so a text side that prefers one phrasing cannot score above chance.
 3C items have ``i, j, k`` = the classes in played order (all three resampled by
-:func:`teminal.intervals.item_groups`) and ``cluster`` = the unordered triple
+:func:`teminal.eval.intervals.item_groups`) and ``cluster`` = the unordered triple
 (``(lo·K + mid)·K + hi``).
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal import retrieval, zste
+from teminal.eval import retrieval, zste
 from teminal.audio import Recipe, read_audio
 from teminal.data.captions import HELDOUT_FAMILY
 from teminal.data.clips import ClipStore, audio_key, pair_keys, render

@@ -20,7 +20,7 @@ import torch
 from teminal.audio import Recipe, level, peak_limit
 from teminal.eval.order import unit_rows
 from teminal.data.captions import check_template
-from teminal.zste_scoring import topk_credit
+from teminal.eval.scoring import topk_credit
 
 TRIPLE_TEMPLATE = "{x} before {y} before {z}"
 ORDERS = list(itertools.permutations(range(3)))  # the six orders of a triple

@@ -173,7 +173,7 @@ class StageBParams(Section):
 
 PROBE_FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
                   "onset_rate")
-"""The probe's statistics (``teminal.probe.FEATURES``; a test keeps the two equal)."""
+"""The probe's statistics (``teminal.eval.probe.FEATURES``; a test keeps the two equal)."""
 ProbeFeature = Literal["duration_s", "rms", "peak", "crest", "env_cv", "env_range_db",
                        "silent_share", "onset_rate"]
 
@@ -201,7 +201,7 @@ class EvaluateParams(Section):
     triple_template: str = "{x} before {y} before {z}"  # 3C candidates, x heard first
     batch: int = Field(32, ge=1)  # clips rendered and embedded per call
     captioned: Literal["none", "clotho", "audiocaps"] = "none"  # retrieval set layout
-    captioned_root: str = ""  # its local folder (Clotho / AudioCaps layout, teminal.retrieval)
+    captioned_root: str = ""  # its local folder (Clotho / AudioCaps layout, teminal.eval.retrieval)
     captioned_split: str = ""  # its split ("" = evaluation / test)
     compa_csv: str = ""  # CompA-order benchmark CSV ("" = not scored)
     compa_audio_dir: str = ""  # its CompA_order_files folder

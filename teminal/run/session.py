@@ -86,7 +86,7 @@ class Session:
         import mlflow
         from IPython.display import Image, display
 
-        from ..plots import png
+        from teminal.viz.plots import png
 
         mlflow.log_figure(fig, artifact)
         display(Image(data=png(fig), format="png"))  # at plots.DPI: the sizes plots.py chose

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import mlflow
 
-from ... import retrieval, tracking
+from teminal.eval import retrieval
+from teminal import tracking
 from ...ablation import SETTING_FIELDS
 from ...eval.adapters.backbone import BackboneModel
 from ...eval.card import card_figure, card_markdown

@@ -28,8 +28,8 @@ from ...data.pairs import (Manifests, PairingConfig, build_manifests, eval_pair_
 from ...data.base_set import DatasetError, changed_files
 from ...data.subsets import select_classes
 from ...data.synth_world import WorldConfig, make_world
-from ...retrieval import ZERO_SHOT_PROMPT
-from ...zste_tasks import ZsteTemplates, evaluation_wording
+from teminal.eval.retrieval import ZERO_SHOT_PROMPT
+from teminal.eval.tasks import ZsteTemplates, evaluation_wording
 from ..layout import RunLayout, read_json, workdir, write_json
 from ..params import DataParams
 from ..session import Session

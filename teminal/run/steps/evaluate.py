@@ -25,11 +25,12 @@ import mlflow
 import pandas as pd
 import torch
 
-from ... import evaluate as lib
-from ... import gates, seed_stats, tracking, zste
+from teminal.eval import evaluate as lib
+from teminal import gates, tracking
+from teminal.eval import seed_stats, zste
 from ...integrity import IntegrityError
 from ...models.base import Backbone
-from ...views import BatchView, PairView
+from teminal.viz.views import BatchView, PairView
 from ...warn import warn
 from .. import logged
 from ..layout import read_json, write_json

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import probe, retrieval, zste
-from .data.captions import HELDOUT_FAMILY
-from .data.clips import audio_key, pair_keys
-from .data.pairs import Manifests
-from .features import FeatureBank, embed_audio, embed_texts
-from .models.base import Backbone
+from teminal.eval import probe, retrieval, zste
+from teminal.data.captions import HELDOUT_FAMILY
+from teminal.data.clips import audio_key, pair_keys
+from teminal.data.pairs import Manifests
+from teminal.features import FeatureBank, embed_audio, embed_texts
+from teminal.models.base import Backbone
 
 EVAL_SPLITS = ("test", "seen")
 TASKS_SEEN = tuple(t for t in zste.TASKS if t != "1A")  # 1A reads the same singles on both sets
@@ -127,7 +127,7 @@ def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, manifests: Man
 def probe_sets(manifests: Manifests, class_names: list[str], *,
                render: Callable[[str], np.ndarray], sample_rate: int, n_boot: int,
                seed: int, features=probe.FEATURES) -> tuple[dict[str, zste.ZsteResult], pd.DataFrame]:
-    """The level/duration probe (SPEC §4, :mod:`teminal.probe`): one probe fitted on the
+    """The level/duration probe (SPEC §4, :mod:`teminal.eval.probe`): one probe fitted on the
     training rows' stage-A singles vs doubles, one on their stage-B sequential clips vs
     overlays, on the statistics ``features``; their decisions scored on ``A-sd``, ``3B`` and ``3W`` of each evaluation set
     (``zste``: held-out pairs, ``zste_seen``). Also the AUC of every statistic alone per task

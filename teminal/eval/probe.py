@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal.zste import ZsteResult, item_ids, result_from_frames, score_items
-from teminal.zste_prompts import WHILE, check_keys, zste_items
+from teminal.eval.zste import ZsteResult, item_ids, result_from_frames, score_items
+from teminal.eval.prompts import WHILE, check_keys, zste_items
 
 FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
             "onset_rate")
@@ -207,7 +207,7 @@ def while_tasks(probe: LevelDurationProbe, *, class_names, pairs, seq_keys, rev_
                 seq_stats, rev_stats, mix_stats, n_boot: int, seed: int) -> ZsteResult:
     """``3B`` and ``3W`` of the probe on an evaluation set (module doc): ``pairs [P, 2]``, audio
     keys [P] and ``cue_stats`` [P, F] of each row's seq, rev and mix audio. Items,
-    de-duplication, chance levels and intervals as ``teminal.zste.evaluate``."""
+    de-duplication, chance levels and intervals as ``teminal.eval.zste.evaluate``."""
     items = zste_items(class_names, pairs, seq_keys=seq_keys, rev_keys=rev_keys,
                        mix_keys=mix_keys, tasks=("3B", "3W"), seed=seed)
     decided = {}

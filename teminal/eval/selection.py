@@ -7,7 +7,7 @@ checkpoint, any benchmark sweep — goes through ``choose``. Its scorer receives
 ``"val"``: it is built from a run's manifests by ``validation_items``, and constructing one
 from any other rows is an error. So the test split cannot reach a choice, by construction
 rather than by convention. Reporting the chosen setting on the test split afterwards, once, is
-``teminal.evaluate``'s business, not this module's.
+``teminal.eval.evaluate``'s business, not this module's.
 
 Where validation lives (``teminal.data.pairs``): stage-B rows of split ``"val"`` are the
 ``val_fraction`` (10 %) of the non-test unordered class pairs, never in a training row; under
@@ -23,12 +23,12 @@ from typing import Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from . import zste
-from .data.clips import audio_key
-from .data.pairs import Manifests
-from .evaluate import composite_keys
-from .features import FeatureBank, embed_audio
-from .models.base import Backbone
+from teminal.eval import zste
+from teminal.data.clips import audio_key
+from teminal.data.pairs import Manifests
+from teminal.eval.evaluate import composite_keys
+from teminal.features import FeatureBank, embed_audio
+from teminal.models.base import Backbone
 
 SPLIT = "val"
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """ZSTE — zero-shot temporal evaluation (SPEC §4; paper B.4, Alg. 2-3).
 
-Per item (:mod:`teminal.zste_prompts`): cosine similarity between the audio and its candidate
+Per item (:mod:`teminal.eval.prompts`): cosine similarity between the audio and its candidate
 prompts, softmax over the candidates, top-k (SPEC §4). The softmax is monotone, so the ranking
 is taken on the cosines.
 
@@ -18,7 +18,7 @@ unordered clip pair (``a_i ⊕ a_j`` and ``a_j ⊕ a_i`` of the same clips, coun
 probability that both are answered correctly in 3A: the product of the two expected credits
 (independent tie breaks; chance 1/9).
 
-**Intervals** (SPEC §4; :mod:`teminal.intervals`): a multi-way cluster bootstrap over the
+**Intervals** (SPEC §4; :mod:`teminal.eval.intervals`): a multi-way cluster bootstrap over the
 items' classes (every class one weight, an item the product of its classes' weights; clips
 and pairs are nested in the classes and move with them; Task 1 draws classes with their
 clips), turned into a Wilson interval with an effective sample size: no interval collapses to
@@ -33,14 +33,14 @@ with 3A.
 
 **Held-out phrasings** (SPEC §4): :func:`evaluate_phrasings` scores 3A, 3A-o, 3A-c, 3B, 3W and 5A
 again under every combination of a phrasing family's templates (all in the item's cluster;
-see :mod:`teminal.zste_prompts`). Metrics ``zste_heldout/<task>`` (``metrics(prefix=…)``).
+see :mod:`teminal.eval.prompts`). Metrics ``zste_heldout/<task>`` (``metrics(prefix=…)``).
 
 Figures are percent; ``items`` scores are in [0, 1].
 
 Where things live: inputs and the evaluation entry points here; items and prompts in
-:mod:`teminal.zste_prompts` (vocabulary in :mod:`teminal.zste_tasks`); credit, per-item frames,
-chance levels in :mod:`teminal.zste_scoring` (all re-exported here); intervals in
-:mod:`teminal.intervals`.
+:mod:`teminal.eval.prompts` (vocabulary in :mod:`teminal.eval.tasks`); credit, per-item frames,
+chance levels in :mod:`teminal.eval.scoring` (all re-exported here); intervals in
+:mod:`teminal.eval.intervals`.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal.zste_prompts import (
+from teminal.eval.prompts import (
     BEFORE,
     TASKS,
     Phrasing,
@@ -65,14 +65,14 @@ from teminal.zste_prompts import (
     family_phrasings,
     zste_items,
 )
-from teminal.zste_tasks import ALL_TASKS, ORDER_TASKS
-from teminal.zste_scoring import (
+from teminal.eval.tasks import ALL_TASKS, ORDER_TASKS
+from teminal.eval.scoring import (
     ZsteResult,
     balanced_frame,
     chance_levels,
     consistency_frame,
     gather_scores,
-    item_ids,  # noqa: F401  (re-exported; teminal.probe uses it)
+    item_ids,  # noqa: F401  (re-exported; teminal.eval.probe uses it)
     result_from_frames,
     score_frame,
     topk_credit,

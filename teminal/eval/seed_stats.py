@@ -1,6 +1,6 @@
 """Per-item scores across training seeds → the figures and differences ``report`` prints
 (SPEC §4 "Intervals"). Explicit arguments only; the interval arithmetic is
-:mod:`teminal.intervals` (``item_groups``, ``item_interval``, ``seed_interval``,
+:mod:`teminal.eval.intervals` (``item_groups``, ``item_interval``, ``seed_interval``,
 ``paired_difference``); this module only lines items up across seeds and models.
 
 - ``item_table``: an evaluation's per-item frames (``ZsteResult.items`` by set) as one compact
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import intervals
-from .integrity import write_atomic
-from .intervals import Interval
+from teminal.eval import intervals
+from teminal.integrity import write_atomic
+from teminal.eval.intervals import Interval
 
 ID_COLUMNS = ("row", "audio", "i", "j", "label", "key", "cluster", "phrasing")
 """The identity of an item: equal across seeds when the evaluation set is the same."""

@@ -156,7 +156,7 @@ def log_mel(wave: np.ndarray, sample_rate: int, *, ax: Axes | None = None, title
 
 def mixture_figure(row: Mapping, render, sample_rate: int) -> Figure:
     """Log-mel spectrograms of a stage-B manifest row's forward, reversed and overlay clips."""
-    from .data.clips import pair_keys
+    from teminal.data.clips import pair_keys
 
     k = {name: v[0] for name, v in pair_keys(pd.DataFrame([dict(row)])).items()}
     keys = [("forward", k["seq"], row["caption_f"]), ("reversed", k["rev"], row["caption_r"]),
@@ -353,7 +353,7 @@ def zste_table(tables: Mapping[str, object], *, paper: pd.DataFrame | None = Non
     Args:
         tables: model name → ZSTE table or ``ZsteResult`` (percent).
         paper: optional reference figures with a ``task`` column (or task index) and one
-            column per model, e.g. ``teminal.zste.PAPER_TABLE3``; each becomes a column
+            column per model, e.g. ``teminal.eval.zste.PAPER_TABLE3``; each becomes a column
             ``"paper: <name>"`` (a ``paper_`` prefix is dropped). Tasks the paper does not
             report are empty.
         digits: decimals of our figures.

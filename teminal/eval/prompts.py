@@ -2,7 +2,7 @@
 
 An **item** is one question: an audio identity (its key), the candidate texts, the correct ones,
 and its cluster. Texts are deduplicated into ``ZsteItems.texts``; each task reads its candidates
-through integer index arrays into it. Candidate order is irrelevant: :mod:`teminal.zste` scores
+through integer index arrays into it. Candidate order is irrelevant: :mod:`teminal.eval.zste` scores
 ties by their expectation under a uniformly random tie break.
 
 **Which audio** (SPEC §4 table). Tasks on ``a_i ⊕ a_j`` (2A, 2B, 3A, 3A-o, 4A, 5A) ask about every
@@ -35,15 +35,15 @@ naming a class outside ``{a, b}``); 5A ``[first a, second b, first b, second a]`
 ``[sim(a, b), sim(b, a)]`` then ``n5b - 2`` other ordered pairs.
 
 Where things live: the task list, caption kinds, ``ZsteTemplates``, ``Phrasing``, the item
-containers ``TaskItems`` / ``ZsteItems`` and the input checks are in :mod:`teminal.zste_tasks`
-and re-exported here; this module builds the items (:func:`zste_items`); :mod:`teminal.zste`
+containers ``TaskItems`` / ``ZsteItems`` and the input checks are in :mod:`teminal.eval.tasks`
+and re-exported here; this module builds the items (:func:`zste_items`); :mod:`teminal.eval.zste`
 scores them.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from teminal.zste_tasks import (BEFORE, CLASS, FIRST, ORDER_TASKS, SECOND, SIMULTANEOUS, TASKS,
+from teminal.eval.tasks import (BEFORE, CLASS, FIRST, ORDER_TASKS, SECOND, SIMULTANEOUS, TASKS,
                                 WHILE, Phrasing, TaskItems, ZsteItems, ZsteTemplates,
                                 check_class_names,
                                 check_eval_pairs, check_keys, check_pairs, default_phrasing,

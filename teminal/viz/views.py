@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data.clips import pair_keys
-from .features import FeatureBank, embed_audio, embed_texts
-from .models.base import Backbone
+from teminal.data.clips import pair_keys
+from teminal.features import FeatureBank, embed_audio, embed_texts
+from teminal.models.base import Backbone
 
 
 def _figure_args(view: Any, k: int, title: str) -> dict:

@@ -26,7 +26,8 @@ import pandas as pd
 from IPython.display import HTML, Audio
 from matplotlib.figure import Figure
 
-from teminal import plots, snapshot
+from teminal.viz import plots
+from teminal import snapshot
 from teminal.data.clips import pair_keys
 
 __all__ = ["Pictured", "failure_view", "mixture_player", "similarity_explorer"]

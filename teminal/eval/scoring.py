@@ -1,8 +1,8 @@
 """ZSTE scoring: expected top-k credit under random tie breaks, per-item frames, the table with
-its chance levels and 95 % intervals (SPEC §4; :mod:`teminal.intervals`).
+its chance levels and 95 % intervals (SPEC §4; :mod:`teminal.eval.intervals`).
 
 The rules (ties, 3A-c as a product of credits, clusters, percent figures) are stated in
-:mod:`teminal.zste`, which drives these functions and re-exports the public ones; import from
+:mod:`teminal.eval.zste`, which drives these functions and re-exports the public ones; import from
 there.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal.intervals import item_groups, item_interval
-from teminal.zste_tasks import ALL_TASKS, TaskItems, ZsteItems
+from teminal.eval.intervals import item_groups, item_interval
+from teminal.eval.tasks import ALL_TASKS, TaskItems, ZsteItems
 
 _CHUNK = 1 << 22  # elements per gathered candidate block in scoring
 
@@ -23,7 +23,7 @@ _CHUNK = 1 << 22  # elements per gathered candidate block in scoring
 @dataclass
 class ZsteResult:
     """ZSTE figures. ``table``: one row per task (``TASKS`` order), columns ``task, value,
-    chance, ci_low, ci_high, n, n_clusters`` (percent; :mod:`teminal.zste` doc).
+    chance, ci_low, ci_high, n, n_clusters`` (percent; :mod:`teminal.eval.zste` doc).
     ``items[task]``: per item ``row, audio, i, j, key, cluster, phrasing, score, tied,
     predicted, target`` (``label`` instead of ``i, j`` for 1A; ``audio`` = seq / rev / mix /
     single / seq+rev), for a "which pairs fail" view."""
@@ -57,7 +57,7 @@ def topk_credit(
     scores, correct, *, k: int, rule: str, tie_tol: float = 1e-6
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected score of each row's top-k under a uniformly random tie break
-    (:mod:`teminal.zste` doc).
+    (:mod:`teminal.eval.zste` doc).
 
     scores [N, C] float, correct [N, C] bool. ``rule``: ``"frac"`` = |top-k ∩ correct| /
     |correct| (top-1 accuracy when k = 1), ``"all"`` = 1[correct ⊆ top-k], ``"any"`` =
@@ -159,7 +159,7 @@ def result_from_frames(frames: dict[str, pd.DataFrame], items: ZsteItems | None,
     """The table (value, chance, 95 % interval, n, n_clusters) of per-item ``frames``:
     ZSTE tasks (chance from ``items``) in ``TASKS`` order, then tasks of ``extra_chance``
     (task → chance fraction; the probe's ``A-sd``); the interval is
-    :func:`teminal.intervals.item_interval` over the items' classes (SPEC §4)."""
+    :func:`teminal.eval.intervals.item_interval` over the items' classes (SPEC §4)."""
     chance = {} if items is None else chance_levels(
         items.n_classes, n_candidates_4=items.n_candidates_4, n_candidates_5b=items.n_candidates_5b)
     chance |= extra_chance or {}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from teminal.intervals import Interval, item_groups, item_interval, seed_interval
+from teminal.eval.intervals import Interval, item_groups, item_interval, seed_interval
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +92,7 @@ def pair_percentile(items: pd.DataFrame, *, n_boot: int, seed) -> Interval:
 
 
 def class_bootstrap(items: pd.DataFrame, *, n_boot: int, seed) -> Interval:
-    """The interval of :mod:`teminal.intervals` on a simulated items frame (one seed:
+    """The interval of :mod:`teminal.eval.intervals` on a simulated items frame (one seed:
     ``item_interval``; several: ``seed_interval`` on the per-seed score vectors)."""
     n_seeds = int(items.seed.max()) + 1  # simulate() writes seed-major blocks of equal size
     scores = items.score.to_numpy().reshape(n_seeds, -1)  # [S, N]

@@ -18,7 +18,7 @@ anything the classes miss (adding clips to Task 1 gave 99–100 % coverage in th
 Task 1 (one clip, one class) resamples its classes, each drawn class with all its clips. The
 product of two weights counts the covariance of two items of one pair three times, which
 makes up for the small-class shrinkage of Exp(1) weights ((K-1)/(K+1) per factor): on the
-simulation of :mod:`teminal.intervals_sim` (class, clip and pair random effects, known truth)
+simulation of :mod:`teminal.eval.intervals_sim` (class, clip and pair random effects, known truth)
 the interval covers 95–97 % where the former pair-clustered percentile one covered 65–77 %,
 and 99 % when class effects are weak (README "Intervals").
 
@@ -36,7 +36,7 @@ same tie credit), no spread is observed: the share of disagreeing items in the p
 then bounded by the Wilson bound for 0 of N, ``q = z²/(N + z²)`` (≈ the rule of three), and
 the mean can move by at most that share towards either end: ``[v - q·v, v + q·(1 - v)]``
 (``[0, q]`` at 0 — what Wilson gives for 0 of N). Identical items are scored once upstream
-(:mod:`teminal.zste_prompts`).
+(:mod:`teminal.eval.prompts`).
 
 **Seeds.** :func:`seed_interval`: one score vector per training seed on the same items, the
 mean over seeds and items. Its variance has two parts, added: evaluation sampling (the class

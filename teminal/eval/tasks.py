@@ -1,10 +1,10 @@
 """ZSTE vocabulary: tasks, caption kinds, templates and phrasings, item containers, input checks.
 
 SPEC §4 (tasks, prompts, held-out phrasings) and §6 (the gates ``check_class_names`` and
-``check_eval_pairs`` apply). What an item is, and how :func:`teminal.zste_prompts.zste_items`
+``check_eval_pairs`` apply). What an item is, and how :func:`teminal.eval.prompts.zste_items`
 builds the items of one evaluation from these pieces, is described in
-:mod:`teminal.zste_prompts`, which re-exports everything here: callers outside the ZSTE
-modules import from it (or from :mod:`teminal.zste`).
+:mod:`teminal.eval.prompts`, which re-exports everything here: callers outside the ZSTE
+modules import from it (or from :mod:`teminal.eval.zste`).
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def family_phrasings(family) -> list[Phrasing]:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class TaskItems:
-    """The deduplicated items of one task (:mod:`teminal.zste_prompts` doc). Arrays have one entry per item [N].
+    """The deduplicated items of one task (:mod:`teminal.eval.prompts` doc). Arrays have one entry per item [N].
 
     key: audio identity; source: ``single``/``seq``/``rev``/``mix`` and row: where its audio is
     in the inputs (first occurrence); i, j: that row's classes (1A: i = label, j = -1);
