@@ -7,10 +7,11 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from teminal import losses, tracking
+from teminal import determinism, losses, tracking
 from teminal.gates import SanityError
 from teminal.training.config import TrainConfig, lr_lambda, make_optimizer, param_groups
-from teminal.training.fit import TIMED, fit
+from teminal.training.fit import TIMED, fit, train_step
+from teminal.training.precision import Precision, bf16_native
 
 
 class LinearTask:
@@ -257,3 +258,41 @@ def test_bad_config_is_named(field, value):
 def test_cosine_schedule_ends_at_zero():
     f = lr_lambda(TrainConfig(schedule="cosine", warmup_steps=2), total_steps=10)
     assert f(0) == pytest.approx(0.5) and f(2) == pytest.approx(1.0) and math.isclose(f(10), 0.0, abs_tol=1e-9)
+
+
+def test_train_step_is_the_step_fit_takes(tmp_path):
+    """A plain loop of ``train_step`` (what the benchmarks time) on fit's shuffles ends with
+    fit's weights, bit for bit: fit has no step of its own."""
+    cfg = dict(epochs=2, batch_size=16, lr=0.05, schedule="constant", grad_clip=0.05, bf16=True)
+    trained, _ = _fit(tmp_path / "ck", **cfg)
+    model = Head()
+    task, params = LinearTask(model), list(model.parameters())
+    config = TrainConfig(**cfg)
+    optimizer = make_optimizer(params, config)
+    precision = Precision.of(bf16=config.bf16, device=torch.device("cpu"))
+    shuffle = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    for _ in range(config.epochs):
+        model.train()
+        for rows in torch.randperm(task.n_train, generator=shuffle).view(3, 16):  # (S, B)
+            train_step(lambda: task.loss(rows, split="train"), optimizer=optimizer,
+                       params=params, grad_clip=config.grad_clip, precision=precision)
+    for a, b in zip(trained.parameters(), model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other = Head()
+    train_step(lambda: LinearTask(other).loss(torch.arange(16), split="train"),
+               optimizer=make_optimizer(list(other.parameters()), config),
+               params=list(other.parameters()), grad_clip=config.grad_clip, precision=precision)
+    assert not torch.equal(other.lin.weight, Head().lin.weight)  # a step moves the weights
+
+
+def test_precision_autocasts_only_where_bf16_is_native():
+    cpu, x = torch.device("cpu"), torch.randn(4, 4)
+    assert not Precision.of(bf16=False, device=cpu).bf16
+    assert Precision.of(bf16=True, device=cpu).bf16 == bf16_native(cpu)
+    if determinism.active():
+        assert not bf16_native(cpu)  # the deterministic mode keeps fp32
+    with Precision(device_type="cpu", bf16=True).autocast():
+        assert (x @ x).dtype == torch.bfloat16
+    with Precision(device_type="cpu", bf16=False).autocast():
+        assert (x @ x).dtype == torch.float32

@@ -71,5 +71,5 @@ class MsClap2022(MsClapBase):
 
     def text_head(self, feats: TextFeatures) -> torch.Tensor:
         enc = self.clap.caption_encoder
-        out = run_bert_layers(enc.base.encoder.layer[-1:], feats.hidden, feats.mask)[:, 0]  # [CLS], (B, 768)
-        return enc.projection(out)  # (B, d)
+        hidden = run_bert_layers(enc.base.encoder.layer[-1:], feats.hidden, feats.mask)  # (B, L, 768)
+        return enc.projection(hidden[:, 0])  # [CLS] → (B, d)

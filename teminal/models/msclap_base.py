@@ -37,7 +37,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from ..cache import fingerprint
 from ..integrity import save_torch
-from .base import Backbone, TextFeatures
+from .base import AudioFeatures, Backbone, TextFeatures
 from .heads import OrderAwareAudioHead
 
 
@@ -249,7 +249,7 @@ class MsClapBase(Backbone):
         for m in self.frozen_modules():
             m.eval()
 
-    def audio_head(self, feats) -> torch.Tensor:
+    def audio_head(self, feats: AudioFeatures) -> torch.Tensor:
         return self.audio_head_module(feats)  # (B, d)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:

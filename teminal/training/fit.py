@@ -194,13 +194,15 @@ def _start(*, task: StageTask, model: nn.Module, params: list, config: TrainConf
     groups = param_groups(params)
     optimizer = make_optimizer(groups, config)
     steps_per_epoch = task.n_train // config.batch_size
+    shuffle = torch.Generator().manual_seed(config.seed)
+    fingerprint = config_hash({"train": config.fingerprint_fields(), **(fingerprint_extra or {})})
     return _Loop(
-        task=task, model=model, config=config, out_dir=out_dir,
-        fingerprint=config_hash({"train": config.fingerprint_fields(), **(fingerprint_extra or {})}),
-        optimizer=optimizer, scheduler=make_scheduler(optimizer, config, steps_per_epoch * config.epochs),
+        task=task, model=model, config=config, out_dir=out_dir, fingerprint=fingerprint,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, config, steps_per_epoch * config.epochs),
         params=[p for g in groups for p in g["params"]],
         precision=Precision.of(bf16=config.bf16, device=device),
-        generators=[torch.Generator().manual_seed(config.seed), *getattr(task, "generators", list)()],
+        generators=[shuffle, *getattr(task, "generators", list)()],
         steps_per_epoch=steps_per_epoch, head_state=head_state,
         log=MetricBatch(prefix=metric_prefix), where=f"{metric_prefix or 'stage '}{out_dir.name}")
 
