@@ -88,7 +88,7 @@ def distance_from_pooled(model, s: Setup) -> float:
 
 
 class EvalHook:
-    """A ``train.StageTask`` forwarding to ``task``; at the first validation batch after every
+    """A ``training.fit.StageTask`` forwarding to ``task``; at the first validation batch after every
     ``every``-th epoch's training steps it calls ``on_epoch(epoch)`` (model in eval mode)."""
 
     def __init__(self, task, *, steps_per_epoch: int, every: int, on_epoch) -> None:

@@ -1,13 +1,13 @@
 """Order-head benchmark: when does the order-aware audio head leave its plateau? (SPEC §2–§4)
 
-Library only (no notebook, no MLflow run: ``train.fit`` logs nothing without one). Once per
+Library only (no notebook, no MLflow run: ``training.fit.fit`` logs nothing without one). Once per
 work folder: an embedded world (``synth_world.make_world``), manifests
 (``build_manifests``, ``pairing="folds"``), the tiny backbone pretrained CLAP-style
 (``pretrain_tiny``, as ``teminal/run/steps/models.py`` does) and the trunk cache of every
 clip and caption (``TrunkCache`` + ``build_bank``, frames included). Then, per configuration,
 a fresh ``TinyClap.load(model.pt, audio_head="order")``, stage A (T-AB only, ``StageATask``,
 one learning rate, as the pipeline) and stage B (``StageBTask``, all weights 1,
-``weights_by="meaning"``, ``--captions`` paper or paraphrase) with ``train.fit(params=[{other,
+``weights_by="meaning"``, ``--captions`` paper or paraphrase) with ``fit(params=[{other,
 lr}, {mixer, order_lr}])``, ``--schedule`` cosine or constant. Only the heads train.
 
 Every ``--eval-every`` epochs (and before training) the live model is scored on the
@@ -57,7 +57,7 @@ from _common import describe, machine_info, write_json  # noqa: E402
 from _order_eval import (CLASS_PROMPT, EvalHook, distance_from_pooled, evaluate,  # noqa: E402
                          print_table, scores, test_once, zero_shot_top1)
 
-from teminal import losses, train
+from teminal import losses
 from teminal.eval import selection  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
@@ -68,9 +68,12 @@ from teminal.data.synth_world import WorldConfig, make_world  # noqa: E402
 from teminal.features import build_bank  # noqa: E402
 from teminal.models.heads import FrameMixer  # noqa: E402
 from teminal.models.tiny import TinyClap, TinyConfig  # noqa: E402
-from teminal.pretrain import pretrain_tiny  # noqa: E402
-from teminal.stages import StageATask, StageBTask  # noqa: E402
 from teminal.tracking import config_hash  # noqa: E402
+from teminal.training.checkpoints import load_checkpoint_head  # noqa: E402
+from teminal.training.config import SCHEDULES, TrainConfig  # noqa: E402
+from teminal.training.fit import fit  # noqa: E402
+from teminal.training.pretrain import pretrain_tiny  # noqa: E402
+from teminal.training.stages import StageATask, StageBTask  # noqa: E402
 
 
 def floats(text: str) -> list[float]:
@@ -100,7 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--up-inits", default="0", help="comma list: std of the mixer output projection's init")
     a("--seeds", default="0", help="comma list: stage seeds (shuffles, dropout; a seed s > 0 "
       "also draws the order module's init with seed s)")
-    a("--schedule", default="cosine", choices=train.SCHEDULES,
+    a("--schedule", default="cosine", choices=SCHEDULES,
       help="lr schedule of stages A and B (params train.schedule: shared by every stage)")
     a("--captions", default="paper", choices=("paper", "paraphrase"), help="stage-B captions")
     a("--epochs", default="28", help="comma list: stage-B epochs"),
@@ -188,9 +191,9 @@ def setup(args, work: Path, device: torch.device, repeats: int) -> Setup:
     w = args.width
     tiny = TinyConfig(sample_rate=base.sample_rate, seed=args.seed, hop=args.hop,
                       channels=(w, 2 * w, 4 * w, 8 * w))
-    pre = train.TrainConfig(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch_size,
-                            lr=args.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
-                            schedule="cosine", seed=args.seed, bf16=False)
+    pre = TrainConfig(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch_size,
+                      lr=args.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
+                      schedule="cosine", seed=args.seed, bf16=False)
     folder = work / f"pretrained-{config_hash([world.hash, asdict(tiny), asdict(pre)])[:10]}"
     tic = time.perf_counter()
     model = TinyClap(config=tiny).to(device)
@@ -251,14 +254,13 @@ def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
     torch.manual_seed(v.seed)
     task = StageATask(weights=losses.StageAWeights(), backbone=model, bank=s.bank,
                       manifest=s.manifests.stage_a, n_classes=len(s.base.classes))
-    cfg = train.TrainConfig(epochs=args.stage_a_epochs, batch_size=args.stage_a_batch_size,
-                            lr=args.lr,
-                            schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
-                            bf16=args.bf16)
+    cfg = TrainConfig(epochs=args.stage_a_epochs, batch_size=args.stage_a_batch_size,
+                      lr=args.lr, schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
+                      bf16=args.bf16)
     tic = time.perf_counter()
-    train.fit(task=task, model=model, params=model.trainable_parameters(), config=cfg,
-              out_dir=out, device=s.device, progress=False)
-    return {"head": train.load_checkpoint_head(out / "best.pt"),
+    fit(task=task, model=model, params=model.trainable_parameters(), config=cfg,
+        out_dir=out, device=s.device, progress=False)
+    return {"head": load_checkpoint_head(out / "best.pt"),
             "seconds": time.perf_counter() - tic}
 
 
@@ -276,9 +278,9 @@ def run_variant(v: Variant, s: Setup, args, out: Path,
     task = StageBTask(weights=losses.StageBWeights(), weights_by="meaning", captions=args.captions,
                       backbone=model, bank=s.bank, manifest=s.manifests.stage_b,
                       n_classes=len(s.base.classes))
-    cfg = train.TrainConfig(epochs=v.epochs, batch_size=v.batch_size, lr=args.lr,
-                            schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
-                            bf16=args.bf16)
+    cfg = TrainConfig(epochs=v.epochs, batch_size=v.batch_size, lr=args.lr,
+                      schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
+                      bf16=args.bf16)
 
     def on_epoch(epoch: int) -> None:
         tic, cpu = time.perf_counter(), time.process_time()
@@ -293,11 +295,11 @@ def run_variant(v: Variant, s: Setup, args, out: Path,
     spe = task.n_train // v.batch_size
     hook = EvalHook(task, steps_per_epoch=spe, every=args.eval_every, on_epoch=on_epoch)
     tic, cpu = time.perf_counter(), time.process_time()
-    result = train.fit(task=hook, model=model, config=cfg, out_dir=out, device=s.device,
-                       params=groups(model, args.lr, v.order_lr, v.text_lr), progress=False)
+    result = fit(task=hook, model=model, config=cfg, out_dir=out, device=s.device,
+                 params=groups(model, args.lr, v.order_lr, v.text_lr), progress=False)
     wall, cpu = time.perf_counter() - tic, time.process_time() - cpu
     last = evaluate(model, s, n_boot=args.n_boot)
-    best_head = train.load_checkpoint_head(out / "best.pt")
+    best_head = load_checkpoint_head(out / "best.pt")
     model.load_head_state_dict(best_head)
     best_epoch = min(result.history, key=lambda h: h["val_loss"])["epoch"]
     first = lambda key, at: next((e["epoch"] for e in evals if e[key] > at), None)  # noqa: E731

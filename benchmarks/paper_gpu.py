@@ -3,17 +3,20 @@
 ESC-50-shaped data made up on the spot (default: 50 classes × 40 clips of 5 s at 44.1 kHz,
 5 folds), msclap 2022 (Cnn14 + BERT-base, the paper's trainable layers) with random weights,
 ``pairing: paper`` (one clip per class, 70/30 by unordered pair, 10 % of the training pairs for
-the validation loss), the default composite recipe, Adam lr 1e-4, batch 256, bf16 autocast on
-CUDA (paper B.5). Only the library is used (no notebook, no ``teminal.run`` session). Stages,
-each timed with its peak memory:
+the validation loss), the default composite recipe, Adam lr 1e-4, batch 256, bf16 autocast
+(paper B.5; ``--no-bf16`` for fp32). Only the library is used (no notebook, no ``teminal.run``
+session), on the pipeline's own code path: training through ``training.fit.fit`` (its
+``train_step`` and ``Precision``: bf16 where native, as ``-p train.bf16=true`` would), the
+trunk cache and ZSTE in fp32 as the pipeline computes them. Stages, each timed with its peak
+memory:
 
 1. data generation — the ESC-50-shaped folder, ``esc50.load`` (validation),
    ``build_manifests``, and the SPEC §6 size gates (below);
 2. model build — random msclap 2022, Cnn14's conv layers redrawn (below);
 3. cache build — ``TrunkCache`` + ``build_bank``: every single clip, composite and caption
    through the frozen trunks once, in batches of ``--eval-batch-size``;
-4. stage A epochs — ``StageATask`` + ``train.fit`` (checkpoints included);
-5. stage B epochs — ``StageBTask`` + ``train.fit`` from stage A's heads (T-AB);
+4. stage A epochs — ``StageATask`` + ``fit`` (checkpoints included);
+5. stage B epochs — ``StageBTask`` + ``fit`` from stage A's heads (T-AB);
 6. ZSTE — ``evaluate.zste_inputs`` + ``zste.evaluate`` on the held-out pairs (heads in batches
    of 1024, the prompts through the cached text trunk via ``evaluate.text_embedder``).
 
@@ -26,7 +29,7 @@ are random): only the times mean something; the ``tied %`` column shows how many
 decided.
 
 **Sizes** (SPEC §6). The ZSTE needs ``gates.MIN_EVAL_PAIRS`` held-out unordered class pairs
-(``--classes`` ≥ 9 at the 30 % split), and ``train.fit`` refuses a training split smaller than
+(``--classes`` ≥ 9 at the 30 % split), and ``fit`` refuses a training split smaller than
 one batch; both are checked right after the manifests, before anything expensive. On a CPU it
 runs at a toy size to check it works (~95 s on one core, 72 s of it the trunk-cache build):
 
@@ -50,7 +53,7 @@ from _common import (bert_tokenizer_folder, describe, machine_info, make_esc50_l
                      contention_note, memory_text, phase, pick_device, write_json)
 
 from teminal.eval import evaluate, zste
-from teminal import gates, losses, tracking, train  # noqa: E402
+from teminal import gates, losses, tracking  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
 from teminal.data import esc50  # noqa: E402
@@ -59,7 +62,11 @@ from teminal.data.pairs import Manifests, PairingConfig, build_manifests, eval_p
 from teminal.features import build_bank, manifest_audio_keys, manifest_texts  # noqa: E402
 from teminal.models import build_backbone  # noqa: E402
 from teminal.models.base import Backbone  # noqa: E402
-from teminal.stages import StageATask, StageBTask  # noqa: E402
+from teminal.training.checkpoints import load_checkpoint_head  # noqa: E402
+from teminal.training.config import TrainConfig, check_trainable  # noqa: E402
+from teminal.training.fit import fit  # noqa: E402
+from teminal.training.precision import Precision  # noqa: E402
+from teminal.training.stages import StageATask, StageBTask  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-boot", type=int, default=1000, help="ZSTE bootstrap resamples")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast in training where native (paper B.5; TrainConfig.bf16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", default="", help="keep data, cache, checkpoints and MLflow "
                    "here: a new or empty folder (default: a temporary folder, deleted at the end)")
@@ -91,7 +100,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def random_msclap_2022(*, tokenizer: Path, seed: int) -> Backbone:
     """msclap 2022 with random weights whose Cnn14 activations keep their scale
-    (``MsClap.he_init_audio_convs``), so clips embed apart. Built on the CPU; move it afterwards."""
+    (``MsClapBase.he_init_audio_convs``), so clips embed apart. Built on the CPU; move it afterwards."""
     model = build_backbone(name="msclap-2022", random_init=True, download=False, seed=seed,
                            tokenizer=tokenizer, audio_head="pooled", device="cpu")
     return model.he_init_audio_convs(seed=seed)
@@ -106,16 +115,16 @@ def check_sizes(m: Manifests, *, batch_size: int) -> None:
             f"gates.MIN_EVAL_PAIRS={gates.MIN_EVAL_PAIRS} (SPEC §6): raise --classes (9 is the "
             "least at the paper's 30 % split)")
     for name, table in (("stage A", m.stage_a), ("stage B", m.stage_b)):
-        train.check_trainable(int((table["split"] == "train").sum()), batch_size,
-                              where=f"{name} (--batch-size {batch_size})")
+        check_trainable(int((table["split"] == "train").sum()), batch_size,
+                        where=f"{name} (--batch-size {batch_size})")
 
 
 def fit_stage(task, bb, *, args, out_dir: Path, device: torch.device, tag: str) -> dict:
-    config = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-4,
-                               optimizer="adam", seed=args.seed, bf16=True)
-    result = train.fit(task=task, model=bb, params=bb.trainable_parameters(), config=config,
-                       out_dir=out_dir, device=device, metric_prefix=f"{tag}/", progress=False)
-    bb.load_head_state_dict(train.load_checkpoint_head(out_dir / "best.pt"))
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-4,
+                         optimizer="adam", seed=args.seed, bf16=args.bf16)
+    result = fit(task=task, model=bb, params=bb.trainable_parameters(), config=config,
+                 out_dir=out_dir, device=device, metric_prefix=f"{tag}/", progress=False)
+    bb.load_head_state_dict(load_checkpoint_head(out_dir / "best.pt"))
     return {"train_rows": task.n_train, "val_rows": task.n_val,
             "steps_per_epoch": result.steps_per_epoch, "epochs": args.epochs,
             "best_val": result.best_val, "last_train_loss": result.history[-1]["train_loss"]}
@@ -128,9 +137,6 @@ def zste_templates(k: int) -> zste.ZsteTemplates:
 
 
 def run(args, device: torch.device, work: Path, figures: dict) -> None:
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
     with phase("data_generation", device, figures, echo=True) as fig:
         make_esc50_like(work / "esc50", classes=args.classes, clips_per_class=args.clips_per_class,
                         seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed)
@@ -149,10 +155,8 @@ def run(args, device: torch.device, work: Path, figures: dict) -> None:
         cache = TrunkCache(root=work / "cache", backbone=bb, recipe=recipe,
                            base_fingerprint=base.fingerprint, device=device,
                            batch_size=args.eval_batch_size, progress=False)
-        with autocast():
-            bank = build_bank(cache=cache, manifests=m,
-                              render=lambda key: render(key, store, recipe),
-                              frames=bb.needs_frames, device=device)
+        bank = build_bank(cache=cache, manifests=m, render=lambda key: render(key, store, recipe),
+                          frames=bb.needs_frames, device=device)  # fp32, as the pipeline
         singles, pairs = manifest_audio_keys(m)
         fig.update(singles=len(singles), composites=len(pairs), captions=len(manifest_texts(m)))
 
@@ -170,10 +174,9 @@ def run(args, device: torch.device, work: Path, figures: dict) -> None:
 
     with phase("zste", device, figures, echo=True) as fig:
         bb.eval()
-        with autocast():
-            inputs = evaluate.zste_inputs(bb, bank, m, base.classes, split="test")
-            result = zste.evaluate(inputs, evaluate.text_embedder(bb, cache, device),
-                                   templates=zste_templates(k), n_boot=args.n_boot, seed=args.seed)
+        inputs = evaluate.zste_inputs(bb, bank, m, base.classes, split="test")  # fp32, as the pipeline
+        result = zste.evaluate(inputs, evaluate.text_embedder(bb, cache, device),
+                               templates=zste_templates(k), n_boot=args.n_boot, seed=args.seed)
         tied = [100 * result.items[t].tied.mean() for t in result.table.task]  # % of items
         table = result.table.assign(tied=tied)
         fig["table"] = table.to_dict(orient="records")
@@ -189,13 +192,14 @@ def main(argv=None) -> dict:
     device = pick_device(args.device)
     info = machine_info(device)
     print(describe(info), flush=True)
-    figures: dict = {"machine": info, "args": vars(args), "bf16_autocast": device.type == "cuda"}
+    figures: dict = {"machine": info, "args": vars(args),
+                     "bf16_autocast": Precision.of(bf16=args.bf16, device=device).bf16}
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="teminal-paper-"))
     work.mkdir(parents=True, exist_ok=True)
     stages: dict = {}
     try:
         tracking.setup(f"sqlite:///{work / 'mlruns' / 'mlflow.db'}", experiment="paper_gpu")
-        with tracking.run(run_name="paper_gpu"):  # train.fit logs here, never to the repo's mlruns/
+        with tracking.run(run_name="paper_gpu"):  # fit logs here, never to the repo's mlruns/
             run(args, device, work, stages)
     except BaseException as exc:
         figures["error"] = repr(exc)  # still report the stages that finished

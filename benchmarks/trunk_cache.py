@@ -38,7 +38,9 @@ from teminal.data.clips import CLIP_COLUMNS, ClipStore, pair_keys, render  # noq
 from teminal.data.pairs import Manifests, PairingConfig, build_manifests, unordered_sides  # noqa: E402
 from teminal.features import build_bank, manifest_audio_keys, manifest_texts  # noqa: E402
 from teminal.models import build_backbone  # noqa: E402
-from teminal.stages import StageBTask  # noqa: E402
+from teminal.training.fit import train_step  # noqa: E402
+from teminal.training.precision import Precision  # noqa: E402
+from teminal.training.stages import StageBTask  # noqa: E402
 
 PAIRING = PairingConfig(pairing="paper", seed=0)  # one clip per class, 70/30 (paper B.5)
 
@@ -101,22 +103,16 @@ def uncached_loss(bb, rows, store, recipe, n_classes, device, render_seconds: li
                                weights=losses.StageBWeights())
 
 
-def run_epoch(bb, steps, loss_of, *, lr: float, seed: int, autocast) -> list[float]:
-    """One epoch of Adam steps (grad clip 1.0, as ``train.fit``); the step losses."""
+def run_epoch(bb, steps, loss_of, *, lr: float, seed: int, precision: Precision) -> list[float]:
+    """One epoch of Adam steps through the pipeline's own ``training.fit.train_step`` (its
+    autocast, grad clip 1.0 as ``TrainConfig``'s default); the step losses."""
     bb.train()
     params = bb.trainable_parameters()
     optimizer = torch.optim.Adam(params, lr=lr)
     torch.manual_seed(seed)  # same dropout masks in both variants
-    out = []
-    for rows in steps:
-        with autocast():
-            loss = loss_of(rows)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        out.append(float(loss))
-    return out
+    out = [train_step(lambda: loss_of(rows), optimizer=optimizer, params=params, grad_clip=1.0,
+                      precision=precision) for rows in steps]
+    return torch.stack(out).float().cpu().tolist()
 
 
 def report(figures: dict) -> None:
@@ -152,10 +148,8 @@ def main(argv=None) -> dict:
     info = machine_info(device)
     print(describe(info), flush=True)
 
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    figures: dict = {"machine": info, "args": vars(args), "bf16_autocast": device.type == "cuda"}
+    precision = Precision.of(bf16=True, device=device)  # TrainConfig.bf16 on this device
+    figures: dict = {"machine": info, "args": vars(args), "bf16_autocast": precision.bf16}
     with tempfile.TemporaryDirectory(prefix="teminal-bench-") as tmp:
         tmp = Path(tmp)
         k = classes_for(args.pairs)
@@ -187,27 +181,28 @@ def main(argv=None) -> dict:
         def loss_uncached(r: torch.Tensor) -> torch.Tensor:
             return uncached_loss(bb, rows.iloc[r.numpy()], store, recipe, k, device, render_s)
 
-        run_epoch(bb, steps[:1], loss_uncached, lr=args.lr, seed=args.seed, autocast=autocast)  # warm-up
+        run_epoch(bb, steps[:1], loss_uncached, lr=args.lr, seed=args.seed, precision=precision)  # warm-up
         render_s.clear()
         bb.load_head_state_dict(start_heads)
         with phase("uncached_epoch", device, figures) as fig:
-            fig["losses"] = run_epoch(bb, steps, loss_uncached, lr=args.lr, seed=args.seed, autocast=autocast)
+            fig["losses"] = run_epoch(bb, steps, loss_uncached, lr=args.lr, seed=args.seed,
+                                      precision=precision)
         fig["render_seconds"] = sum(render_s)
 
         with phase("cache_build", device, figures) as fig:
             cache = TrunkCache(root=tmp / "cache", backbone=bb, recipe=recipe,
                                base_fingerprint=base.fingerprint, device=device,
                                batch_size=3 * args.batch_size, progress=False)
-            with autocast():
-                bank = build_bank(cache=cache, manifests=m, render=lambda key: render(key, store, recipe),
-                                  frames=bb.needs_frames, device=device)
+            bank = build_bank(cache=cache, manifests=m, render=lambda key: render(key, store, recipe),
+                              frames=bb.needs_frames, device=device)  # fp32, as the pipeline
         task = StageBTask(weights=losses.StageBWeights(), backbone=bb, bank=bank, manifest=rows,
                           n_classes=k, replay=None)
         cached = lambda r: task.loss(r, split="train")  # noqa: E731
-        run_epoch(bb, steps[:1], cached, lr=args.lr, seed=args.seed, autocast=autocast)  # warm-up
+        run_epoch(bb, steps[:1], cached, lr=args.lr, seed=args.seed, precision=precision)  # warm-up
         bb.load_head_state_dict(start_heads)
         with phase("cached_epoch", device, figures) as fig:
-            fig["losses"] = run_epoch(bb, steps, cached, lr=args.lr, seed=args.seed, autocast=autocast)
+            fig["losses"] = run_epoch(bb, steps, cached, lr=args.lr, seed=args.seed,
+                                      precision=precision)
 
     report(figures)
     return figures

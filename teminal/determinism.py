@@ -16,7 +16,7 @@ none of the smoke numbers an AMD EPYC stored). The mode takes every such choice 
 - one thread: ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` = 1, ``torch.set_num_threads(1)`` and
   one inter-op thread (``apply``);
 - ``torch.use_deterministic_algorithms(True)`` and bf16 autocast off (``apply``,
-  ``train.bf16_native``);
+  ``training.precision.bf16_native``);
 - ``NPY_DISABLE_CPU_FEATURES``: numpy's dispatched SIMD loops off (its baseline SSE3 loops
   everywhere; the AVX-512 loops compute exp/log/sin with their own rounding).
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from teminal.eval import evaluate
-from teminal import losses, train
+from teminal import losses
 from .audio import Recipe
 from .cache import TrunkCache
 from .data import esc50
@@ -30,8 +30,10 @@ from .data.pairs import PairingConfig, build_manifests
 from .data.synth_world import WorldConfig, make_world
 from .features import build_bank
 from .models.tiny import TinyClap, TinyConfig
-from .pretrain import pretrain_tiny
-from .stages import StageATask, StageBTask
+from .training.config import TrainConfig
+from .training.fit import fit
+from .training.pretrain import pretrain_tiny
+from .training.stages import StageATask, StageBTask
 
 WORLD = WorldConfig(n_classes=10, clips_per_class=5, clip_seconds=0.5, sample_rate=8000)
 TINY = dict(channels=(8, 16, 32, 64), audio_hidden=64, embed_dim=32)  # TinyConfig fields
@@ -51,9 +53,9 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest(*(state[k] for k in sorted(state)))
 
 
-def _fit_config(*, epochs: int, batch_size: int, optimizer: str = "adam") -> train.TrainConfig:
-    return train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=2e-3, optimizer=optimizer,
-                             schedule="cosine", seed=0, bf16=True, checkpoint_every_s=1e9)
+def _fit_config(*, epochs: int, batch_size: int, optimizer: str = "adam") -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=2e-3, optimizer=optimizer,
+                       schedule="cosine", seed=0, bf16=True, checkpoint_every_s=1e9)
 
 
 def smoke_fingerprint(*, work_dir: str | Path | None = None) -> dict:
@@ -98,9 +100,9 @@ def _smoke(work: Path, device: torch.device) -> dict:
                                    **shared)),
             ("stage_b", StageBTask(weights=losses.StageBWeights(), captions="paraphrase",
                                    manifest=manifests.stage_b, **shared))):
-        train.fit(task=task, model=model, params=model.trainable_parameters(),
-                  config=_fit_config(epochs=2, batch_size=8), out_dir=work / name,
-                  device=device, progress=False)
+        fit(task=task, model=model, params=model.trainable_parameters(),
+            config=_fit_config(epochs=2, batch_size=8), out_dir=work / name,
+            device=device, progress=False)
         out[name] = state_digest(model.head_state_dict())
 
     sets = evaluate.zste_sets(model, bank, cache, manifests, list(base.classes), device=device,

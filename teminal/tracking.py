@@ -167,7 +167,7 @@ def log_params(params: dict[str, Any]) -> None:
 
 
 TRAINING_CURVES = ("train/loss", "train/lr", "train/epoch_loss", "val/loss")
-"""The metrics ``teminal.train.fit`` logs, all on the optimizer-step axis."""
+"""The metrics ``teminal.training.fit.fit`` logs, all on the optimizer-step axis."""
 
 
 def copy_curves(source_run_id: str, *, keys: tuple[str, ...] = TRAINING_CURVES) -> int:

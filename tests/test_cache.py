@@ -13,7 +13,7 @@ from model_fixtures import grads, info_nce, synth_wave
 from teminal.audio import Recipe
 from teminal.cache import TrunkCache, pack, unpack
 from teminal.integrity import save_torch
-from teminal.models.msclap import MsClap
+from teminal.models.msclap_2022 import MsClap2022
 from teminal.models.tiny import TinyClap, TinyConfig
 
 SINGLES = ["single|a.wav", "single|b.wav", "single|c.wav", "single|d.wav"]
@@ -304,7 +304,7 @@ def test_missing_audio_is_encoded_in_bounded_batches(tiny, recipe, tmp_path):
 
 
 def test_msclap_weights_file_changes_the_cache(tmp_path):
-    model = MsClap(version="2022", random_init=True, seed=3)
+    model = MsClap2022(random_init=True, seed=3)
     recipe, render = Recipe(sample_rate=44100), Renderer(44100)
     path_a, path_b = tmp_path / "a.pth", tmp_path / "b.pth"
     model.save(path_a)

@@ -9,7 +9,7 @@ import torch
 from model_fixtures import make_gpt2_tokenizer, make_roberta_tokenizer
 
 from teminal.eval.adapters.backbone import BackboneModel
-from teminal.models.msclap import covering_starts
+from teminal.models.msclap_2023 import covering_starts
 from teminal.eval.specs import load_model, parse_spec
 
 
@@ -91,7 +91,7 @@ def test_msclap_2023_reads_the_end_of_a_long_composite(msclap23):
     late = [clips[0], np.concatenate([clips[1][: int(3.25 * rate)], _clip(1.5, rate, 7)])]
     wave, wave_late = (torch.from_numpy(np.concatenate(c))[None] for c in (clips, late))
     # msclap's own windows (range(0, T - crop - 1, hop)) never reach the last 1.5 s; the
-    # backbone's and the adapter's (models.msclap.covering_starts) do
+    # backbone's and the adapter's (models.msclap_2023.covering_starts) do
     bb = msclap23.backbone
     assert _changed(bb.encode_audio(wave), bb.encode_audio(wave_late)) > 1e-4
     z, z_late = msclap23.embed_audio(wave, rate), msclap23.embed_audio(wave_late, rate)

@@ -16,7 +16,7 @@ import torch
 from test_cache import SINGLES, Renderer, _cache
 from test_train import Head, LinearTask
 
-from teminal import integrity, report, train
+from teminal import gates, integrity, report
 from teminal.audio import CancellingChannels, NonFiniteAudio, read_audio
 from teminal.cache import _ShardStore
 from teminal.data import esc50
@@ -24,6 +24,8 @@ from teminal.integrity import IntegrityError
 from teminal.models.tiny import TinyClap, TinyConfig
 from teminal.run.config import ConfigError, apply_overrides, load_config
 from teminal.run.params import RunConfig
+from teminal.training.config import TrainConfig
+from teminal.training.fit import fit
 from teminal.warn import TeminalWarning
 
 
@@ -99,16 +101,16 @@ def test_concurrent_writers_keep_one_consistent_index(tmp_path):
 def test_damaged_checkpoint_stops_the_run_naming_it(tmp_path):
     out = tmp_path / "ck"
     model = Head()
-    cfg = train.TrainConfig(epochs=1, batch_size=16, lr=0.05, schedule="constant")
-    train.fit(task=LinearTask(model), model=model, params=list(model.parameters()), config=cfg,
-              out_dir=out, device=torch.device("cpu"), progress=False)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.05, schedule="constant")
+    fit(task=LinearTask(model), model=model, params=list(model.parameters()), config=cfg,
+        out_dir=out, device=torch.device("cpu"), progress=False)
     raw = bytearray((out / "last.pt").read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     (out / "last.pt").write_bytes(bytes(raw))
     model = Head()
     with pytest.raises(IntegrityError, match=str(out / "last.pt")):
-        train.fit(task=LinearTask(model), model=model, params=list(model.parameters()),
-                  config=cfg, out_dir=out, device=torch.device("cpu"), progress=False)
+        fit(task=LinearTask(model), model=model, params=list(model.parameters()),
+            config=cfg, out_dir=out, device=torch.device("cpu"), progress=False)
 
 
 def test_damaged_model_file_is_refused_naming_it(tiny, tmp_path):
@@ -184,11 +186,11 @@ def test_stereo_file_whose_channels_cancel_is_an_error_naming_it(tmp_path):
 
 def test_non_finite_loss_stops_training_at_that_step(tmp_path):
     model = Head()
-    cfg = train.TrainConfig(epochs=3, batch_size=16, lr=float("inf"), schedule="constant",
-                            grad_clip=0.0)
-    with pytest.raises(train.NonFiniteLoss, match=r"stage ck, epoch 1.*optimizer step 2 \(lr=inf"):
-        train.fit(task=LinearTask(model), model=model, params=list(model.parameters()),
-                  config=cfg, out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=float("inf"), schedule="constant",
+                      grad_clip=0.0)
+    with pytest.raises(gates.NonFiniteLoss, match=r"stage ck, epoch 1.*optimizer step 2 \(lr=inf"):
+        fit(task=LinearTask(model), model=model, params=list(model.parameters()),
+            config=cfg, out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
     assert not list((tmp_path / "ck").glob("*.pt"))  # nothing saved
 
 

@@ -11,26 +11,28 @@ from model_fixtures import info_nce, make_bert_tokenizer, make_gpt2_tokenizer
 from teminal.models import build_backbone
 from teminal.models.base import AudioFeatures
 from teminal.models.heads import OrderAwareAudioHead
-from teminal.models.msclap import MsClap
+from teminal.models.msclap_2022 import MsClap2022
+from teminal.models.msclap_2023 import MsClap2023
+from teminal.models.msclap_base import MsClapBase
 
 TEXTS_22 = ["the dog barks", "rain", "a bird sound before a siren"]
 TEXTS_23 = ["a dog barks", "rain", "dog before dog"]  # no '!' (GPT-2's pad token)
 
 
-def _count(model: MsClap, prefixes: tuple[str, ...]) -> int:
+def _count(model: MsClapBase, prefixes: tuple[str, ...]) -> int:
     return sum(p.numel() for n, p in model.clap.named_parameters() if n.startswith(prefixes))
 
 
 @pytest.fixture(scope="module")
-def m22(tmp_path_factory) -> MsClap:
+def m22(tmp_path_factory) -> MsClap2022:
     tok = make_bert_tokenizer(tmp_path_factory.mktemp("bert_tok"))
-    return MsClap(version="2022", random_init=True, tokenizer=tok)
+    return MsClap2022(random_init=True, tokenizer=tok)
 
 
 @pytest.fixture(scope="module")
-def m23(tmp_path_factory) -> MsClap:
+def m23(tmp_path_factory) -> MsClap2023:
     tok = make_gpt2_tokenizer(tmp_path_factory.mktemp("gpt2_tok"))
-    return MsClap(version="2023", random_init=True, tokenizer=tok)
+    return MsClap2023(random_init=True, tokenizer=tok)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,8 @@ def wave() -> torch.Tensor:
 def test_2022_parameter_counts_are_the_papers(m22):
     assert _count(m22, ("caption_encoder.",)) == 111_319_296
     assert _count(m22, ("audio_encoder.",)) == 84_984_847
-    assert _count(m22, m22.spec.text_head) == 9_515_520
-    assert _count(m22, m22.spec.audio_head) == 8_423_951
+    assert _count(m22, m22.TEXT_HEAD) == 9_515_520
+    assert _count(m22, m22.AUDIO_HEAD) == 8_423_951
     assert sum(p.numel() for p in m22.trainable_parameters()) == 9_515_520 + 8_423_951
     trainable = {n for n, p in m22.clap.named_parameters() if p.requires_grad}
     assert trainable == {n for n, _ in m22.clap.named_parameters() if m22.is_head(n)}
@@ -52,17 +54,17 @@ def test_2022_parameter_counts_are_the_papers(m22):
 def test_2023_parameter_counts(m23):
     assert _count(m23, ("caption_encoder.",)) == 126_276_864
     assert _count(m23, ("audio_encoder.",)) == 33_162_199
-    assert _count(m23, m23.spec.text_head) == 8_926_464  # h.11 + ln_f + projection
-    assert _count(m23, m23.spec.audio_head) == 8_933_664  # last Swin block + norm + projection
+    assert _count(m23, m23.TEXT_HEAD) == 8_926_464  # h.11 + ln_f + projection
+    assert _count(m23, m23.AUDIO_HEAD) == 8_933_664  # last Swin block + norm + projection
     assert sum(p.numel() for p in m23.trainable_parameters()) == 8_926_464 + 8_933_664
     assert m23.needs_frames
 
 
 def test_hub_names_match_clapwrapper():
     src = (Path(msclap.__file__).parent / "CLAPWrapper.py").read_text()
-    assert f'model_repo = "{MsClap.HUB_REPO}"' in src
-    for v in MsClap.VERSIONS.values():
-        assert f"'{v.weights_file}'" in src
+    assert f'model_repo = "{MsClapBase.HUB_REPO}"' in src
+    for cls in (MsClap2022, MsClap2023):
+        assert f"'{cls.WEIGHTS_FILE}'" in src
 
 
 def test_2022_audio_split_equals_msclap(m22, wave):
@@ -125,7 +127,7 @@ def test_2023_forward_backward(m23):
         m23.zero_grad()
         m23.eval()
     with pytest.raises(ValueError, match="order"):
-        MsClap(version="2023", random_init=True, audio_head="order")
+        MsClap2023(random_init=True, audio_head="order")
 
 
 def test_2022_trunk_frozen_forward_backward(m22, wave):
@@ -157,7 +159,7 @@ def test_2022_save_real_format_and_load_into_order_head(m22, wave, tmp_path):
     assert keys == set(m22.clap.state_dict())
     assert {k.split(".")[0] for k in keys} == {"audio_encoder", "caption_encoder", "logit_scale"}
     assert any(k.startswith("caption_encoder.base.encoder.layer.11.") for k in keys)
-    loaded = MsClap(version="2022", weights=path, audio_head="order",
+    loaded = MsClap2022(weights=path, audio_head="order",
                     tokenizer=Path(m22.tokenizer.name_or_path))
     assert isinstance(loaded.audio_head_module, OrderAwareAudioHead) and loaded.needs_frames
     feats = m22.audio_trunk(wave, frames=True)
@@ -175,7 +177,7 @@ def test_2022_save_real_format_and_load_into_order_head(m22, wave, tmp_path):
     assert {id(p) for p in loaded.audio_head_module.mixer.parameters()} <= {
         id(p) for p in loaded.trainable_parameters()}
     with pytest.raises(ValueError, match="2022"):
-        MsClap(version="2023", weights=path, random_init=False)
+        MsClap2023(weights=path, random_init=False)
 
 
 def test_missing_weights_give_clear_errors(tmp_path, monkeypatch):
@@ -184,13 +186,13 @@ def test_missing_weights_give_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(RuntimeError, match=r"CLAP_weights_2022\.pth.*huggingface\.co/microsoft/msclap"):
-        MsClap(version="2022", download=True, cache_dir=tmp_path)
+        MsClap2022(download=True, cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match=r"CLAP_weights_2023\.pth.*weights="):
         build_backbone(name="msclap-2023", weights=tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="random_init"):
-        MsClap(version="2022", download=False)
-    with pytest.raises(ValueError, match="2022"):
-        MsClap(version="2021")
+        MsClap2022(download=False)
+    with pytest.raises(ValueError, match="msclap-2022, msclap-2023"):
+        build_backbone(name="msclap-2021")
 
 
 def test_without_tokenizer_text_fails_clearly(m22, monkeypatch):
@@ -202,7 +204,7 @@ def test_without_tokenizer_text_fails_clearly(m22, monkeypatch):
 def test_he_init_keeps_random_clips_apart(tmp_path):
     """msclap's own random init maps every clip to one direction; the He re-init used by the
     paper rehearsal (tests/test_paper_config.py) and benchmarks/paper_gpu.py does not."""
-    model = MsClap(version="2022", random_init=True, tokenizer=make_bert_tokenizer(tmp_path))
+    model = MsClap2022(random_init=True, tokenizer=make_bert_tokenizer(tmp_path))
     t = torch.arange(44100) / 44100
     clips = torch.stack([0.1 * torch.sin(2 * torch.pi * f * t) for f in (220.0, 880.0, 3520.0)])
 

@@ -34,10 +34,10 @@ from torch import nn
 
 from teminal import ablation, pipeline, tracking
 from teminal.gates import MIN_EVAL_PAIRS, ZERO_SHOT_FACTOR
-from teminal.models.msclap import MsClap
+from teminal.models.msclap_2022 import MsClap2022
 from teminal.run.config import apply_overrides, load_config
 from teminal.run.params import PIPELINE
-from teminal.train import load_checkpoint_head
+from teminal.training.checkpoints import load_checkpoint_head
 from teminal.eval.zste import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,10 +75,10 @@ def make_spelling_bert_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def random_msclap_2022(tokenizer: Path, *, seed: int = 0) -> MsClap:
+def random_msclap_2022(tokenizer: Path, *, seed: int = 0) -> MsClap2022:
     """msclap 2022 with random weights whose Cnn14 activations keep their scale, so clips embed
-    apart (``MsClap.he_init_audio_convs``)."""
-    return MsClap(version="2022", random_init=True, tokenizer=tokenizer, seed=seed) \
+    apart (``MsClapBase.he_init_audio_convs``)."""
+    return MsClap2022(random_init=True, tokenizer=tokenizer, seed=seed) \
         .he_init_audio_convs(seed=seed)
 
 
@@ -99,7 +99,7 @@ def inputs(tmp_path_factory, make_esc50_like):
 def test_inputs_are_not_degenerate(inputs):
     """The rehearsal's random model tells clips and captions apart (module docstring)."""
     esc50, weights, tokenizer = inputs
-    model = MsClap(version="2022", weights=weights, tokenizer=tokenizer)
+    model = MsClap2022(weights=weights, tokenizer=tokenizer)
     ids = model.tokenize(["the sound of church bell", "the sound of class 7",
                           "clock tick before sea waves", "sea waves before clock tick"])
     assert 1 not in ids["input_ids"]  # no [UNK]
@@ -228,7 +228,7 @@ def test_training_moved_the_msclap_heads(paper_run, inputs):
     weights where gradients reach z; the order module left its zero init."""
     run_dir, config, client = paper_run
     published = torch.load(inputs[1], map_location="cpu", weights_only=True, mmap=True)["model"]
-    heads = MsClap.VERSIONS["2022"].text_head + MsClap.VERSIONS["2022"].audio_head
+    heads = MsClap2022.TEXT_HEAD + MsClap2022.AUDIO_HEAD
     expected = {f"clap.{k}" for k in published if k.startswith(heads)}
     metas = {json.loads((p / "meta.json").read_text())["label"]: p
              for p in (run_dir / "checkpoints").iterdir() if (p / "meta.json").exists()}

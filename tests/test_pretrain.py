@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from teminal import train
 from teminal.audio import Recipe, read_audio
 from teminal.data.clips import compose_key
 from teminal.gates import SanityError
 from teminal.models.tiny import TinyClap, TinyConfig
-from teminal.pretrain import Augment, PretrainTask, pretrain_tiny
+from teminal.training.checkpoints import load_checkpoint_head
+from teminal.training.config import TrainConfig
+from teminal.training.pretrain import Augment, PretrainTask, pretrain_tiny
 
 SR = 8000
 PROMPT = "a recording of {x}"
@@ -57,8 +58,8 @@ def class_names(esc50_like) -> list[str]:
 
 
 def pretrain(model, singles, class_names, render, out_dir, **config):
-    config = train.TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, "optimizer": "adamw",
-                                  **config})
+    config = TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, "optimizer": "adamw",
+                            **config})
     return pretrain_tiny(model=model, singles=singles, render=render, class_names=class_names,
                          class_prompt=PROMPT, config=config, out_dir=out_dir,
                          device=torch.device("cpu"), fingerprint_extra={"data": "esc50-like"},
@@ -75,7 +76,7 @@ def test_pretraining_trains_the_cnn_and_freezes_it_again(model, singles, class_n
     assert render.calls == 2 * (3 * 8 + 8)
     assert not torch.equal(model.blocks[0].conv1.weight, start["blocks.0.conv1.weight"])
     assert not model._pretraining and not model.blocks[0].conv1.weight.requires_grad
-    best = train.load_checkpoint_head(tmp_path / "pre" / "best.pt")
+    best = load_checkpoint_head(tmp_path / "pre" / "best.pt")
     for name, value in best.items():
         torch.testing.assert_close(model.state_dict()[name], value)  # best.pt loaded
 
@@ -90,7 +91,7 @@ def test_a_finished_folder_is_reused(model, base_model, singles, class_names, es
         torch.testing.assert_close(a, b, msg=name)
     with pytest.raises(FileExistsError, match="another configuration"):
         pretrain_tiny(model=again, singles=singles, render=render, class_names=class_names,
-                      class_prompt="the sound of {x}", config=train.TrainConfig(
+                      class_prompt="the sound of {x}", config=TrainConfig(
                           epochs=2, batch_size=8, lr=1e-3, optimizer="adamw"),
                       out_dir=tmp_path / "pre", device=torch.device("cpu"),
                       fingerprint_extra={"data": "esc50-like"}, progress=False)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from teminal import losses, stages
+from teminal import losses
+from teminal.training import stages
 from teminal.audio import Recipe, read_audio
 from teminal.cache import TrunkCache
 from teminal.data.clips import audio_key, compose_key, parse_key

@@ -7,8 +7,11 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from teminal import losses, tracking, train
+from teminal import determinism, losses, tracking
 from teminal.gates import SanityError
+from teminal.training.config import TrainConfig, lr_lambda, make_optimizer, param_groups
+from teminal.training.fit import TIMED, fit, train_step
+from teminal.training.precision import Precision, bf16_native
 
 
 class LinearTask:
@@ -66,14 +69,14 @@ def store(tmp_path):
 def _fit(out, epochs, store=None, *, model=None, task=None, **config):
     model = model or Head()
     task = task or LinearTask(model)
-    config = train.TrainConfig(**{"epochs": epochs, "batch_size": 16, "lr": 0.05,
-                                  "schedule": "constant", **config})
+    config = TrainConfig(**{"epochs": epochs, "batch_size": 16, "lr": 0.05,
+                            "schedule": "constant", **config})
     kw = dict(task=task, model=model, params=list(model.parameters()), config=config,
               out_dir=out, device=torch.device("cpu"), progress=False)
     if store is None:
-        return model, train.fit(**kw)
+        return model, fit(**kw)
     with tracking.run(run_name="t", tracking_uri=f"sqlite:///{store}/mlflow.db"):
-        return model, train.fit(**kw)
+        return model, fit(**kw)
 
 
 def test_validation_loss_falls_and_checkpoints_written(store):
@@ -86,7 +89,7 @@ def test_validation_loss_falls_and_checkpoints_written(store):
     assert best["epoch"] == 1 + vals.index(min(vals)) and set(best) >= {"head", "val_loss"}
     assert "optimizer" not in best  # heads only
     assert result.steps == 6 * 3 and result.steps_per_epoch == 3
-    assert set(result.timings) == set(train.TIMED) and min(result.timings.values()) >= 0
+    assert set(result.timings) == set(TIMED) and min(result.timings.values()) >= 0
 
 
 def test_training_split_smaller_than_a_batch_is_refused(tmp_path):
@@ -165,20 +168,20 @@ def test_parameter_groups_get_their_own_learning_rates(tmp_path):
     start = {k: v.clone() for k, v in model.state_dict().items()}
     groups = [{"params": list(model.lin.parameters())},  # TrainConfig.lr
               {"params": list(model.out.parameters()), "lr": 0.0}]  # frozen by its own lr
-    config = train.TrainConfig(epochs=2, batch_size=16, lr=0.05, schedule="cosine", warmup_steps=3)
-    train.fit(task=LinearTask(model), model=model, params=groups, config=config,
-              out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
+    config = TrainConfig(epochs=2, batch_size=16, lr=0.05, schedule="cosine", warmup_steps=3)
+    fit(task=LinearTask(model), model=model, params=groups, config=config,
+        out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
     assert not torch.equal(model.lin.weight, start["lin.weight"])
     assert torch.equal(model.out.weight, start["out.weight"])
     saved = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)["optimizer"]["param_groups"]
-    factor = train.lr_lambda(config, total_steps=6)(6)
+    factor = lr_lambda(config, total_steps=6)(6)
     assert [g["lr"] for g in saved] == pytest.approx([0.05 * factor, 0.0])
 
     model = Head()
     scaled = [{"params": list(model.lin.parameters()), "lr": 0.1},
               {"params": list(model.out.parameters()), "lr": 0.01}]
-    optimizer = train.make_optimizer(scaled, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, train.lr_lambda(config, 6))
+    optimizer = make_optimizer(scaled, config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, 6))
     for _ in range(4):
         optimizer.step()
         schedule.step()
@@ -189,11 +192,11 @@ def test_parameter_groups_get_their_own_learning_rates(tmp_path):
 def test_bad_params_are_named():
     model = Head()
     with pytest.raises(ValueError, match="mixes"):
-        train.param_groups([{"params": list(model.lin.parameters())}, model.out.weight])
+        param_groups([{"params": list(model.lin.parameters())}, model.out.weight])
     with pytest.raises(ValueError, match="empty"):
-        train.param_groups([])
+        param_groups([])
     with pytest.raises(ValueError, match="group 0"):
-        train.param_groups([{"lr": 0.1}])
+        param_groups([{"lr": 0.1}])
 
 
 def test_metrics_logged_in_one_batch_per_epoch(store, monkeypatch):
@@ -206,11 +209,11 @@ def test_metrics_logged_in_one_batch_per_epoch(store, monkeypatch):
 
     monkeypatch.setattr(MlflowClient, "log_batch", counting)
     model = Head()
-    config = train.TrainConfig(epochs=2, batch_size=16, lr=0.05)
+    config = TrainConfig(epochs=2, batch_size=16, lr=0.05)
     with tracking.run(run_name="m", tracking_uri=f"sqlite:///{store}/mlflow.db") as active:
-        train.fit(task=LinearTask(model), model=model, params=list(model.parameters()),
-                  config=config, out_dir=store / "m", device=torch.device("cpu"),
-                  metric_prefix="pretrain/", progress=False)
+        fit(task=LinearTask(model), model=model, params=list(model.parameters()),
+            config=config, out_dir=store / "m", device=torch.device("cpu"),
+            metric_prefix="pretrain/", progress=False)
     assert len(batches) == 2  # one per epoch
     client = MlflowClient()
     run_id = active.info.run_id
@@ -249,9 +252,47 @@ def test_exception_ends_run_failed(store):
                                          ("schedule", "step"), ("checkpoint_every_s", -1.0)])
 def test_bad_config_is_named(field, value):
     with pytest.raises(ValueError, match=field):
-        train.TrainConfig(**{field: value})
+        TrainConfig(**{field: value})
 
 
 def test_cosine_schedule_ends_at_zero():
-    f = train.lr_lambda(train.TrainConfig(schedule="cosine", warmup_steps=2), total_steps=10)
+    f = lr_lambda(TrainConfig(schedule="cosine", warmup_steps=2), total_steps=10)
     assert f(0) == pytest.approx(0.5) and f(2) == pytest.approx(1.0) and math.isclose(f(10), 0.0, abs_tol=1e-9)
+
+
+def test_train_step_is_the_step_fit_takes(tmp_path):
+    """A plain loop of ``train_step`` (what the benchmarks time) on fit's shuffles ends with
+    fit's weights, bit for bit: fit has no step of its own."""
+    cfg = dict(epochs=2, batch_size=16, lr=0.05, schedule="constant", grad_clip=0.05, bf16=True)
+    trained, _ = _fit(tmp_path / "ck", **cfg)
+    model = Head()
+    task, params = LinearTask(model), list(model.parameters())
+    config = TrainConfig(**cfg)
+    optimizer = make_optimizer(params, config)
+    precision = Precision.of(bf16=config.bf16, device=torch.device("cpu"))
+    shuffle = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    for _ in range(config.epochs):
+        model.train()
+        for rows in torch.randperm(task.n_train, generator=shuffle).view(3, 16):  # (S, B)
+            train_step(lambda: task.loss(rows, split="train"), optimizer=optimizer,
+                       params=params, grad_clip=config.grad_clip, precision=precision)
+    for a, b in zip(trained.parameters(), model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other = Head()
+    train_step(lambda: LinearTask(other).loss(torch.arange(16), split="train"),
+               optimizer=make_optimizer(list(other.parameters()), config),
+               params=list(other.parameters()), grad_clip=config.grad_clip, precision=precision)
+    assert not torch.equal(other.lin.weight, Head().lin.weight)  # a step moves the weights
+
+
+def test_precision_autocasts_only_where_bf16_is_native():
+    cpu, x = torch.device("cpu"), torch.randn(4, 4)
+    assert not Precision.of(bf16=False, device=cpu).bf16
+    assert Precision.of(bf16=True, device=cpu).bf16 == bf16_native(cpu)
+    if determinism.active():
+        assert not bf16_native(cpu)  # the deterministic mode keeps fp32
+    with Precision(device_type="cpu", bf16=True).autocast():
+        assert (x @ x).dtype == torch.bfloat16
+    with Precision(device_type="cpu", bf16=False).autocast():
+        assert (x @ x).dtype == torch.float32

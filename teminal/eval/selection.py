@@ -12,7 +12,7 @@ rather than by convention. Reporting the chosen setting on the test split afterw
 Where validation lives (``teminal.data.pairs``): stage-B rows of split ``"val"`` are the
 ``val_fraction`` (10 %) of the non-test unordered class pairs, never in a training row; under
 ``pairing: folds`` their clips come from the non-test folds. Task 1 reads the singles of split
-``"val"`` (the validation fold). ``train.fit`` keeps ``best.pt`` by the loss on the same split.
+``"val"`` (the validation fold). ``training.fit.fit`` keeps ``best.pt`` by the loss on the same split.
 """
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ def load_model(spec: ModelSpec | str) -> ModelAdapter:
 
         he_init = bool(opts.pop("he_init", False))
         backbone = build_backbone(name=spec.kind, **opts)
-        if he_init:  # random msclap rehearsals (MsClap.he_init_audio_convs)
+        if he_init:  # random msclap rehearsals (MsClapBase.he_init_audio_convs)
             backbone.he_init_audio_convs()
         return BackboneModel(backbone, name=label or spec.kind)
     module, _, attr = spec.kind.partition(":")

@@ -30,7 +30,7 @@ def _figure_args(view: Any, k: int, title: str) -> dict:
 class BatchView:
     """Consecutive batches of a stage task's ``split`` (``task.similarity``, SPEC §3)."""
 
-    task: Any  # a teminal.stages task
+    task: Any  # a teminal.training.stages task
     split: str
     batch_size: int
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 
 from teminal.eval.models import InputRule, ModelAdapter
-from teminal.models.base import AudioFeatures, Backbone
-from teminal.models.heads import HtsatAudioHead
+from teminal.models.base import Backbone
+from teminal.models.msclap_2023 import MsClap2023
 
 
 class BackboneModel(ModelAdapter):
@@ -25,12 +25,12 @@ class BackboneModel(ModelAdapter):
 
     def __init__(self, backbone: Backbone, *, name: str, batch_size: int = 8) -> None:
         self.backbone, self.name, self.batch_size = backbone.eval(), name, batch_size
-        self.covering = isinstance(getattr(backbone, "audio_head_module", None), HtsatAudioHead)
-        if self.covering:
-            hop = backbone.args["hop_size"] / backbone.sample_rate
+        if isinstance(backbone, MsClap2023):  # its audio_trunk reads covering windows
+            crop, hop = backbone.HTSAT_CROP, backbone.HTSAT_HOP  # mel frames
+            sec = backbone.args["hop_size"] / backbone.sample_rate  # of one mel frame
             self.rule = InputRule(
-                sample_rate=backbone.sample_rate, window_seconds=round(1024 * hop, 2),
-                longer=f"windows of {round(689 * hop, 2)} s every {round(344 * hop, 2)} s plus "
+                sample_rate=backbone.sample_rate, window_seconds=round(1024 * sec, 2),
+                longer=f"windows of {round(crop * sec, 2)} s every {round(hop * sec, 2)} s plus "
                        f"one ending at the clip's end; tokens averaged",
                 shorter="read whole (stretched to the window, as msclap)")
         else:
@@ -42,12 +42,7 @@ class BackboneModel(ModelAdapter):
 
     def _embed_batch(self, wave: torch.Tensor) -> torch.Tensor:
         bb = self.backbone
-        wave = wave.to(bb.logit_scale.device)
-        if not self.covering:
-            return bb.encode_audio(wave)  # (b, d)
-        with torch.no_grad():
-            tokens = bb._htsat_tokens(wave)  # (b, K·N, 768): windows covering the whole clip
-        return bb.audio_head(AudioFeatures(pooled=tokens.mean(1), frames=tokens))
+        return bb.encode_audio(wave.to(bb.logit_scale.device))  # (b, d)
 
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         return self.backbone.encode_text(texts)

@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-from ... import determinism, gates, tracking, train
+from ... import determinism, gates, tracking
 from ...cache import TrunkCache
 from ...features import FeatureBank, build_bank
 from ...models import build_backbone
 from ...models.base import Backbone
 from ...models.tiny import TinyClap, TinyConfig
-from ...pretrain import pretrain_tiny
+from ...training.config import TrainConfig
+from ...training.pretrain import pretrain_tiny
 from ..layout import workdir, write_json
 from ..session import Session
 from .data import RunData, load_data
@@ -62,10 +63,10 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
         return pretrained_model(S), meta.get("history", [])
     m = S.config.model
     model = TinyClap(config=_tiny_config(S, data)).to(S.device)
-    config = train.TrainConfig(epochs=m.pretrain_epochs, batch_size=m.pretrain_batch_size,
-                               lr=m.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
-                               schedule="cosine", seed=S.config.seed, bf16=S.config.train.bf16,
-                               checkpoint_every_s=S.config.train.checkpoint_every_s)
+    config = TrainConfig(epochs=m.pretrain_epochs, batch_size=m.pretrain_batch_size,
+                         lr=m.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
+                         schedule="cosine", seed=S.config.seed, bf16=S.config.train.bf16,
+                         checkpoint_every_s=S.config.train.checkpoint_every_s)
     key = pretrained_key(S, data)
     with S.phase("pretraining"):
         result = pretrain_tiny(

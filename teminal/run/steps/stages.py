@@ -8,7 +8,7 @@ ablation's T-AB row) gets the finished checkpoint instead of training again. A s
 trained again under other inputs gets its own folder (``layout.free_tag``); nothing is replaced.
 A stage writes ``meta.json`` with ``"finished": false`` and its key before its first step, so an
 interrupted stage is found again by ``resume`` and continues from its ``last.pt`` in the same
-folder (``train.fit``), bit-identical to an uninterrupted run.
+folder (``training.fit.fit``), bit-identical to an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 
 import mlflow
 
-from ... import losses, stages, tracking, train
+from ... import losses, tracking
+from ...training import stages
+from ...training.checkpoints import load_checkpoint_head
+from ...training.config import TrainConfig
+from ...training.fit import fit
 from ...models.base import Backbone
 from ...models.heads import OrderAwareAudioHead
 from .. import logged
@@ -64,9 +68,9 @@ def _role(label: str) -> str:
 
 
 def train_config(S: Session, params: StageAParams | StageBParams, *,
-                 seed: int) -> train.TrainConfig:
+                 seed: int) -> TrainConfig:
     t = S.config.train
-    return train.TrainConfig(
+    return TrainConfig(
         epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, optimizer=t.optimizer,
         weight_decay=t.weight_decay, grad_clip=t.grad_clip, schedule=t.schedule,
         warmup_steps=t.warmup_steps, seed=seed, checkpoint_every_s=t.checkpoint_every_s,
@@ -110,7 +114,7 @@ def _reuse(S: Session, key: str, label: str, params, seed: int) -> Trained | Non
         return None
     meta = S.layout.read_meta(tag)
     model = fresh_model(S, audio_head=params.audio_head)
-    model.load_head_state_dict(train.load_checkpoint_head(S.layout.checkpoint(tag) / "best.pt"))
+    model.load_head_state_dict(load_checkpoint_head(S.layout.checkpoint(tag) / "best.pt"))
     print(f"{label}: reusing the finished checkpoint {tag}/ (same inputs)")
     return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params, seed=seed,
                    history=meta.get("history", []), reused=True, start=meta.get("start", ""),
@@ -181,12 +185,12 @@ def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, 
         write_json(out / "meta.json", about | {"finished": False})
     with S.phase("training"):
         order_lr = getattr(params, "order_lr", None)
-        result = train.fit(task=task, model=model, params=_param_groups(model, params.lr, order_lr),
-                           config=train_config(S, params, seed=seed), out_dir=out,
-                           device=S.device, fingerprint_extra={"key": key}, label=label)
+        result = fit(task=task, model=model, params=_param_groups(model, params.lr, order_lr),
+                     config=train_config(S, params, seed=seed), out_dir=out,
+                     device=S.device, fingerprint_extra={"key": key}, label=label)
     for name, seconds in getattr(result, "timings", {}).items():
         S.layout.add_phase(S.notebook, name, seconds)
-    model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
+    model.load_head_state_dict(load_checkpoint_head(out / "best.pt"))
     write_json(out / "meta.json", about | {
         "history": result.history, "mlflow_run_id": run_id, "finished": True})
     return Trained(tag=tag, key=key, label=label, model=model.eval(), params=params, seed=seed,
@@ -195,7 +199,7 @@ def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, 
 
 def build_task(S: Session, trained_or_params, model: Backbone | None = None, *,
                seed: int | None = None):
-    """The stage task (``teminal.stages``) of a stage's parameters on ``model``'s feature bank
+    """The stage task (``teminal.training.stages``) of a stage's parameters on ``model``'s feature bank
     (replay drawn with ``seed``); ``build_task(S, trained)`` rebuilds the task a finished stage
     trained on (for its views)."""
     params = getattr(trained_or_params, "params", trained_or_params)

@@ -1,4 +1,4 @@
-"""The training stages as ``StageTask``s for ``train.fit`` (SPEC §3).
+"""The training stages as ``StageTask``s for ``training.fit.fit`` (SPEC §3).
 
 Each task turns a batch of manifest rows into the audio and text rows of its contrastive
 matrix, runs only the heads on cached trunk features (``features.FeatureBank``; every clip a
@@ -9,7 +9,7 @@ task reads has the length of a double, SPEC §1), and calls one loss of ``temina
 - ``TclapTask``  — the T-CLAP baseline: forward and overlay, 2N × 2N, plus its temporal term;
 - ``Replay``     — optional ``λ_replay ·`` InfoNCE on single clips with their class captions.
 
-Every task has ``n_train``, ``n_val`` and ``loss(rows, split=)`` (``train.StageTask``),
+Every task has ``n_train``, ``n_val`` and ``loss(rows, split=)`` (``training.fit.StageTask``),
 ``generators()`` (its random generators, saved with ``last.pt`` so a resumed run is exact),
 ``log_weights(rows, split=)`` (the weights its loss uses) and ``similarity(rows, split=)``
 (one batch's matrix, for the similarity explorer).
@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from . import losses
-from .data.clips import audio_key, pair_keys
-from .features import FeatureBank
-from .models.base import Backbone
+from .. import losses
+from ..data.clips import audio_key, pair_keys
+from ..features import FeatureBank
+from ..models.base import Backbone
 
 SPLITS = ("train", "val")
 CAPTIONS = {"paper": ("caption_f", "caption_r", "caption_o"),

@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import losses, train
-from .data.clips import audio_key
-from .models.base import TextFeatures
+from .. import losses
+from ..data.clips import audio_key
+from ..models.base import TextFeatures
+from .checkpoints import load_checkpoint_head
+from .config import TrainConfig
+from .fit import FitResult, fit
 
 SPLITS = ("train", "val")
 
@@ -44,7 +47,7 @@ class Augment:
 
 
 class PretrainTask:
-    """Singles of the train / val splits against their class captions (a ``train.StageTask``).
+    """Singles of the train / val splits against their class captions (a ``fit.StageTask``).
 
     Only clip names are held; ``render(audio_key("single", clip))`` is called for the clips of
     a batch when the batch is drawn.
@@ -105,14 +108,14 @@ def _split_singles(singles: pd.DataFrame, n_classes: int) -> tuple[dict, dict]:
 
 
 def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.ndarray],
-                  class_names: list[str], class_prompt: str, config: train.TrainConfig,
+                  class_names: list[str], class_prompt: str, config: TrainConfig,
                   out_dir: str | Path, device: torch.device, augment: Augment | None = Augment(),
-                  fingerprint_extra: dict | None = None, progress: bool = True) -> train.FitResult:
+                  fingerprint_extra: dict | None = None, progress: bool = True) -> FitResult:
     """Pretrain ``model`` (a ``TinyClap`` on ``device``) CLAP-style on its training singles.
 
     Trains ``model.pretrain_parameters()`` (audio CNN, audio head, text head, logit scale) on
     the singles of split "train" (split "val" gives ``pretrain/val/loss``), with
-    ``train.fit``'s gate, checkpoints, resume and fingerprint (``fingerprint_extra`` plus the
+    ``fit``'s gate, checkpoints, resume and fingerprint (``fingerprint_extra`` plus the
     model config, class prompt and names, augmentation), metrics under ``pretrain/``. Loads
     ``best.pt`` into ``model`` and leaves it frozen again (``pretraining(False)``).
 
@@ -127,7 +130,7 @@ def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.nd
         augment: waveform augmentation of training batches (None: off).
 
     Returns:
-        ``train.FitResult`` of the pretraining run.
+        ``FitResult`` of the pretraining run.
     """
     clips, targets = _split_singles(singles, len(class_names))
     extra = {"pretrain": {"class_prompt": class_prompt, "class_names": list(class_names),
@@ -139,14 +142,14 @@ def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.nd
         task = PretrainTask(model=model, clips=clips, targets=targets, render=render,
                             class_text=class_text, augment=augment, device=device,
                             seed=config.seed)
-        result = train.fit(
+        result = fit(
             task=task, model=model, params=model.pretrain_parameters(), config=config,
             out_dir=out_dir, device=device, fingerprint_extra=extra, metric_prefix="pretrain/",
             head_state=lambda: trained_state(model),
             load_head_state=lambda state: model.load_state_dict(state, strict=False),
             progress=progress,
         )
-        model.load_state_dict(train.load_checkpoint_head(result.out_dir / "best.pt"), strict=False)
+        model.load_state_dict(load_checkpoint_head(result.out_dir / "best.pt"), strict=False)
     finally:
         model.pretraining(False)
     return result
