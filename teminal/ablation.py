@@ -23,6 +23,7 @@ import mlflow
 import pandas as pd
 
 from . import tracking
+from .eval import tables
 from .run import logged
 from .run.params import RunConfig, Setting, StageBParams
 from .run.session import Session
@@ -170,19 +171,17 @@ def values(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
 
 def table(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
     """Table 2 layout: ``value [ci_low, ci_high]`` per cell, the chance level in the last row."""
-    cells, chance = {}, {}
+    cells, chance = {}, None
     for r in outcome.itertuples():
         t = r.evaluation.tables.get(set_name)
         if t is None:
             continue
-        t = t.set_index("task")
-        cells[r.row] = {task: f"{v.value:.1f} [{v.ci_low:.1f}, {v.ci_high:.1f}]"
-                        for task, v in t.iterrows()}
+        cells[r.row] = tables.cells(t)
         if not r.evaluation.label.startswith("probe"):
-            chance = {task: f"{v:.1f}" for task, v in t["chance"].items()}
+            chance = tables.chance_cells(t)
     df = pd.DataFrame(cells).T
-    if chance:
-        df.loc["chance"] = pd.Series(chance)
+    if chance is not None:
+        df.loc["chance"] = chance
     df.index.name = "setting"
     return df.fillna("")
 

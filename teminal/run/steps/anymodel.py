@@ -28,12 +28,14 @@ from .stages import stage_a, stage_b
 
 
 def run_items(S: Session) -> EvalData:
-    """The run's evaluation items (+ 3C triples when ``evaluate.triples`` > 0)."""
+    """The run's evaluation items (+ 3C triples when ``evaluate.triples`` > 0: the triples
+    03_zste scores too, drawn with ``zste.zste_seed``)."""
     data, p = load_data(S), S.config.evaluate
     items = eval_data(base=data.base, manifests=data.manifests, recipe_at=data.recipe)
     if p.triples == 0:
         return items
-    return with_triples(items, template=p.triple_template, max_triples=p.triples)
+    return with_triples(items, template=p.triple_template, max_triples=p.triples,
+                        seed=S.config.zste.zste_seed)
 
 
 def options(S: Session) -> EvalOptions:
