@@ -188,7 +188,8 @@ def table(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
 
 def phrasings(outcome: pd.DataFrame) -> pd.DataFrame:
     """Rows × (task, held-out template): the mean score (%) under each held-out phrasing."""
-    cols = {r.row: r.evaluation.phrasings.set_index(["task", "template"])["value"].round(1)
+    cols = {r.row: r.evaluation.phrasings.set_index(["task", "template"])["value"]
+            .round(tables.DIGITS)
             for r in outcome.itertuples()
             if r.evaluation.phrasings is not None and not r.evaluation.phrasings.empty}
     return pd.DataFrame(cols).T
@@ -203,11 +204,13 @@ def summary(outcome: pd.DataFrame) -> str:
     base = v.loc["pretrained"]
     delta = v.drop(index="pretrained") - base
     lines = ["Largest changes against the pretrained baseline (percentage points):"]
+    num, diff = tables.number, lambda x: tables.number(x, signed=True)  # noqa: E731
     for task in delta.columns:
         best, worst = delta[task].idxmax(), delta[task].idxmin()
-        lines.append(f"- {task}: best {best} {v.loc[best, task]:.1f} ({delta.loc[best, task]:+.1f}); "
-                     f"worst {worst} {v.loc[worst, task]:.1f} ({delta.loc[worst, task]:+.1f}); "
-                     f"baseline {base[task]:.1f}")
+        lines.append(f"- {task}: best {best} {num(v.loc[best, task])} "
+                     f"({diff(delta.loc[best, task])}); worst {worst} {num(v.loc[worst, task])} "
+                     f"({diff(delta.loc[worst, task])}); baseline {num(base[task])}")
     overall = delta.mean(axis=1).sort_values(ascending=False)
-    lines.append(f"Best row on average over subtasks: {overall.index[0]} ({overall.iloc[0]:+.1f} pp).")
+    lines.append(f"Best row on average over subtasks: {overall.index[0]} "
+                 f"({diff(overall.iloc[0])} pp).")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ def test_interval_cell_with_and_without_an_interval():
     assert tables.interval_cell(float("nan"), 1.0, 2.0, missing="–") == "–"
     assert tables.interval_cell(100.0, 92.04, 100.0, digits=2) == "100.00 [92.04, 100.00]"
     assert tables.number(float("inf")) == "–" and tables.number(16.666) == "16.7"
+    assert tables.number(3, signed=True) == "+3.0" and tables.number(-0.04, signed=True) == "-0.0"
 
 
 def test_figure_cell_shows_the_seed_range_and_flags_disagreeing_seeds():

@@ -12,7 +12,8 @@ format their cells here and nowhere else:
   `` · seeds min–max`` (the range of the per-seed means), in bold with ``⚠`` when the seeds
   disagree (``teminal.eval.seed_stats.Figure.disagree``);
 - :func:`difference_cell` — ``+d [low, high]``, in bold when the interval excludes 0;
-- :func:`number` — a bare figure (chance levels, template means), ``missing`` when absent;
+- :func:`number` — a bare figure (chance levels, template means, a signed difference),
+  ``missing`` when absent; numeric tables round to ``DIGITS``;
 - :func:`zste_table` — the paper's Table 3 layout (tasks × chance, models, paper columns);
 - :func:`markdown` — a pipe table (no tabulate dependency).
 
@@ -42,10 +43,13 @@ def finite(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def number(v, *, digits: int = DIGITS, missing: str = "–") -> str:
-    """One figure with ``digits`` decimals, ``missing`` when absent."""
+def number(v, *, digits: int = DIGITS, missing: str = "–", signed: bool = False) -> str:
+    """One figure with ``digits`` decimals (with its sign, ``+3.0``, when ``signed``: a
+    difference), ``missing`` when absent."""
     v = finite(v)
-    return missing if v is None else f"{v:.{digits}f}"
+    if v is None:
+        return missing
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
 def interval_cell(value, low, high, *, digits: int = DIGITS, missing: str = "") -> str:

@@ -211,6 +211,7 @@ class EvaluateParams(Section):
     captioned: Literal["none", "clotho", "audiocaps"] = "none"  # retrieval set layout
     captioned_root: str = ""  # its local folder (Clotho / AudioCaps layout, teminal.eval.retrieval)
     captioned_split: str = ""  # its split ("" = evaluation / test)
+    captioned_allow_missing: bool = False  # score without clips whose audio file is absent
     compa_csv: str = ""  # CompA-order benchmark CSV ("" = not scored)
     compa_audio_dir: str = ""  # its CompA_order_files folder
 

@@ -19,6 +19,7 @@ from ...eval.adapters.backbone import BackboneModel
 from ...eval.card import card_figure, card_markdown
 from ...eval.compa import read_compa_order
 from ...eval.specs import RUN_ROWS, load_model
+from ...warn import warn
 from ...eval.suite import EvalData, EvalOptions, ModelReport, eval_data, evaluate_any, with_triples
 from ..params import StageBParams
 from ..session import Session
@@ -45,7 +46,11 @@ def options(S: Session) -> EvalOptions:
     if p.captioned != "none":
         reader = {"clotho": retrieval.read_clotho, "audiocaps": retrieval.read_audiocaps}[p.captioned]
         split = p.captioned_split or ("evaluation" if p.captioned == "clotho" else "test")
-        captioned = reader(p.captioned_root, split)
+        captioned = reader(p.captioned_root, split, allow_missing=p.captioned_allow_missing)
+        if captioned.missing:
+            warn(f"evaluate.captioned_root={p.captioned_root}: {len(captioned.missing)} clips of "
+                 f"its {split!r} CSV have no audio file; retrieval is scored without them "
+                 f"(evaluate.captioned_allow_missing=true)")
     compa = read_compa_order(p.compa_csv, p.compa_audio_dir) if p.compa_csv else None
     return EvalOptions(n_boot=p.n_boot, seed=S.config.zste.zste_seed, seen=p.seen,
                        heldout=p.heldout, batch=p.batch, captioned=captioned, compa=compa)

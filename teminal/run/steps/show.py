@@ -49,7 +49,7 @@ def set_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
 
 def phrasing_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
     """(task, held-out template) × model: the mean score (%) under each held-out phrasing."""
-    cols = {label: ev.phrasings.set_index(["task", "template"])["value"].round(1)
+    cols = {label: ev.phrasings.set_index(["task", "template"])["value"].round(tables.DIGITS)
             for label, ev in results.items() if ev.phrasings is not None and not ev.phrasings.empty}
     return pd.DataFrame(cols)
 
