@@ -76,9 +76,11 @@ def three_events(backbone: Backbone, cache, manifests: Manifests, class_names: l
     embeddings [6·n_triples, d]: each audio rendered from the base clips ``read(filename)`` with
     ``recipe``, through ``cache``'s trunk (computed once, kept on disk) and the audio head.
     None when ``n_triples`` is 0 or no triple is held out."""
+    if n_triples == 0:
+        return None
     rows, _ = eval_rows(manifests, "test")
     triples = three.held_out_triples(rows[["i", "j"]].to_numpy(), len(class_names))
-    if n_triples == 0 or len(triples) == 0:
+    if len(triples) == 0:
         return None
     triples = three.pick_triples(triples, n_triples, seed=seed)
     items = three.triple_items(triples, three.triple_clips(rows, triples), list(class_names),
