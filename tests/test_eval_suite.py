@@ -82,6 +82,7 @@ def test_03s_evaluation_scores_3c_on_the_items_05_scores(world, data, tmp_path):
     from teminal.cache import TrunkCache
     from teminal.data.clips import ClipStore, render
     from teminal.eval import evaluate as lib
+    from teminal.eval import intervals, seed_stats
     from teminal.eval.adapters.backbone import BackboneModel
     from teminal.features import build_bank
     from teminal.models.tiny import TinyClap, TinyConfig
@@ -104,6 +105,11 @@ def test_03s_evaluation_scores_3c_on_the_items_05_scores(world, data, tmp_path):
     assert "3C" not in set(sets["zste_seen"].table.task) | set(sets["zste_heldout"].table.task)
     items = sets["zste"].items["3C"]
     assert {"i", "j", "k"} <= set(items.columns) and len(set(items.cluster)) == 3
+    stored = seed_stats.item_table({"zste": sets["zste"].items})  # what 03 stores; report reads
+    assert intervals.item_groups(seed_stats.aligned([stored], "zste", "3C")[1]).shape[1] == 3
+    fig = seed_stats.figure([stored], "zste", "3C", n_boot=50, seed=0)  # its 3 classes resampled
+    assert (fig.interval.low, fig.interval.high) == pytest.approx(
+        (table.loc["3C", "ci_low"], table.loc["3C", "ci_high"]))
     other = evaluate_any(BackboneModel(model, name="tiny"), data, EvalOptions(n_boot=50, seed=0))
     again = other.items["zste"]["3C"]
     np.testing.assert_array_equal(items.key, again.key)
