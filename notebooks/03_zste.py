@@ -18,7 +18,9 @@
 # # 03 · ZSTE — zero-shot temporal evaluation
 # The 11 subtasks of SPEC §4 (paper §4.2, B.4, Algorithms 2–3) plus 3A-o (order only) and 3A-c
 # (order consistency) and 3W (balanced "while": a constant answer scores 50, so 3B bought with
-# 3A shows), each with its chance level and a 95 % interval from a bootstrap over
+# 3A shows), the order scores in both directions (3A-a; the Winoground trio 3A-text / 3A-audio /
+# 3A-group) and 3C (three events: `a_x ⊕ a_y ⊕ a_z` of a held-out class triple against its six
+# orders), each with its chance level and a 95 % interval from a bootstrap over
 # classes (items that share a class move together, and with it their clips and pairs; identical
 # items count once; `teminal.eval.intervals`).
 # Three evaluation sets:
@@ -50,7 +52,6 @@ probe = True                  # also the level/duration probe
 from IPython.display import display
 
 from teminal.viz import plots, widgets
-from teminal.eval import zste
 from teminal.run import session, steps
 
 S = session.start("03_zste", globals())
@@ -75,7 +76,7 @@ if S.params.probe:
 # directions, not values.
 
 # %%
-table = plots.zste_table({k: r.tables["zste"] for k, r in results.items()}, paper=zste.PAPER_TABLE3)
+table = steps.zste_table(results)
 steps.log_table(table, "zste_table")
 display(plots.nowrap(table))
 

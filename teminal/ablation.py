@@ -23,6 +23,7 @@ import mlflow
 import pandas as pd
 
 from . import tracking
+from .eval import tables
 from .run import logged
 from .run.params import RunConfig, Setting, StageBParams
 from .run.session import Session
@@ -170,26 +171,25 @@ def values(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
 
 def table(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
     """Table 2 layout: ``value [ci_low, ci_high]`` per cell, the chance level in the last row."""
-    cells, chance = {}, {}
+    cells, chance = {}, None
     for r in outcome.itertuples():
         t = r.evaluation.tables.get(set_name)
         if t is None:
             continue
-        t = t.set_index("task")
-        cells[r.row] = {task: f"{v.value:.1f} [{v.ci_low:.1f}, {v.ci_high:.1f}]"
-                        for task, v in t.iterrows()}
+        cells[r.row] = tables.cells(t)
         if not r.evaluation.label.startswith("probe"):
-            chance = {task: f"{v:.1f}" for task, v in t["chance"].items()}
+            chance = tables.chance_cells(t)
     df = pd.DataFrame(cells).T
-    if chance:
-        df.loc["chance"] = pd.Series(chance)
+    if chance is not None:
+        df.loc["chance"] = chance
     df.index.name = "setting"
     return df.fillna("")
 
 
 def phrasings(outcome: pd.DataFrame) -> pd.DataFrame:
     """Rows × (task, held-out template): the mean score (%) under each held-out phrasing."""
-    cols = {r.row: r.evaluation.phrasings.set_index(["task", "template"])["value"].round(1)
+    cols = {r.row: r.evaluation.phrasings.set_index(["task", "template"])["value"]
+            .round(tables.DIGITS)
             for r in outcome.itertuples()
             if r.evaluation.phrasings is not None and not r.evaluation.phrasings.empty}
     return pd.DataFrame(cols).T
@@ -204,11 +204,13 @@ def summary(outcome: pd.DataFrame) -> str:
     base = v.loc["pretrained"]
     delta = v.drop(index="pretrained") - base
     lines = ["Largest changes against the pretrained baseline (percentage points):"]
+    num, diff = tables.number, lambda x: tables.number(x, signed=True)  # noqa: E731
     for task in delta.columns:
         best, worst = delta[task].idxmax(), delta[task].idxmin()
-        lines.append(f"- {task}: best {best} {v.loc[best, task]:.1f} ({delta.loc[best, task]:+.1f}); "
-                     f"worst {worst} {v.loc[worst, task]:.1f} ({delta.loc[worst, task]:+.1f}); "
-                     f"baseline {base[task]:.1f}")
+        lines.append(f"- {task}: best {best} {num(v.loc[best, task])} "
+                     f"({diff(delta.loc[best, task])}); worst {worst} {num(v.loc[worst, task])} "
+                     f"({diff(delta.loc[worst, task])}); baseline {num(base[task])}")
     overall = delta.mean(axis=1).sort_values(ascending=False)
-    lines.append(f"Best row on average over subtasks: {overall.index[0]} ({overall.iloc[0]:+.1f} pp).")
+    lines.append(f"Best row on average over subtasks: {overall.index[0]} "
+                 f"({diff(overall.iloc[0])} pp).")
     return "\n".join(lines)

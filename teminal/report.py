@@ -1,12 +1,5 @@
-"""``python -m teminal report runs/<run>``: the Results tables of a run, from its MLflow records.
-
-Everything is read from MLflow — the pipeline's parent run, the evaluation runs under
-``03_zste`` (tag ``teminal.model``, and ``teminal.ref``: pretrained / A / B) and the row runs of
-``04_ablations`` (tag ``teminal.ablation_row``), each evaluation once per training seed (tag
-``teminal.seed``; none for what no seed trains) — so the README's numbers always come from a
-named run. Each evaluation run holds ``tables/<set>.json`` and its per-item scores
-``items/*.items.parquet`` for the sets ``zste`` (held-out class pairs and clips), ``zste_seen``
-(seen class combinations) and ``zste_heldout`` (held-out phrasings).
+"""``python -m teminal report runs/<run>``: the Results tables of a run, from its MLflow records
+(read by :mod:`teminal.report_collect`; every cell formatted by :mod:`teminal.eval.tables`).
 
 Per figure (SPEC §4 "Intervals", :mod:`teminal.eval.seed_stats`): the across-seed mean, a 95 %
 interval covering seed and evaluation sampling, and with several seeds the seed range, in bold
@@ -17,141 +10,15 @@ before per-item scores were stored shows its tables' own intervals.
 """
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from teminal.eval import seed_stats
-from teminal import tracking
-from teminal.eval.zste import PAPER_TABLE3, TASKS
-
-SETS = {"zste": "held-out pairs", "zste_seen": "seen combinations",
-        "zste_heldout": "held-out phrasings"}
-SEED_TAG = "teminal.seed"
-PROBE_REF = "probe"  # the ``teminal.ref`` of the level/duration probe's evaluation
-
-
-@dataclass
-class Evaluated:
-    """One model or ablation row: per training seed (None: not trained) its tables and items."""
-
-    tables: dict = field(default_factory=dict)  # seed → {set: DataFrame}
-    items: dict = field(default_factory=dict)  # seed → item table (absent in older runs)
-    ref: str = ""  # 03_zste: pretrained / A / B
-
-    @property
-    def seeded(self) -> bool:
-        return bool(self.items) and len(self.items) == len(self.tables)
-
-
-def _children(client, run_id: str) -> list:
-    exp = client.get_run(run_id).info.experiment_id
-    return client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
-                              order_by=["attributes.start_time ASC"], max_results=1000)
-
-
-def _descendants(client, run_id: str) -> list:
-    out = []
-    for child in _children(client, run_id):
-        out += [child, *_descendants(client, child.info.run_id)]
-    return out
-
-
-def _tables(client, run_id: str) -> dict[str, pd.DataFrame]:
-    out = {}
-    for name in (*SETS, "phrasings", "probe_auc"):
-        try:
-            path = client.download_artifacts(run_id, f"tables/{name}.json")
-        except Exception:  # noqa: BLE001 — a set the run did not evaluate
-            continue
-        out[name] = pd.DataFrame(json.loads(Path(path).read_text()))
-    return out
-
-
-def _item_table(client, run_id: str) -> pd.DataFrame | None:
-    found = [a.path for a in client.list_artifacts(run_id, "items") if a.path.endswith(".parquet")]
-    return pd.read_parquet(client.download_artifacts(run_id, found[0])) if found else None
-
-
-def _add(into: dict, name: str, client, run) -> None:
-    """Add an evaluation run (one with ``zste/…`` metrics) under ``name`` and its seed."""
-    if not any(m.startswith("zste/") for m in run.data.metrics):
-        return
-    seed = run.data.tags.get(SEED_TAG)
-    seed = None if seed is None else int(seed)
-    ev = into.setdefault(name, Evaluated())
-    ev.ref = ev.ref or run.data.tags.get("teminal.ref", "")
-    ev.tables[seed] = _tables(client, run.info.run_id)
-    items = _item_table(client, run.info.run_id)
-    if items is not None:
-        ev.items[seed] = items
-
-
-def collect(run_dir: str | Path) -> dict:
-    """The evaluations of a pipeline run: ``{"zste": {label: Evaluated}, "ablations": {row:
-    Evaluated}, "comparisons": [{name, a, b}], "run", "parent", "config"}``."""
-    import mlflow
-
-    from .run.layout import RunLayout
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    layout = RunLayout(Path(run_dir).expanduser().resolve())
-    record = layout.read_record()
-    if not record:
-        raise FileNotFoundError(f"{layout.root} is not a pipeline run folder (no pipeline.json)")
-    tracking.setup(record["tracking_uri"])
-    client = mlflow.MlflowClient()
-    out = {"run": layout.root.name, "parent": record["parent_run_id"], "zste": {},
-           "ablations": {}, "comparisons": [], "config": layout.read_config(),
-           "status": client.get_run(record["parent_run_id"]).info.status, "stopped": {},
-           "stopped_at": record.get("stopped_at")}
-    for child in _children(client, record["parent_run_id"]):
-        notebook = child.data.tags.get("teminal.notebook")
-        if child.info.status in ("FAILED", "KILLED"):
-            out["stopped"][notebook] = child.data.tags.get("teminal.failed_reason", "") \
-                or child.info.status
-        if notebook == "03_zste":
-            for run in _descendants(client, child.info.run_id):
-                if run.data.tags.get("teminal.model"):
-                    _add(out["zste"], run.data.tags["teminal.model"], client, run)
-        elif notebook == "04_ablations":
-            for run in _descendants(client, child.info.run_id):
-                if run.data.tags.get("teminal.ablation_row"):
-                    _add(out["ablations"], run.data.tags["teminal.ablation_row"], client, run)
-            try:
-                path = client.download_artifacts(child.info.run_id, "comparisons.json")
-                out["comparisons"] = json.loads(Path(path).read_text())
-            except Exception:  # noqa: BLE001 — a run from before the comparisons were logged
-                pass
-    return out
-
-
-def _number(v) -> float | None:
-    """A finite float, or None for a missing / null / NaN value."""
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if v == v and abs(v) != float("inf") else None
-
-
-def cell(row) -> str:
-    """``value [low, high]``; ``value`` without an interval; ``–`` for a missing value."""
-    value, low, high = (_number(getattr(row, k, None)) for k in ("value", "ci_low", "ci_high"))
-    if value is None:
-        return "–"
-    if low is None or high is None:
-        return f"{value:.1f}"
-    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
-
-
-def _fmt(v) -> str:
-    """One number with one decimal, ``–`` when missing."""
-    v = _number(v)
-    return "–" if v is None else f"{v:.1f}"
+from teminal.eval import seed_stats, tables
+from teminal.eval.tables import markdown
+from teminal.eval.zste import ALL_TASKS, PAPER_TABLE3
+from teminal.report_collect import PROBE_REF, SETS, Evaluated, collect
 
 
 @dataclass(frozen=True)
@@ -162,8 +29,8 @@ class Aggregator:
     seed: int
 
     def figure(self, ev: Evaluated, set_name: str, task: str) -> seed_stats.Figure:
-        tables = [ev.items[s] for s in ev.tables]
-        return seed_stats.figure(tables, set_name, task, n_boot=self.n_boot, seed=self.seed)
+        items = [ev.items[s] for s in ev.tables]
+        return seed_stats.figure(items, set_name, task, n_boot=self.n_boot, seed=self.seed)
 
     def column(self, ev: Evaluated, set_name: str) -> pd.Series:
         """task → cell of ``ev`` on ``set_name``."""
@@ -171,30 +38,22 @@ class Aggregator:
         if first is None:
             return pd.Series(dtype=object)
         if not ev.seeded:
-            return first.set_index("task").apply(cell, axis=1)
-        return pd.Series({t: seed_stats.cell(self.figure(ev, set_name, t)) for t in first["task"]})
+            return tables.cells(first, missing="–")
+        return pd.Series({t: tables.figure_cell(self.figure(ev, set_name, t))
+                          for t in first["task"]})
 
 
 def _chance(evs: dict[str, Evaluated], set_name: str) -> pd.Series:
     for ev in evs.values():
         t = next(iter(ev.tables.values())).get(set_name)
         if t is not None:
-            return t.set_index("task")["chance"].map(_fmt)
+            return tables.chance_cells(t)
     return pd.Series(dtype=object)
 
 
 def seeds_note(ev: Evaluated) -> str:
     seeds = [s for s in ev.tables if s is not None]
     return "not trained" if not seeds else f"{len(seeds)} seed{'s' * (len(seeds) > 1)}"
-
-
-def markdown(df: pd.DataFrame) -> str:
-    """A pipe table (no tabulate dependency)."""
-    cols = [df.index.name or ""] + [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for idx, row in df.iterrows():
-        lines.append("| " + " | ".join([str(idx)] + [str(v) for v in row]) + " |")
-    return "\n".join(lines)
 
 
 def stopped_note(found: dict) -> str:
@@ -214,9 +73,9 @@ def stopped_note(found: dict) -> str:
 
 
 def _task_order(tasks) -> list[str]:
-    """ZSTE's tasks in ``TASKS`` order, then any other (e.g. a probe's own task) as found."""
+    """ZSTE's tasks in ``ALL_TASKS`` order, then any other (e.g. a probe's own task) as found."""
     tasks = list(tasks)
-    return [t for t in TASKS if t in tasks] + [t for t in tasks if t not in TASKS]
+    return [t for t in ALL_TASKS if t in tasks] + [t for t in tasks if t not in ALL_TASKS]
 
 
 def _ordered(df: pd.DataFrame) -> pd.DataFrame:
@@ -236,10 +95,7 @@ def zste_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
         df = pd.DataFrame({"chance": _chance(models, set_name), **cols})
         df = _ordered(df[df[list(cols)].notna().any(axis=1)])
         if set_name == "zste":
-            paper = PAPER_TABLE3.set_index("task")
-            for col in paper.columns:
-                df[f"paper: {col.removeprefix('paper_')}"] = paper[col].reindex(df.index) \
-                    .map(lambda v: "" if v != v else f"{v:g}")
+            df = df.join(tables.paper_columns(PAPER_TABLE3, df.index))
         df.index.name = "task"
         parts.append(f"### ZSTE — {title}\n\n" + markdown(df.fillna("")))
     for label, ev in found["zste"].items():
@@ -255,7 +111,7 @@ def zste_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
             df.columns = [f"{task} {split}" for task, split in df.columns]
             df.index.name = "statistic"
             parts.append(f"### Level/duration probe — AUC per statistic (`{label}`)\n\n"
-                         + markdown(df.map(lambda v: f"{v:.3f}")))
+                         + markdown(df.map(lambda v: tables.number(v, digits=3, missing=""))))
     return parts
 
 
@@ -278,11 +134,11 @@ def ablation_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
         parts.append(f"### {title}\n\n" + markdown(df.fillna("")))
     by = {}
     for r, ev in rows.items():
-        tables = [t["phrasings"] for t in ev.tables.values() if "phrasings" in t]
-        if tables:  # the mean over seeds of each template's score
-            by[name(r, ev)] = pd.concat(tables).groupby(["task", "template"])["value"].mean()
+        found_t = [t["phrasings"] for t in ev.tables.values() if "phrasings" in t]
+        if found_t:  # the mean over seeds of each template's score
+            by[name(r, ev)] = pd.concat(found_t).groupby(["task", "template"])["value"].mean()
     if by:
-        df = pd.DataFrame(by).T.map(lambda v: f"{v:.1f}")
+        df = pd.DataFrame(by).T.map(lambda v: tables.number(v, missing=""))
         df.columns = [f"{task}: `{tpl}`" for task, tpl in df.columns]
         df.index.name = "setting"
         parts.append("### Ablations — held-out phrasings, template by template\n\n"
@@ -305,14 +161,14 @@ def differences(found: dict, agg: Aggregator) -> str | None:
         if not (a.seeded and b.seeded):
             continue
         tasks = next(iter(a.tables.values()))["zste"]["task"]
-        lines[f"{na} − {nb}"] = {t: seed_stats.difference_cell(seed_stats.paired(
+        lines[f"{na} − {nb}"] = {t: tables.difference_cell(seed_stats.paired(
             a.items, b.items, "zste", t, n_boot=agg.n_boot, seed=agg.seed)) for t in tasks}
     if "B" in by_ref and by_ref["B"][1].seeded:
         label, ev = by_ref["B"]
         first = next(iter(ev.tables.values()))
         if "zste_seen" in first:
             lines[f"{label}: seen − held-out combinations"] = {
-                t: seed_stats.difference_cell(seed_stats.independent_difference(
+                t: tables.difference_cell(seed_stats.independent_difference(
                     agg.figure(ev, "zste_seen", t).interval, agg.figure(ev, "zste", t).interval))
                 for t in first["zste_seen"]["task"]}
     if not lines:

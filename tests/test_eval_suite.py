@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from my_models import TONES
 
 from teminal.audio import Recipe, write_audio
@@ -18,7 +19,8 @@ from teminal.eval.zste import ALL_TASKS
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def world(tmp_path_factory):
+    """An embedded world's base set and manifests."""
     from teminal.data import esc50
     from teminal.data.pairs import PairingConfig, build_manifests
     from teminal.data.synth_world import WorldConfig, make_world
@@ -27,7 +29,12 @@ def data(tmp_path_factory):
                       WorldConfig(n_classes=10, clips_per_class=10, clip_seconds=0.5,
                                   sample_rate=16000))
     base = esc50.load(root)
-    manifests = build_manifests(base, pairing=PairingConfig(pairing="folds", test_fraction=0.4))
+    return base, build_manifests(base, pairing=PairingConfig(pairing="folds", test_fraction=0.4))
+
+
+@pytest.fixture(scope="module")
+def data(world):
+    base, manifests = world
     return with_triples(eval_data(base=base, manifests=manifests,
                                   recipe_at=lambda rate: Recipe(sample_rate=rate)), max_triples=3)
 
@@ -67,3 +74,45 @@ def test_two_models_on_the_same_items_and_a_card(data, clotho):
     for needle in ("| 3A-group |", "| 3C |", "paper: clap", "half", "tones", "## Retrieval"):
         assert needle in text, needle
     assert len(card_figure(reports).axes) >= 1  # zste_bars wraps its tasks onto rows
+
+
+def test_03s_evaluation_scores_3c_on_the_items_05_scores(world, data, tmp_path):
+    """03_zste's path (trunk cache, feature bank, ``zste_sets``) scores 3C in its held-out
+    table on the very triples 05's ``evaluate_any`` draws, with the same outcome."""
+    from teminal.cache import TrunkCache
+    from teminal.data.clips import ClipStore, render
+    from teminal.eval import evaluate as lib
+    from teminal.eval import intervals, seed_stats
+    from teminal.eval.adapters.backbone import BackboneModel
+    from teminal.features import build_bank
+    from teminal.models.tiny import TinyClap, TinyConfig
+
+    base, manifests = world
+    model = TinyClap(config=TinyConfig(sample_rate=16000, channels=(8, 16, 32, 64))).eval()
+    recipe, store = Recipe(sample_rate=16000), ClipStore(base, sample_rate=16000)
+    cache = TrunkCache(root=tmp_path, backbone=model, recipe=recipe, progress=False,
+                       base_fingerprint=base.fingerprint, dtype=torch.float32)
+    bank = build_bank(cache=cache, manifests=manifests, render=lambda k: render(k, store, recipe),
+                      frames=False, device=torch.device("cpu"))
+    three = lib.three_events(model, cache, manifests, list(base.classes), read=store.__getitem__,
+                             recipe=recipe, n_triples=3, seed=0)
+    assert list(three[0].key) == list(data.triples.key)  # 05's triples (same draw)
+    sets = lib.zste_sets(model, bank, cache, manifests, list(base.classes), n_boot=50, seed=0,
+                         device=torch.device("cpu"), triples=three)
+    table = sets["zste"].table.set_index("task")
+    assert list(table.index) == list(ALL_TASKS)
+    assert table.loc["3C", "chance"] == pytest.approx(100 / 6) and table.loc["3C", "n"] == 18
+    assert "3C" not in set(sets["zste_seen"].table.task) | set(sets["zste_heldout"].table.task)
+    items = sets["zste"].items["3C"]
+    assert {"i", "j", "k"} <= set(items.columns) and len(set(items.cluster)) == 3
+    stored = seed_stats.item_table({"zste": sets["zste"].items})  # what 03 stores; report reads
+    assert intervals.item_groups(seed_stats.aligned([stored], "zste", "3C")[1]).shape[1] == 3
+    fig = seed_stats.figure([stored], "zste", "3C", n_boot=50, seed=0)  # its 3 classes resampled
+    assert (fig.interval.low, fig.interval.high) == pytest.approx(
+        (table.loc["3C", "ci_low"], table.loc["3C", "ci_high"]))
+    other = evaluate_any(BackboneModel(model, name="tiny"), data, EvalOptions(n_boot=50, seed=0))
+    again = other.items["zste"]["3C"]
+    np.testing.assert_array_equal(items.key, again.key)
+    np.testing.assert_allclose(items.score, again.score, atol=1e-6)
+    assert lib.three_events(model, cache, manifests, list(base.classes), read=store.__getitem__,
+                            recipe=recipe, n_triples=0, seed=0) is None

@@ -16,7 +16,8 @@ import torch
 from test_cache import SINGLES, Renderer, _cache
 from test_train import Head, LinearTask
 
-from teminal import gates, integrity, report
+from teminal import gates, integrity
+from teminal.eval import tables
 from teminal.audio import CancellingChannels, NonFiniteAudio, read_audio
 from teminal.cache import _ShardStore
 from teminal.data import esc50
@@ -237,5 +238,5 @@ def test_report_never_crashes_on_a_missing_value():
 
     rows = pd.DataFrame({"task": ["1A", "1B"], "value": [None, 50.0], "chance": [50.0, None],
                          "ci_low": [None, 40.0], "ci_high": [None, 60.0]})
-    assert [report.cell(r) for r in rows.itertuples()] == ["–", "50.0 [40.0, 60.0]"]
-    assert [report._fmt(v) for v in rows["chance"]] == ["50.0", "–"]
+    assert list(tables.cells(rows, missing="–")) == ["–", "50.0 [40.0, 60.0]"]
+    assert [tables.number(v) for v in rows["chance"]] == ["50.0", "–"]

@@ -156,22 +156,6 @@ def test_zste_bars_value_outside_its_interval():
     assert (low, high) == (80, 90)
 
 
-def test_zste_table_layout_and_paper_columns():
-    class Result:  # anything with .table is accepted, like ZsteResult
-        table = _zste({"1A": 80.04, "3A": 33.3})
-
-    paper = pd.DataFrame({"task": ["1A", "3B"], "paper_clap": [81.22, 34.29]})
-    out = plots.zste_table({"ours": Result(), "b": _zste({"1A": 1, "3A": 2, "3B": 3}, ci=np.nan)}, paper=paper)
-    assert list(out.columns) == ["chance", "ours", "b", "paper: clap"]
-    assert list(out.index) == ["1A", "3A", "3B"] and out.index.name == "task"
-    assert out.loc["1A", "ours"] == "80.0 [75.0, 85.0]"
-    assert out.loc["3B", "ours"] == "" and out.loc["3B", "b"] == "3.0"
-    assert out.loc["3A", "chance"] == "33.3" and out.loc["1A", "chance"] == "2.0"
-    assert out.loc["1A", "paper: clap"] == "81.22" and out.loc["3A", "paper: clap"] == ""
-    with pytest.raises(ValueError, match="missing ZSTE columns"):
-        plots.zste_table({"x": pd.DataFrame({"task": ["1A"]})})
-
-
 def test_ablation_heatmap_wide_and_tidy():
     wide = pd.DataFrame(np.arange(12.0).reshape(4, 3), columns=["1A", "3A", "3B"],
                         index=["none", "same_pair", "other_pairs", "all"])

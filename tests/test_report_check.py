@@ -4,21 +4,21 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from teminal import report
+from teminal.eval import tables
 from teminal.report_check import check, results_section
 
 
 def _report_text() -> str:
-    """Report text made by ``teminal.report``'s own formatter from two models' tables."""
+    """Report text made by ``teminal.report``'s formatter (``teminal.eval.tables``) from two
+    models' tables."""
     def table(values):
         return pd.DataFrame({"task": ["3A", "3B", "3W"], "value": values, "chance": [33.33, 33.33, 50.0],
                              "ci_low": [v - 3.04 for v in values], "ci_high": [v + 2.96 for v in values]})
     models = {"pretrained": table([30.0, 46.2, 51.0]), "T-AB": table([48.5, 95.4, 62.25])}
-    df = pd.DataFrame({"chance": models["T-AB"].set_index("task")["chance"].map(report._fmt),
-                       **{m: t.set_index("task").apply(report.cell, axis=1)
-                          for m, t in models.items()}})
+    df = pd.DataFrame({"chance": tables.chance_cells(models["T-AB"]),
+                       **{m: tables.cells(t) for m, t in models.items()}})
     df.index.name = "task"
-    return ("Results of run `r1`.\n\n### ZSTE — held-out pairs\n\n" + report.markdown(df)
+    return ("Results of run `r1`.\n\n### ZSTE — held-out pairs\n\n" + tables.markdown(df)
             + "\n\n### Paired differences\n\n| task | T-AB − pretrained |\n|---|---|\n"
               "| 3B | +49.2 [41.0, 57.3] |\n")
 

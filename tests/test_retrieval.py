@@ -142,3 +142,26 @@ def test_read_audiocaps(tmp_path):
     assert ds.text_to_audio.tolist() == [0, 0, 1, 2]
     with pytest.raises(FileNotFoundError, match="val.csv"):
         read_audiocaps(tmp_path, split="val")
+
+
+def test_a_run_scores_a_partial_audiocaps_folder_only_when_told(tmp_path):
+    """05's captioned set (``evaluate.captioned*``): absent audio is an error naming the clip,
+    or with ``captioned_allow_missing`` a warning, the set scored without it."""
+    from types import SimpleNamespace
+
+    from teminal.run.params import RunConfig
+    from teminal.run.steps.anymodel import options
+    from teminal.warn import TeminalWarning
+
+    pd.DataFrame({"audiocap_id": [1, 2], "youtube_id": ["abc", "def"], "start_time": [0, 0],
+                  "caption": ["dog barks", "rain falls"]}).to_csv(tmp_path / "test.csv", index=False)
+    _wav(tmp_path / "test" / "abc.wav")
+    config = RunConfig().model_copy(update={"evaluate": RunConfig().evaluate.model_copy(
+        update={"captioned": "audiocaps", "captioned_root": str(tmp_path)})})
+    with pytest.raises(FileNotFoundError, match="def"):
+        options(SimpleNamespace(config=config))
+    allow = config.model_copy(update={"evaluate": config.evaluate.model_copy(
+        update={"captioned_allow_missing": True})})
+    with pytest.warns(TeminalWarning, match="1 clips .* without them"):
+        opts = options(SimpleNamespace(config=allow))
+    assert opts.captioned.captions == ["dog barks"] and opts.captioned.missing == ["def"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from teminal import ablation
-from teminal.eval import seed_stats, zste
+from teminal.eval import seed_stats, tables, zste
 from teminal.eval.intervals import Interval
 from teminal.run.config import load_config
 
@@ -63,7 +63,7 @@ def test_item_table_round_trips_through_parquet_and_gives_the_table_values(tmp_p
         fig = seed_stats.figure([back], "zste", task, n_boot=N_BOOT, seed=0)
         assert fig.interval.value == pytest.approx(value)
         assert fig.interval.n_seeds == 1 and not fig.disagree
-        assert "seeds" not in seed_stats.cell(fig)
+        assert "seeds" not in tables.figure_cell(fig)
 
 
 def test_identical_seeds_agree_and_opposite_seeds_are_flagged():
@@ -71,12 +71,12 @@ def test_identical_seeds_agree_and_opposite_seeds_are_flagged():
     ones, zeros = table.assign(score=1.0), table.assign(score=0.0)
     same = seed_stats.figure([table, table], "zste", "3A", n_boot=N_BOOT, seed=0)
     assert same.interval.n_seeds == 2 and same.seed_range == pytest.approx(0.0)
-    assert not same.disagree and "⚠" not in seed_stats.cell(same)
-    assert "· seeds" in seed_stats.cell(same)
+    assert not same.disagree and "⚠" not in tables.figure_cell(same)
+    assert "· seeds" in tables.figure_cell(same)
     split = seed_stats.figure([ones, zeros], "zste", "3A", n_boot=N_BOOT, seed=0)
     assert split.interval.value == pytest.approx(50.0)
     assert split.seed_range == pytest.approx(100.0) and split.disagree
-    text = seed_stats.cell(split)
+    text = tables.figure_cell(split)
     assert text.startswith("**") and "⚠" in text and "seeds 0.0–100.0" in text
     # seed spread widens the interval beyond the evaluation-only one
     assert split.interval.high - split.interval.low > 2 * split.margin * 0.99
@@ -114,7 +114,7 @@ def test_a_model_minus_itself_is_zero_and_not_bold():
     t = _table(0)[0]
     iv = seed_stats.paired({0: t}, {0: t}, "zste", "3A", n_boot=N_BOOT, seed=0)
     assert iv.value == pytest.approx(0.0)
-    assert not seed_stats.difference_cell(iv).startswith("**")
+    assert not tables.difference_cell(iv).startswith("**")
 
 
 def test_independent_difference_adds_the_two_margins_on_each_side():
@@ -123,7 +123,7 @@ def test_independent_difference_adds_the_two_margins_on_each_side():
     assert d.value == pytest.approx(20.0)
     assert d.low == pytest.approx(20 - np.hypot(10, 7))
     assert d.high == pytest.approx(20 + np.hypot(10, 5))
-    assert seed_stats.difference_cell(d).startswith("**+20.0")
+    assert tables.difference_cell(d).startswith("**+20.0")
 
 
 def test_comparisons_are_chosen_by_the_rows_parameters():

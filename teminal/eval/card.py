@@ -2,9 +2,10 @@
 
 Markdown: each model's input rule; the ZSTE table of the held-out pairs (Table 3 layout, cells
 ``value [95 % interval]``, the chance column and the paper's Table 3 columns, via
-:func:`teminal.viz.plots.zste_table`, the one formatter of such cells); the order scores in both
-directions and 3C; seen combinations and held-out phrasings (values only); zero-shot
-classification; retrieval and CompA-order when measured. Figure: every task of the held-out
+:func:`teminal.eval.tables.zste_table`: every cell of the card is formatted by
+:mod:`teminal.eval.tables`); the order scores in both directions and 3C; seen combinations and
+held-out phrasings (values only); zero-shot classification; retrieval and CompA-order (with
+intervals) when measured. Figure: every task of the held-out
 pairs per model with its interval and chance (:func:`teminal.viz.plots.zste_bars`).
 """
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Mapping
 import pandas as pd
 from matplotlib.figure import Figure
 
-from teminal.viz import plots
-from teminal.report import markdown
+from teminal.eval import tables
+from teminal.eval.tables import markdown
 from teminal.eval.zste import PAPER_TABLE3
+from teminal.viz import plots
 
 
 def _md(df: pd.DataFrame, *, index: bool = True) -> str:
@@ -27,13 +29,14 @@ def _md(df: pd.DataFrame, *, index: bool = True) -> str:
 
 def _values(reports: Mapping, name: str) -> pd.DataFrame:
     """task × model values (%) of set ``name``, with the chance column."""
-    cols = {m: r.tables[name].set_index("task").value.round(1) for m, r in reports.items()
+    cols = {m: r.tables[name].set_index("task").value for m, r in reports.items()
             if name in r.tables}
     if not cols:
         return pd.DataFrame()
     first = next(r.tables[name] for r in reports.values() if name in r.tables)
-    chance = first.set_index("task").chance.round(1).rename("chance")
-    return pd.concat([chance, pd.DataFrame(cols)], axis=1)
+    chance = first.set_index("task").chance.rename("chance")
+    return pd.concat([chance, pd.DataFrame(cols)], axis=1).map(
+        lambda v: tables.number(v, missing=""))
 
 
 def card_markdown(reports: Mapping, *, title: str = "Report card") -> str:
@@ -42,9 +45,9 @@ def card_markdown(reports: Mapping, *, title: str = "Report card") -> str:
                            "window (s)": r.rule.window_seconds or "any length",
                            "longer clips": r.rule.longer, "shorter clips": r.rule.shorter}
                           for m, r in reports.items()], dtype=object)
-    table = plots.zste_table({m: r.tables["zste"] for m, r in reports.items()}, paper=PAPER_TABLE3)
-    zs = pd.DataFrame({m: r.zero_shot.set_index("split").top1.round(1)
-                       for m, r in reports.items()})
+    table = tables.zste_table({m: r.tables["zste"] for m, r in reports.items()}, paper=PAPER_TABLE3)
+    zs = pd.DataFrame({m: r.zero_shot.set_index("split").top1 for m, r in reports.items()}) \
+        .map(lambda v: tables.number(v, missing=""))
     parts = [f"# {title}", "",
              "Every model is scored on the same items (held-out class pairs and clips of one "
              "run). Percent; 95 % intervals resample classes (SPEC §4, `teminal.eval.intervals`); "
@@ -59,14 +62,13 @@ def card_markdown(reports: Mapping, *, title: str = "Report card") -> str:
         if not vals.empty:
             parts += [f"## {head}", "", _md(vals), ""]
     parts += ["## Zero-shot classification (top-1, %)", "", _md(zs), ""]
-    ret = pd.DataFrame({m: {k: round(100 * v, 1) for k, v in r.retrieval.items()}
+    ret = pd.DataFrame({m: {k: tables.number(100 * v) for k, v in r.retrieval.items()}
                         for m, r in reports.items() if r.retrieval})
     if not ret.empty:
         parts += ["## Retrieval (%)", "", _md(ret), ""]
-    compa = {m: r.compa.set_index("task").value.round(1) for m, r in reports.items()
-             if r.compa is not None}
+    compa = {m: r.compa for m, r in reports.items() if r.compa is not None}
     if compa:
-        parts += ["## CompA-order (%; chance 25 / 25 / 16.7)", "", _md(pd.DataFrame(compa)), ""]
+        parts += ["## CompA-order (%)", "", _md(tables.zste_table(compa)), ""]
     return "\n".join(parts)
 
 

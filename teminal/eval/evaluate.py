@@ -4,22 +4,26 @@ manifests and feature bank. Explicit arguments only; the notebook glue is ``temi
 Everything is computed from the feature bank (each unique clip through the frozen trunk once)
 and one text pass over the unique prompts; the heads run in large batches without gradients.
 Evaluation sets are manifest splits: ``test`` (held-out class pairs, held-out clips) and
-``seen`` (training class pairs, held-out clips); Task 1 reads the ``test`` singles.
+``seen`` (training class pairs, held-out clips); Task 1 reads the ``test`` singles. 3C's
+three-event audios (:mod:`teminal.eval.three`) are in no manifest: their trunk features go
+through the same trunk cache (:func:`three_events`), keyed ``seq3|x|y|z``.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from teminal.eval import probe, retrieval, zste
+from teminal.audio import Recipe
+from teminal.eval import probe, retrieval, three, zste
 from teminal.data.captions import HELDOUT_FAMILY
 from teminal.data.clips import audio_key, pair_keys
 from teminal.data.pairs import Manifests
-from teminal.features import FeatureBank, embed_audio, embed_texts
-from teminal.models.base import Backbone
+from teminal.features import REQUEST_KEYS, FeatureBank, embed_audio, embed_texts
+from teminal.models.base import AudioFeatures, Backbone
 
 EVAL_SPLITS = ("test", "seen")
 TASKS_SEEN = tuple(t for t in zste.TASKS if t != "1A")  # 1A reads the same singles on both sets
@@ -64,15 +68,50 @@ def text_embedder(backbone: Backbone, cache, device: torch.device) -> Callable[[
     return lambda texts: embed_texts(backbone, cache, list(texts), device=device)
 
 
+def three_events(backbone: Backbone, cache, manifests: Manifests, class_names: list[str], *,
+                 read: Callable[[str], np.ndarray], recipe: Recipe, n_triples: int, seed: int,
+                 template: str = three.TRIPLE_TEMPLATE) -> tuple[three.TripleItems, torch.Tensor] | None:
+    """3C items of the held-out pairs (SPEC §4: ``n_triples`` class triples whose three pairs
+    are all held out, drawn with ``seed``; their clips those of the pairs' rows) and their audio
+    embeddings [6·n_triples, d]: each audio rendered from the base clips ``read(filename)`` with
+    ``recipe``, through ``cache``'s trunk (computed once, kept on disk) and the audio head.
+    None when ``n_triples`` is 0 or no triple is held out."""
+    if n_triples == 0:
+        return None
+    rows, _ = eval_rows(manifests, "test")
+    triples = three.held_out_triples(rows[["i", "j"]].to_numpy(), len(class_names))
+    if len(triples) == 0:
+        return None
+    triples = three.pick_triples(triples, n_triples, seed=seed)
+    items = three.triple_items(triples, three.triple_clips(rows, triples), list(class_names),
+                               template=template)
+    keys, out = list(items.key), []
+    render = lambda key: three.render_triple(key, read, recipe)  # noqa: E731
+    with torch.no_grad():
+        for s in range(0, len(keys), REQUEST_KEYS):
+            feats = cache.audio(keys[s:s + REQUEST_KEYS], render, frames=True)  # frames cached
+            if not backbone.needs_frames:
+                feats = AudioFeatures(pooled=feats.pooled)
+            out.append(backbone.audio_head(feats))  # (b, d)
+    return items, torch.cat(out)
+
+
 def zste_sets(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests,
               class_names: list[str], *, device: torch.device, n_boot: int, seed: int,
-              seen: bool = True, heldout: bool = True) -> dict[str, zste.ZsteResult]:
-    """``zste`` (held-out pairs), ``zste_seen`` (seen combinations, when the manifests have
-    them) and ``zste_heldout`` (held-out phrasings on the held-out pairs), SPEC §4."""
+              seen: bool = True, heldout: bool = True,
+              triples: tuple[three.TripleItems, torch.Tensor] | None = None,
+              ) -> dict[str, zste.ZsteResult]:
+    """``zste`` (held-out pairs; with ``triples`` — :func:`three_events` — also 3C),
+    ``zste_seen`` (seen combinations, when the manifests have them) and ``zste_heldout``
+    (held-out phrasings on the held-out pairs), SPEC §4."""
     backbone.eval()
     embed = text_embedder(backbone, cache, device)
     test = zste_inputs(backbone, bank, manifests, class_names, split="test")
-    out = {"zste": zste.evaluate(test, embed, n_boot=n_boot, seed=seed)}
+    tasks = zste.TASKS
+    if triples is not None:
+        test = dataclasses.replace(test, triples=triples[0], triple_audio=triples[1])
+        tasks = zste.ALL_TASKS
+    out = {"zste": zste.evaluate(test, embed, tasks=tasks, n_boot=n_boot, seed=seed)}
     if seen and (manifests.stage_b["split"] == "seen").any():
         inputs = zste_inputs(backbone, bank, manifests, class_names, split="seen")
         out["zste_seen"] = zste.evaluate(inputs, embed, tasks=TASKS_SEEN, n_boot=n_boot, seed=seed)

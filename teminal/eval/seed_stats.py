@@ -18,7 +18,8 @@
   2008), built from each figure's own interval. The two share their seeds, and a shared seed
   effect cancels in a difference, so treating them as independent errs on the wide side.
 
-Intervals here are in percent.
+Intervals here are in percent; their cells (``figure_cell``, ``difference_cell``) are
+formatted by :mod:`teminal.eval.tables`.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from teminal.eval import intervals
 from teminal.integrity import write_atomic
 from teminal.eval.intervals import Interval
 
-ID_COLUMNS = ("row", "audio", "i", "j", "label", "key", "cluster", "phrasing")
+ID_COLUMNS = ("row", "audio", "i", "j", "k", "label", "key", "cluster", "phrasing")
 """The identity of an item: equal across seeds when the evaluation set is the same."""
 
 
@@ -65,7 +66,7 @@ def _items(table: pd.DataFrame, set_name: str, task: str) -> pd.DataFrame:
     """The items of one task: the columns it uses (class ids back to integers)."""
     part = table[(table["set"] == set_name) & (table["task"] == task)]
     part = part.dropna(axis=1, how="all").reset_index(drop=True)
-    ints = [c for c in ("row", "i", "j", "label") if c in part.columns]
+    ints = [c for c in ("row", "i", "j", "k", "label") if c in part.columns]
     return part.astype({c: np.int64 for c in ints})
 
 
@@ -149,20 +150,3 @@ def independent_difference(a: Interval, b: Interval) -> Interval:
     d = a.value - b.value
     return Interval(value=d, low=d - float(np.sqrt(lo)), high=d + float(np.sqrt(hi)),
                     n_seeds=min(a.n_seeds, b.n_seeds))
-
-
-def cell(fig: Figure) -> str:
-    """``mean [low, high]``; with several seeds `` · seeds min–max``, and ``⚠`` (the seeds
-    disagree) in bold."""
-    iv = fig.interval
-    text = f"{iv.value:.1f} [{iv.low:.1f}, {iv.high:.1f}]"
-    if iv.n_seeds <= 1:
-        return text
-    text += f" · seeds {iv.seed_min:.1f}–{iv.seed_max:.1f}"
-    return f"**{text} ⚠**" if fig.disagree else text
-
-
-def difference_cell(iv: Interval) -> str:
-    """``+d [low, high]``, in bold when the interval excludes 0."""
-    text = f"{iv.value:+.1f} [{iv.low:+.1f}, {iv.high:+.1f}]"
-    return f"**{text}**" if iv.low > 0 or iv.high < 0 else text

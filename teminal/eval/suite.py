@@ -20,8 +20,8 @@ from teminal.audio import Recipe, read_audio
 from teminal.data.captions import HELDOUT_FAMILY
 from teminal.data.clips import ClipStore, audio_key, pair_keys, render
 from teminal.eval.compa import CompaOrder, score_compa_order
-from teminal.eval.three import (TRIPLE_TEMPLATE, TripleItems, compose_three, held_out_triples,
-                                triple_clips, triple_items)
+from teminal.eval.three import (TRIPLE_TEMPLATE, TripleItems, held_out_triples, pick_triples,
+                                render_triple, triple_clips, triple_items)
 
 
 @dataclass(kw_only=True)
@@ -76,22 +76,23 @@ class ModelReport:
         return out
 
 
-def with_triples(data: EvalData, *, template: str = TRIPLE_TEMPLATE,
-                 max_triples: int = 0) -> EvalData:
-    """``data`` with 3C items from its held-out rows (all triples, or the first ``max_triples``)."""
+def with_triples(data: EvalData, *, template: str = TRIPLE_TEMPLATE, max_triples: int = 0,
+                 seed: int = 0) -> EvalData:
+    """``data`` with 3C items from its held-out rows: all triples, or ``max_triples`` of them
+    drawn with ``seed`` (:func:`teminal.eval.three.pick_triples`)."""
     test = data.rows["test"]
     triples = held_out_triples(test[["i", "j"]].to_numpy(), len(data.class_names))
     if max_triples > 0:
-        triples = triples[:max_triples]
+        triples = pick_triples(triples, max_triples, seed=seed)
     if len(triples) == 0:
         return data
     items = triple_items(triples, triple_clips(test, triples), data.class_names, template=template)
     return EvalData(**{**data.__dict__, "triples": items})
 
 
-def _render(key: str, store: ClipStore, recipe: Recipe, clips3: dict) -> np.ndarray:
-    if key in clips3:  # a three-event audio
-        return compose_three([store[c] for c in clips3[key]], recipe)
+def _render(key: str, store: ClipStore, recipe: Recipe, keys3: set) -> np.ndarray:
+    if key in keys3:  # a three-event audio
+        return render_triple(key, store.__getitem__, recipe)
     return render(key, store, recipe)
 
 
@@ -99,12 +100,12 @@ def embed_keys(model, keys: list[str], data: EvalData, *, batch: int) -> dict[st
     """Each distinct audio key rendered at the model's rate and embedded: key → (d,)."""
     rate = getattr(model.rule, "sample_rate", None) or data.base_rate
     store, recipe = data.store_at(rate), data.recipe_at(rate)
-    clips3 = {} if data.triples is None else dict(zip(data.triples.key, data.triples.clips.tolist()))
+    keys3 = set() if data.triples is None else set(data.triples.key)
     todo = list(dict.fromkeys(keys))
     out = {}
     for s in range(0, len(todo), batch):
         part = todo[s : s + batch]
-        z = model.embed_audio([_render(k, store, recipe, clips3) for k in part], rate)  # (b, d)
+        z = model.embed_audio([_render(k, store, recipe, keys3) for k in part], rate)  # (b, d)
         out.update(zip(part, z))
     return out
 

@@ -50,6 +50,17 @@ def held_out_triples(pairs, n_classes: int) -> np.ndarray:
                     dtype=np.int64).reshape(-1, 3)
 
 
+def pick_triples(triples: np.ndarray, n: int, *, seed: int) -> np.ndarray:
+    """``n`` of ``triples [Q, 3]`` drawn without replacement with ``seed`` (all of them when
+    ``n`` ≥ Q), in their sorted order. A draw, not the first ``n``: the first triples of the
+    sorted list all share the lowest classes, and a class bootstrap over two classes says
+    nothing."""
+    if n >= len(triples):
+        return triples
+    pick = np.random.default_rng(seed).choice(len(triples), size=n, replace=False)
+    return triples[np.sort(pick)]
+
+
 def triple_clips(rows: pd.DataFrame, triples: np.ndarray) -> np.ndarray:
     """[Q, 3] clip of each class of each triple, from evaluation ``rows`` (columns i, j,
     clip_i, clip_j): the first row of the triple's pairs that holds the class."""
@@ -102,6 +113,15 @@ def compose_three(parts: list[np.ndarray], recipe: Recipe) -> np.ndarray:
     if recipe.renormalize and recipe.level_rms is not None:
         out = level(out, recipe.level_rms)
     return peak_limit(out, recipe.peak_limit) if recipe.peak_limit is not None else out
+
+
+def render_triple(key: str, read: Callable[[str], np.ndarray], recipe: Recipe) -> np.ndarray:
+    """Samples of a 3C audio key ``seq3|<clip x>|<clip y>|<clip z>`` (``TripleItems.key``):
+    :func:`compose_three` of the clips ``read(filename)``, in played order."""
+    kind, *clips = key.split("|")
+    if kind != "seq3" or len(clips) != 3:
+        raise ValueError(f"{key!r} is not a three-event audio key ('seq3|x|y|z')")
+    return compose_three([read(c) for c in clips], recipe)
 
 
 def three_event_frame(items: TripleItems, audio, embed_text: Callable[[list[str]], object], *,

@@ -197,12 +197,21 @@ class EvaluateParams(Section):
     n_boot: int = Field(200, ge=0)  # bootstrap resamples of the 95 % intervals
     seen: bool = True  # also the seen-combinations set (pairing folds)
     heldout: bool = True  # also the held-out phrasings
-    triples: int = Field(20, ge=0)  # 3C: at most this many held-out class triples (0 = no 3C)
+    triples: int = Field(20, ge=0)  # 3C (05 and 03_zste): held-out class triples drawn (0 = no 3C)
     triple_template: str = "{x} before {y} before {z}"  # 3C candidates, x heard first
+
+    @field_validator("triple_template")
+    @classmethod
+    def _three_slots(cls, v: str) -> str:
+        from teminal.data.captions import check_template
+
+        check_template(v, {"x", "y", "z"}, owner="evaluate.triple_template")
+        return v
     batch: int = Field(32, ge=1)  # clips rendered and embedded per call
     captioned: Literal["none", "clotho", "audiocaps"] = "none"  # retrieval set layout
     captioned_root: str = ""  # its local folder (Clotho / AudioCaps layout, teminal.eval.retrieval)
     captioned_split: str = ""  # its split ("" = evaluation / test)
+    captioned_allow_missing: bool = False  # score without clips whose audio file is absent
     compa_csv: str = ""  # CompA-order benchmark CSV ("" = not scored)
     compa_audio_dir: str = ""  # its CompA_order_files folder
 

@@ -3,10 +3,11 @@
 Every function returns a ``matplotlib.figure.Figure`` built with ``Figure(...)`` directly (not
 ``pyplot``): nothing is registered in pyplot's global figure list, nothing is shown, and the
 figures work under any backend, Agg included. In Jupyter a returned figure displays once; in
-scripts, ``fig.savefig(path)``. Tables (:func:`zste_table`) are ``pandas.DataFrame`` s.
+scripts, ``fig.savefig(path)``. Tables and their cells are :mod:`teminal.eval.tables`'s
+(:func:`nowrap` only changes how a table's cells wrap on screen).
 
 Public API: :func:`loss_curves`, :func:`log_mel`, :func:`similarity_matrix`, :func:`zste_bars`,
-:func:`zste_table`, :func:`ablation_heatmap`. Artists that tests (or callers) may want to find
+:func:`ablation_heatmap`, :func:`nowrap`. Artists that tests (or callers) may want to find
 carry a ``gid``: :data:`BOUNDARY_GID`, :data:`ZERO_WEIGHT_GID`, :data:`ANCHOR_GID`.
 """
 from __future__ import annotations
@@ -23,17 +24,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from teminal.eval.tables import long_table
+
 __all__ = [
     "ANCHOR_GID", "BOUNDARY_GID", "ZERO_WEIGHT_GID", "ablation_heatmap", "log_mel",
     "loss_curves", "mixture_figure", "nowrap", "png", "similarity_matrix", "zste_bars",
-    "zste_table",
 ]
 
 BOUNDARY_GID = "block-boundary"  # lines between blocks of a similarity matrix
 ZERO_WEIGHT_GID = "zero-weight"  # hatched cells with w(r, c) = 0
 ANCHOR_GID = "anchor-row"  # outline of a highlighted anchor row
 _ZERO_RGBA = (0.55, 0.55, 0.55, 0.85)
-_ZSTE_COLUMNS = ("task", "value", "chance", "ci_low", "ci_high")
 DPI = 90  # the resolution a notebook shows figures at (``Session.show``, the widgets)
 MAX_WIDTH_IN = 9.5  # widest figure: 855 px at DPI, inside JupyterLab's output area
 MIN_FONT_PT = 9.0  # smallest text: 11 px at DPI
@@ -56,25 +57,6 @@ def _numpy(x: object, name: str) -> np.ndarray:
         return np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name}: expected a numeric array, got {type(x).__name__}") from err
-
-
-def _zste_frame(table: object, model: str) -> pd.DataFrame:
-    """The tidy ZSTE table of ``table`` (a DataFrame or anything with ``.table``)."""
-    df = getattr(table, "table", table)
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"tables[{model!r}]: expected a DataFrame or a ZsteResult, got {type(df).__name__}")
-    missing = [c for c in _ZSTE_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"tables[{model!r}]: missing ZSTE columns {missing} (need {list(_ZSTE_COLUMNS)})")
-    return df
-
-
-def _long(tables: Mapping[str, object]) -> pd.DataFrame:
-    """All models' ZSTE tables stacked with a ``model`` column, tasks in first-seen order."""
-    if not tables:
-        raise ValueError("tables: expected at least one model's ZSTE table")
-    frames = [_zste_frame(t, str(m)).assign(model=str(m)) for m, t in tables.items()]
-    return pd.concat(frames, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- training
@@ -315,7 +297,7 @@ def zste_bars(tables: Mapping[str, object], *, title: str = "ZSTE",
     notebook's display width (``MAX_WIDTH_IN``): the tasks wrap onto as many rows (axes) as
     needed, the legend sits above the first.
     """
-    long = _long(tables)
+    long = long_table(tables)
     order = list(tasks) if tasks is not None else list(dict.fromkeys(long["task"]))
     long = long[long["task"].isin(order)]
     models = [m for m in map(str, tables) if (long["model"] == m).any()]
@@ -335,52 +317,6 @@ def zste_bars(tables: Mapping[str, object], *, title: str = "ZSTE",
     axes[-1].set_xlabel("ZSTE task")
     fig.suptitle(title)
     return fig
-
-
-def _cell(value: float, low: float, high: float, digits: int) -> str:
-    """``"value [low, high]"``, or ``"value"`` without an interval, or ``""`` for NaN."""
-    if not np.isfinite(value):
-        return ""
-    if np.isfinite(low) and np.isfinite(high):
-        return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-    return f"{value:.{digits}f}"
-
-
-def zste_table(tables: Mapping[str, object], *, paper: pd.DataFrame | None = None,
-               digits: int = 1) -> pd.DataFrame:
-    """Paper-Table-3 layout (SPEC §5): rows = tasks, columns = chance, models, paper columns.
-
-    Args:
-        tables: model name → ZSTE table or ``ZsteResult`` (percent).
-        paper: optional reference figures with a ``task`` column (or task index) and one
-            column per model, e.g. ``teminal.eval.zste.PAPER_TABLE3``; each becomes a column
-            ``"paper: <name>"`` (a ``paper_`` prefix is dropped). Tasks the paper does not
-            report are empty.
-        digits: decimals of our figures.
-
-    Returns:
-        String DataFrame indexed by ``task`` (the tasks of ``tables``): ``"chance"`` then one column per model with cells
-        ``"value [ci_low, ci_high]"`` (no interval where it is NaN; empty where a model lacks
-        the task), then the paper's columns. Differing chance levels are joined with ``" / "``.
-    """
-    long = _long(tables)
-    order = list(dict.fromkeys(long["task"]))
-    out = pd.DataFrame(index=pd.Index(order, name="task"))
-    chance = long.groupby("task", sort=False)["chance"].agg(
-        lambda c: " / ".join(f"{v:.{digits}f}" for v in dict.fromkeys(c.round(digits)) if np.isfinite(v)))
-    out["chance"] = chance.reindex(order).fillna("")
-    for model in map(str, tables):
-        part = long[long["model"] == model].drop_duplicates("task").set_index("task")
-        cells = {t: _cell(r.value, r.ci_low, r.ci_high, digits) for t, r in part.iterrows()}
-        out[model] = [cells.get(t, "") for t in order]
-    if paper is not None:
-        ref = paper.set_index("task") if "task" in paper.columns else paper
-        for col in ref.columns:
-            name = f"paper: {str(col).removeprefix('paper_')}"
-            values = ref[col].reindex(order)
-            out[name] = [f"{v:g}" if isinstance(v, (int, float)) and np.isfinite(v) else ""
-                         for v in values]
-    return out
 
 
 def nowrap(table: pd.DataFrame) -> pd.DataFrame:

@@ -6,16 +6,18 @@ models      ``pretrain``, ``pretrained_model``, ``fresh_model``, ``trunk_cache``
 stages      ``stage_a``, ``stage_b``, ``build_task``  (finished stages are reused by input key)
 seeds       ``for_seeds``, ``seed_run``, ``PerSeed``  (one result per training seed)
 evaluate    ``evaluate_models``, ``evaluate_ref``, ``evaluate_trained``, ``probe``,
-            ``zero_shot``, views and tables for the notebooks
+            ``zero_shot``
+show        what the notebooks show and log: ``zste_table``, ``set_comparison``,
+            ``phrasing_comparison``, ``probe_auc_table``, the widgets' views
 """
 from .data import RunData, base_summary, leak_check, load_data, log_manifests, prepare_data
-from .evaluate import (Evaluation, batch_view, evaluate_model, evaluate_models, evaluate_ref,
-                       evaluate_trained, history_table, last_model, log_table, log_text,
-                       pair_view, phrasing_comparison, probe, probe_auc_table, set_comparison,
-                       zero_shot)
+from .evaluate import (Evaluation, evaluate_model, evaluate_models, evaluate_ref,
+                       evaluate_trained, probe, zero_shot)
 from .models import (PRETRAINED, check_pretrained, feature_bank, fresh_model, pretrain,
                      pretrained_model, trunk_cache)
 from .seeds import PerSeed, for_seeds, seed_run
+from .show import (batch_view, history_table, last_model, log_table, log_text, pair_view,
+                   phrasing_comparison, probe_auc_table, set_comparison, zste_table)
 from .stages import Trained, build_task, stage_a, stage_b
 
 __all__ = [
@@ -23,7 +25,7 @@ __all__ = [
     "Evaluation", "batch_view", "evaluate_model", "evaluate_models", "evaluate_ref",
     "evaluate_trained", "history_table", "last_model", "log_table", "log_text", "pair_view",
     "phrasing_comparison",
-    "probe", "probe_auc_table", "set_comparison", "zero_shot", "PRETRAINED", "check_pretrained", "feature_bank",
+    "probe", "probe_auc_table", "set_comparison", "zero_shot", "zste_table", "PRETRAINED", "check_pretrained", "feature_bank",
     "fresh_model", "pretrain", "pretrained_model", "trunk_cache", "Trained", "build_task",
     "stage_a", "stage_b", "PerSeed", "for_seeds", "seed_run",
 ]

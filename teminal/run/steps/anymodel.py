@@ -19,6 +19,7 @@ from ...eval.adapters.backbone import BackboneModel
 from ...eval.card import card_figure, card_markdown
 from ...eval.compa import read_compa_order
 from ...eval.specs import RUN_ROWS, load_model
+from ...warn import warn
 from ...eval.suite import EvalData, EvalOptions, ModelReport, eval_data, evaluate_any, with_triples
 from ..params import StageBParams
 from ..session import Session
@@ -28,12 +29,14 @@ from .stages import stage_a, stage_b
 
 
 def run_items(S: Session) -> EvalData:
-    """The run's evaluation items (+ 3C triples when ``evaluate.triples`` > 0)."""
+    """The run's evaluation items (+ 3C triples when ``evaluate.triples`` > 0: the triples
+    03_zste scores too, drawn with ``zste.zste_seed``)."""
     data, p = load_data(S), S.config.evaluate
     items = eval_data(base=data.base, manifests=data.manifests, recipe_at=data.recipe)
     if p.triples == 0:
         return items
-    return with_triples(items, template=p.triple_template, max_triples=p.triples)
+    return with_triples(items, template=p.triple_template, max_triples=p.triples,
+                        seed=S.config.zste.zste_seed)
 
 
 def options(S: Session) -> EvalOptions:
@@ -43,7 +46,11 @@ def options(S: Session) -> EvalOptions:
     if p.captioned != "none":
         reader = {"clotho": retrieval.read_clotho, "audiocaps": retrieval.read_audiocaps}[p.captioned]
         split = p.captioned_split or ("evaluation" if p.captioned == "clotho" else "test")
-        captioned = reader(p.captioned_root, split)
+        captioned = reader(p.captioned_root, split, allow_missing=p.captioned_allow_missing)
+        if captioned.missing:
+            warn(f"evaluate.captioned_root={p.captioned_root}: {len(captioned.missing)} clips of "
+                 f"its {split!r} CSV have no audio file; retrieval is scored without them "
+                 f"(evaluate.captioned_allow_missing=true)")
     compa = read_compa_order(p.compa_csv, p.compa_audio_dir) if p.compa_csv else None
     return EvalOptions(n_boot=p.n_boot, seed=S.config.zste.zste_seed, seen=p.seen,
                        heldout=p.heldout, batch=p.batch, captioned=captioned, compa=compa)

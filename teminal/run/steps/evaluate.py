@@ -27,10 +27,10 @@ import torch
 
 from teminal.eval import evaluate as lib
 from teminal import gates, tracking
-from teminal.eval import seed_stats, zste
+from teminal.data.clips import ClipStore
+from teminal.eval import seed_stats
 from ...integrity import IntegrityError
 from ...models.base import Backbone
-from teminal.viz.views import BatchView, PairView
 from ...warn import warn
 from .. import logged
 from ..layout import read_json, write_json
@@ -38,7 +38,7 @@ from ..session import Session
 from .data import load_data
 from .models import PRETRAINED, feature_bank, pretrained_key, pretrained_model, trunk_cache
 from .seeds import SEED_TAG, for_seeds
-from .stages import Trained, build_task, stage_a, stage_b, stage_label
+from .stages import Trained, stage_a, stage_b, stage_label
 
 PROBE = "probe:level-duration"
 
@@ -64,7 +64,9 @@ class Evaluation:
 
 def _eval_key(S: Session, model_key: str) -> str:
     data = load_data(S)
+    p = S.config.evaluate  # 3C's items (``_three_events``)
     return tracking.config_hash({"model": model_key, "zste": S.config.zste.model_dump(mode="json"),
+                                 "triples": [p.triples, p.triple_template],
                                  "manifests": data.manifests.hashes})
 
 
@@ -178,6 +180,17 @@ def check_finite_tables(tables: dict[str, pd.DataFrame], *, label: str) -> None:
             raise gates.SanityError(f"{name} of model {label}: non-finite value for tasks {bad}")
 
 
+def _three_events(S: Session, model: Backbone, cache):
+    """3C items and audio embeddings of ``model`` (SPEC §4): ``evaluate.triples`` held-out
+    triples drawn with ``zste.zste_seed`` — the items 05_evaluate_model scores — or None with
+    ``evaluate.triples`` = 0."""
+    data, p, rate = load_data(S), S.config.evaluate, model.sample_rate
+    return lib.three_events(model, cache, data.manifests, data.classes,
+                            read=ClipStore(data.base, sample_rate=rate).__getitem__,
+                            recipe=data.recipe(rate), n_triples=p.triples,
+                            seed=S.config.zste.zste_seed, template=p.triple_template)
+
+
 def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: Backbone,
                    seed: int | None = None, nested: bool = True, reuse: bool = True,
                    tags: dict[str, str] | None = None, stage=None) -> Evaluation:
@@ -195,7 +208,8 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
     bank, cache = feature_bank(S, model), trunk_cache(S, model)
     with S.phase("evaluation"):
         sets = lib.zste_sets(model, bank, cache, data.manifests, data.classes, device=S.device,
-                             n_boot=z.n_boot, seed=z.zste_seed, seen=z.seen, heldout=z.heldout)
+                             n_boot=z.n_boot, seed=z.zste_seed, seen=z.seen, heldout=z.heldout,
+                             triples=_three_events(S, model, cache))
         zero_shot = lib.zero_shot_table(model, bank, cache, data.manifests, data.classes,
                                         device=S.device)
     phrasings = lib.phrasing_table(sets["zste_heldout"]) if "zste_heldout" in sets else None
@@ -276,68 +290,6 @@ def probe(S: Session, *, nested: bool = True) -> Evaluation:
                            item_scores=seed_stats.item_table(items))
         _write(S, found)
     return _logged(S, found, nested, {"teminal.ref": "probe"})
-
-
-# ---- what notebooks show --------------------------------------------------------------------
-def probe_auc_table(ev: Evaluation) -> pd.DataFrame:
-    """The probe's AUC per statistic (rows) × task and split (columns): 0.5 = no information."""
-    if ev.aucs is None or ev.aucs.empty:
-        raise ValueError(f"{ev.label}: no per-statistic AUCs (not a probe evaluation)")
-    return ev.aucs.pivot_table(index="feature", columns=["task", "split"], values="auc").round(3)
-
-
-def last_model(results: dict[str, Evaluation]) -> Evaluation:
-    """The last evaluated model (not the probe)."""
-    return [ev for ev in results.values() if ev.model is not None][-1]
-
-
-def set_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
-    """Tasks × (model, set): held-out pairs vs seen combinations vs held-out phrasings."""
-    cols = {}
-    names = {"zste": "held-out pairs", "zste_seen": "seen", "zste_heldout": "held-out phrasing"}
-    for label, ev in results.items():
-        for name, title in names.items():
-            if name in ev.tables:
-                t = ev.tables[name].set_index("task")
-                cols[f"{label}: {title}"] = t.apply(
-                    lambda r: f"{r.value:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]", axis=1)
-    order = [t for t in zste.TASKS if any(t in c.index for c in cols.values())]
-    return pd.DataFrame(cols).reindex(order).fillna("")
-
-
-def phrasing_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
-    """(task, held-out template) × model: the mean score (%) under each held-out phrasing."""
-    cols = {label: ev.phrasings.set_index(["task", "template"])["value"].round(1)
-            for label, ev in results.items() if ev.phrasings is not None and not ev.phrasings.empty}
-    return pd.DataFrame(cols)
-
-
-def pair_view(S: Session, ev: Evaluation) -> PairView:
-    """The explorer's view of the held-out pairs for an evaluated model."""
-    data = load_data(S)
-    rows, _ = lib.eval_rows(data.manifests, "test")
-    return PairView(backbone=ev.model, bank=feature_bank(S, ev.model),
-                    cache=trunk_cache(S, ev.model), rows=rows, device=S.device)
-
-
-def batch_view(S: Session, trained: Trained, *, batch_size: int = 8) -> BatchView:
-    """The explorer's view of a trained stage's validation (or training) batches."""
-    task = build_task(S, trained)
-    split = "val" if task.n_val >= 2 else "train"
-    return BatchView(task=task, split=split, batch_size=min(batch_size, max(2, task.n_val)))
-
-
-def history_table(trained: Trained) -> pd.DataFrame:
-    """The per-epoch losses of a stage, rounded for display."""
-    return pd.DataFrame(trained.history).round(3).tail(5)
-
-
-def log_table(df: pd.DataFrame, name: str) -> None:
-    tracking.log_dataframe(df.reset_index() if df.index.name else df, f"{name}.json")
-
-
-def log_text(text: str, name: str) -> None:
-    mlflow.log_text(text, name)
 
 
 def zero_shot(S: Session, model: Backbone) -> pd.DataFrame:
