@@ -10,6 +10,7 @@ import torch
 
 from teminal import evaluate as evaluation, selection, zste
 from teminal.data.clips import audio_key
+from teminal.data.vocabulary import FORWARD
 from teminal.features import embed_audio, embed_texts
 from teminal.models.heads import time_pool
 
@@ -79,7 +80,7 @@ def distance_from_pooled(model, s: Setup) -> float:
     (1.0 exactly when the order module's output is zero)."""
     head = model.audio_head_module
     val = s.validation.rows
-    rows = s.bank.pairs.rows(audio_key("seq", a, b) for a, b in zip(val["clip_i"], val["clip_j"]))
+    rows = s.bank.pairs.rows(FORWARD.keys(val))
     with torch.no_grad():
         feats = s.bank.pairs.take(rows)
         z_order = head(feats)  # (N, d)

@@ -16,8 +16,9 @@ import torch
 
 from . import probe, retrieval, zste
 from .data.captions import HELDOUT_FAMILY
-from .data.clips import audio_key, pair_keys
-from .data.pairs import Manifests
+from .data.clips import audio_key
+from .data.manifest_files import Manifests
+from .data.vocabulary import STAGE_A, STAGE_B
 from .features import FeatureBank, embed_audio, embed_texts
 from .models.base import Backbone
 
@@ -38,25 +39,36 @@ def eval_rows(manifests: Manifests, split: str) -> tuple[pd.DataFrame, pd.DataFr
     return rows, clips
 
 
-def composite_keys(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """Audio keys of each row's ``a_i ⊕ a_j`` (seq), ``a_j ⊕ a_i`` (rev) and overlay (mix)."""
-    keys = pair_keys(rows)
-    return {k: keys[k] for k in ("seq", "rev", "mix")}
+def composite_keys(rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """[P] audio keys of each row's forward ``a_i ⊕ a_j``, reversed ``a_j ⊕ a_i`` and overlay
+    (``vocabulary.STAGE_B``; ZSTE's ``seq``, ``rev`` and ``mix``, SPEC §4)."""
+    forward, reversed_, overlay = (c.keys(rows) for c in STAGE_B)
+    return forward, reversed_, overlay
+
+
+def rows_inputs(rows: pd.DataFrame, singles: pd.DataFrame, class_names: list[str], *,
+                embed_singles: Callable[[list[str]], object],
+                embed_pairs: Callable[[list[str]], object], **extra) -> zste.ZsteInputs:
+    """ZSTE inputs (SPEC §4) of stage-B manifest ``rows`` and Task-1 ``singles``: audio keys
+    [P] / [M] embedded by ``embed_pairs`` / ``embed_singles`` (keys → [n, d]); ``extra``:
+    further ``ZsteInputs`` fields (the 3C triples)."""
+    seq, rev, mix = composite_keys(rows)
+    single_keys = [audio_key("single", c) for c in singles["clip"]]
+    return zste.ZsteInputs(
+        class_names=list(class_names), single_audio=embed_singles(single_keys),
+        single_labels=singles["target"].to_numpy().astype(np.int64), single_keys=single_keys,
+        pairs=rows[["i", "j"]].to_numpy().astype(np.int64), seq_audio=embed_pairs(seq),
+        rev_audio=embed_pairs(rev), mix_audio=embed_pairs(mix), seq_keys=seq, rev_keys=rev,
+        mix_keys=mix, **extra)
 
 
 def zste_inputs(backbone: Backbone, bank: FeatureBank, manifests: Manifests,
                 class_names: list[str], *, split: str = "test") -> zste.ZsteInputs:
     """Embeddings and identities of the singles and of each evaluation row's three audios."""
     rows, clips = eval_rows(manifests, split)
-    keys = composite_keys(rows)
-    singles = [audio_key("single", c) for c in clips["clip"]]
-    return zste.ZsteInputs(
-        class_names=list(class_names),
-        single_audio=embed_audio(backbone, bank.singles, singles),
-        single_labels=clips["target"].to_numpy().astype(np.int64), single_keys=singles,
-        pairs=rows[["i", "j"]].to_numpy().astype(np.int64),
-        **{f"{k}_audio": embed_audio(backbone, bank.pairs, v) for k, v in keys.items()},
-        **{f"{k}_keys": v for k, v in keys.items()})
+    return rows_inputs(rows, clips, class_names,
+                       embed_singles=lambda keys: embed_audio(backbone, bank.singles, keys),
+                       embed_pairs=lambda keys: embed_audio(backbone, bank.pairs, keys))
 
 
 def text_embedder(backbone: Backbone, cache, device: torch.device) -> Callable[[list[str]], torch.Tensor]:
@@ -146,24 +158,23 @@ def probe_sets(manifests: Manifests, class_names: list[str], *,
         if not (sb["split"] == split).any():
             continue
         rows, _ = eval_rows(manifests, split)
-        keys = composite_keys(rows)
-        stats = {k: probe.cue_stats(v, render, sample_rate) for k, v in keys.items()}
+        keys = composite_keys(rows)  # forward, reversed, overlay
+        seq, rev, mix = (probe.cue_stats(k, render, sample_rate) for k in keys)
         whiles = probe.while_tasks(
             fitted["while"], class_names=list(class_names), pairs=rows[["i", "j"]].to_numpy(),
-            **{f"{k}_keys": v for k, v in keys.items()},
-            **{f"{k}_stats": v for k, v in stats.items()}, n_boot=n_boot, seed=seed)
+            seq_keys=keys[0], rev_keys=keys[1], mix_keys=keys[2], seq_stats=seq, rev_stats=rev,
+            mix_stats=mix, n_boot=n_boot, seed=seed)
         sa = manifests.stage_a[manifests.stage_a["split"] == split].reset_index(drop=True)
-        a_keys = pair_keys(sa)
-        a_stats = {k: probe.cue_stats(a_keys[k], render, sample_rate) for k in ("span", "seq")}
+        a_keys = [c.keys(sa) for c in STAGE_A]  # single, double
+        single, double = (probe.cue_stats(k, render, sample_rate) for k in a_keys)
         single_double = probe.single_double(
-            fitted["A-sd"], pairs=sa[["i", "j"]].to_numpy(), single_keys=a_keys["span"],
-            double_keys=a_keys["seq"], single_stats=a_stats["span"], double_stats=a_stats["seq"],
+            fitted["A-sd"], pairs=sa[["i", "j"]].to_numpy(), single_keys=a_keys[0],
+            double_keys=a_keys[1], single_stats=single, double_stats=double,
             n_boot=n_boot, seed=seed)
         out[name] = zste.ZsteResult(table=pd.concat([single_double.table, whiles.table],
                                                     ignore_index=True),
                                     items={**single_double.items, **whiles.items})
-        for task, (neg, pos) in (("A-sd", (a_stats["span"], a_stats["seq"])),
-                                 ("while", (np.r_[stats["seq"], stats["rev"]], stats["mix"]))):
+        for task, (neg, pos) in (("A-sd", (single, double)), ("while", (np.r_[seq, rev], mix))):
             aucs += _auc_rows(task, split, np.r_[neg, pos],
                               np.r_[np.zeros(len(neg)), np.ones(len(pos))].astype(bool))
     return out, pd.DataFrame(aucs)
@@ -171,14 +182,15 @@ def probe_sets(manifests: Manifests, class_names: list[str], *,
 
 def _single_double_keys(manifests: Manifests, split: str) -> tuple[list[str], list[str]]:
     """Distinct stage-A singles (``span``) and doubles of ``split``: negatives, positives."""
-    keys = pair_keys(manifests.stage_a[manifests.stage_a["split"] == split])
-    return sorted(set(keys["span"])), sorted(set(keys["seq"]))
+    rows = manifests.stage_a[manifests.stage_a["split"] == split]
+    single, double = (c.keys(rows) for c in STAGE_A)
+    return sorted(set(single)), sorted(set(double))
 
 
 def _while_keys(manifests: Manifests, split: str) -> tuple[list[str], list[str]]:
     """Distinct stage-B sequential clips (seq, rev) and overlays of ``split``."""
-    keys = pair_keys(manifests.stage_b[manifests.stage_b["split"] == split])
-    return sorted(set(keys["seq"]) | set(keys["rev"])), sorted(set(keys["mix"]))
+    seq, rev, mix = composite_keys(manifests.stage_b[manifests.stage_b["split"] == split])
+    return sorted(set(seq) | set(rev)), sorted(set(mix))
 
 
 def _auc_rows(task: str, split: str, stats: np.ndarray, is_pos: np.ndarray) -> list[dict]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from teminal.data.vocabulary import unordered_pair_ids
 from teminal.zste_tasks import (BEFORE, CLASS, FIRST, ORDER_TASKS, SECOND, SIMULTANEOUS, TASKS,
                                 WHILE, Phrasing, TaskItems, ZsteItems, ZsteTemplates,
                                 check_class_names,
@@ -263,7 +264,7 @@ def _dedup_task(task: str, raw: dict, lookup, k: int, n_phr: int) -> TaskItems:
     a, b = raw["a"][first], raw["b"][first]
     rev = raw["source"][first] == "rev"
     i, j = np.where(rev, b, a), np.where(rev, a, b)  # the row's (i, j)
-    cluster = key_id[first] if task == "1A" else np.minimum(i, j) * k + np.maximum(i, j)
+    cluster = key_id[first] if task == "1A" else unordered_pair_ids(i, j, n_classes=k)
     return TaskItems(task=task, key=raw["key"][first], source=raw["source"][first],
                      row=raw["row"][first], i=i, j=j, cluster=cluster,
                      phrasing=raw["phrasing"][first], candidates=cand[first],
@@ -282,7 +283,7 @@ def _consistency_items(items3a: TaskItems, raw3a: dict, n_rows: int, k: int) -> 
     i, j, n = raw3a["a"][at], raw3a["b"][at], len(first)
     return TaskItems(task="3A-c", key=items3a.key[s] + " + " + items3a.key[r],
                      source=np.full(n, "seq+rev", dtype=object), row=raw3a["row"][at], i=i, j=j,
-                     cluster=np.minimum(i, j) * k + np.maximum(i, j),
+                     cluster=unordered_pair_ids(i, j, n_classes=k),
                      phrasing=raw3a["phrasing"][at], candidates=np.zeros((n, 0), np.int64),
                      correct=np.zeros((n, 0), bool), kind=np.zeros((n, 0), np.int8), top=1,
                      rule="frac", parts=np.stack([s, r], axis=1))
@@ -301,7 +302,7 @@ def _balanced_items(items3a: TaskItems, raw3a: dict, raw3b: dict, n_rows: int, k
     key = items3a.key[s] + " + " + items3a.key[r] + " + " + raw3b["key"][first]  # same layout
     return TaskItems(task="3W", key=key,
                      source=np.full(n, "seq+rev+mix", dtype=object), row=raw3a["row"][at], i=i, j=j,
-                     cluster=np.minimum(i, j) * k + np.maximum(i, j),
+                     cluster=unordered_pair_ids(i, j, n_classes=k),
                      phrasing=raw3a["phrasing"][at], candidates=np.zeros((n, 0), np.int64),
                      correct=np.zeros((n, 0), bool), kind=np.zeros((n, 0), np.int8), top=1,
                      rule="frac", parts=np.stack([s, r, m], axis=1))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from teminal.data.captions import check_template
+from teminal.data.vocabulary import unordered_pairs
 from teminal.gates import MIN_CLASSES, MIN_EVAL_PAIRS, SanityError
 
 TASKS = ("1A", "2A", "2B", "2C", "2D", "3A", "3A-o", "3A-c", "3B", "3W", "4A", "4B", "5A", "5B")
@@ -160,7 +161,7 @@ def check_pairs(pairs, n_classes: int, *, name: str = "pairs") -> np.ndarray:
 
 def check_eval_pairs(pairs: np.ndarray) -> int:
     """Distinct unordered class pairs of ``pairs [P, 2]``; SanityError under ``MIN_EVAL_PAIRS``."""
-    n = len({(min(a, b), max(a, b)) for a, b in pairs.tolist()})
+    n = len(unordered_pairs(pairs[:, 0], pairs[:, 1]))  # pairs [P, 2]
     if n < MIN_EVAL_PAIRS:
         raise SanityError(
             f"ZSTE evaluation set: {n} distinct unordered class pairs, fewer than "

@@ -19,14 +19,14 @@ from teminal.zste import ALL_TASKS
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from teminal.data import esc50
+    from teminal.data import base_set
     from teminal.data.pairs import PairingConfig, build_manifests
     from teminal.data.synth_world import WorldConfig, make_world
 
     root = make_world(tmp_path_factory.mktemp("suite_world") / "world",
                       WorldConfig(n_classes=10, clips_per_class=10, clip_seconds=0.5,
                                   sample_rate=16000))
-    base = esc50.load(root)
+    base = base_set.load(root)
     manifests = build_manifests(base, pairing=PairingConfig(pairing="folds", test_fraction=0.4))
     return with_triples(eval_data(base=base, manifests=manifests,
                                   recipe_at=lambda rate: Recipe(sample_rate=rate)), max_triples=3)

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from teminal import cli, pipeline, report, tracking, zste
-from teminal.data.pairs import read_manifests
+from teminal.data.manifest_files import read_manifests
 from teminal.run.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

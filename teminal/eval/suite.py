@@ -18,10 +18,12 @@ import torch
 from teminal import retrieval, zste
 from teminal.audio import Recipe, read_audio
 from teminal.data.captions import HELDOUT_FAMILY
-from teminal.data.clips import ClipStore, audio_key, pair_keys, render
+from teminal.data.clips import ClipStore, audio_key, render
+from teminal.data.vocabulary import STAGE_B, interleaved_keys
 from teminal.eval.compa import CompaOrder, score_compa_order
 from teminal.eval.three import (TRIPLE_TEMPLATE, TripleItems, compose_three, held_out_triples,
                                 triple_clips, triple_items)
+from teminal.evaluate import rows_inputs
 
 
 @dataclass(kw_only=True)
@@ -110,26 +112,18 @@ def embed_keys(model, keys: list[str], data: EvalData, *, batch: int) -> dict[st
 
 
 def _inputs(data: EvalData, split: str, z: dict, *, triples: bool) -> zste.ZsteInputs:
-    rows = data.rows[split]
     test = data.singles[data.singles["split"] == "test"]
-    keys = {k: v for k, v in pair_keys(rows).items() if k in ("seq", "rev", "mix")}
-    singles = [audio_key("single", c) for c in test["clip"]]
     stack = lambda ks: torch.stack([z[k] for k in ks])  # noqa: E731
     three = triples and data.triples is not None
-    return zste.ZsteInputs(
-        class_names=data.class_names, single_audio=stack(singles), single_keys=singles,
-        single_labels=test.target.to_numpy().astype(np.int64),
-        pairs=rows[["i", "j"]].to_numpy().astype(np.int64),
-        **{f"{k}_audio": stack(v) for k, v in keys.items()}, **{f"{k}_keys": v for k, v in keys.items()},
-        triples=data.triples if three else None,
-        triple_audio=stack(list(data.triples.key)) if three else None)
+    return rows_inputs(data.rows[split], test, data.class_names, embed_singles=stack,
+                       embed_pairs=stack, triples=data.triples if three else None,
+                       triple_audio=stack(list(data.triples.key)) if three else None)
 
 
 def _all_keys(data: EvalData, splits: list[str]) -> list[str]:
     keys = [audio_key("single", c) for c in data.singles["clip"]]
     for split in splits:
-        k = pair_keys(data.rows[split])
-        keys += [x for trio in zip(k["seq"], k["rev"], k["mix"]) for x in trio]
+        keys += interleaved_keys(data.rows[split], STAGE_B)
     return keys + ([] if data.triples is None else list(data.triples.key))
 
 
@@ -185,7 +179,7 @@ def caption_retrieval(model, cs: retrieval.CaptionSet, *, batch: int = 16) -> di
 
 
 def eval_data(*, base, manifests, recipe_at: Callable[[int], Recipe]) -> EvalData:
-    """The evaluation items of a run's ``manifests`` over ``base`` (an ``esc50.BaseSet``):
+    """The evaluation items of a run's ``manifests`` over ``base`` (a ``base_set.BaseSet``):
     stage-B rows of the ``test`` and ``seen`` splits, every single; clips read lazily."""
     sb = manifests.stage_b
     rows = {s: sb[sb["split"] == s].reset_index(drop=True) for s in ("test", "seen")
