@@ -13,6 +13,7 @@ from teminal.data.clips import audio_key
 from teminal.data.vocabulary import FORWARD
 from teminal.features import embed_audio, embed_texts
 from teminal.models.heads import time_pool
+from teminal.zste_tasks import ZsteTemplates
 
 if TYPE_CHECKING:
     from order_head import Setup
@@ -67,7 +68,7 @@ def order_cosines(model, s: Setup, rows, inputs) -> dict:
     """How alike the two orders look to each side: mean cos(z_a(a_i⊕a_j), z_a(a_j⊕a_i)) and
     mean cos(z_c("x_i before x_j"), z_c("x_j before x_i")) over ``rows`` (1 = blind)."""
     cos = torch.nn.functional.cosine_similarity
-    names, before = list(s.base.classes), zste.ZsteTemplates().before
+    names, before = list(s.base.classes), ZsteTemplates().before
     fw = [before.format(x=names[i], y=names[j]) for i, j in zip(rows["i"], rows["j"])]
     bw = [before.format(x=names[j], y=names[i]) for i, j in zip(rows["i"], rows["j"])]
     z_c = embed_texts(model, s.cache, fw + bw, device=s.device)  # (2P, d)

@@ -50,6 +50,7 @@ from _common import (bert_tokenizer_folder, describe, machine_info, make_esc50_l
                      contention_note, memory_text, phase, pick_device, write_json)
 
 from teminal import evaluate, gates, losses, tracking, train, zste  # noqa: E402
+from teminal.zste_tasks import ZsteTemplates  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
 from teminal.data import base_set  # noqa: E402
@@ -121,9 +122,9 @@ def fit_stage(task, bb, *, args, out_dir: Path, device: torch.device, tag: str) 
             "best_val": result.best_val, "last_train_loss": result.history[-1]["train_loss"]}
 
 
-def zste_templates(k: int) -> zste.ZsteTemplates:
+def zste_templates(k: int) -> ZsteTemplates:
     """The paper's 50 candidates for 4A/4B and 5B, or as many as K classes allow (SPEC §4)."""
-    return zste.ZsteTemplates(n_candidates_4=min(50, 3 * k * (k - 1) // 2),
+    return ZsteTemplates(n_candidates_4=min(50, 3 * k * (k - 1) // 2),
                               n_candidates_5b=min(50, k * (k - 1)))
 
 

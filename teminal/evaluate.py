@@ -21,9 +21,11 @@ from .data.manifest_files import Manifests
 from .data.vocabulary import STAGE_A, STAGE_B
 from .features import FeatureBank, embed_audio, embed_texts
 from .models.base import Backbone
+from .zste_scoring import ZsteResult
+from .zste_tasks import TASKS, family_phrasings
 
 EVAL_SPLITS = ("test", "seen")
-TASKS_SEEN = tuple(t for t in zste.TASKS if t != "1A")  # 1A reads the same singles on both sets
+TASKS_SEEN = tuple(t for t in TASKS if t != "1A")  # 1A reads the same singles on both sets
 
 
 def eval_rows(manifests: Manifests, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -78,7 +80,7 @@ def text_embedder(backbone: Backbone, cache, device: torch.device) -> Callable[[
 
 def zste_sets(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests,
               class_names: list[str], *, device: torch.device, n_boot: int, seed: int,
-              seen: bool = True, heldout: bool = True) -> dict[str, zste.ZsteResult]:
+              seen: bool = True, heldout: bool = True) -> dict[str, ZsteResult]:
     """``zste`` (held-out pairs), ``zste_seen`` (seen combinations, when the manifests have
     them) and ``zste_heldout`` (held-out phrasings on the held-out pairs), SPEC §4."""
     backbone.eval()
@@ -94,12 +96,12 @@ def zste_sets(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests
     return out
 
 
-def phrasing_table(result: zste.ZsteResult, family=HELDOUT_FAMILY) -> pd.DataFrame:
+def phrasing_table(result: ZsteResult, family=HELDOUT_FAMILY) -> pd.DataFrame:
     """Held-out phrasings one by one: the mean score (%) of each task's items under each
     template it reads (3A-o / 3A-c: the sequence template; 3B: the overlay one; 5A: the
     position one). A model that learned "first named = first heard" rather than the meaning of
     "before" gets one sequence template right and its mirror-worded one wrong."""
-    combos = zste.family_phrasings(family)
+    combos = family_phrasings(family)
     which = {"3A-o": "sequence", "3A-c": "sequence", "3B": "overlay", "5A": "position"}
     rows = []
     for task, field in which.items():
@@ -138,7 +140,7 @@ def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, manifests: Man
 
 def probe_sets(manifests: Manifests, class_names: list[str], *,
                render: Callable[[str], np.ndarray], sample_rate: int, n_boot: int,
-               seed: int, features=probe.FEATURES) -> tuple[dict[str, zste.ZsteResult], pd.DataFrame]:
+               seed: int, features=probe.FEATURES) -> tuple[dict[str, ZsteResult], pd.DataFrame]:
     """The level/duration probe (SPEC §4, :mod:`teminal.probe`): one probe fitted on the
     training rows' stage-A singles vs doubles, one on their stage-B sequential clips vs
     overlays, on the statistics ``features``; their decisions scored on ``A-sd``, ``3B`` and ``3W`` of each evaluation set
@@ -171,7 +173,7 @@ def probe_sets(manifests: Manifests, class_names: list[str], *,
             fitted["A-sd"], pairs=sa[["i", "j"]].to_numpy(), single_keys=a_keys[0],
             double_keys=a_keys[1], single_stats=single, double_stats=double,
             n_boot=n_boot, seed=seed)
-        out[name] = zste.ZsteResult(table=pd.concat([single_double.table, whiles.table],
+        out[name] = ZsteResult(table=pd.concat([single_double.table, whiles.table],
                                                     ignore_index=True),
                                     items={**single_double.items, **whiles.items})
         for task, (neg, pos) in (("A-sd", (single, double)), ("while", (np.r_[seq, rev], mix))):

@@ -38,8 +38,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal.zste import ZsteResult, item_ids, result_from_frames, score_items
-from teminal.zste_prompts import WHILE, check_keys, zste_items
+from teminal.zste import score_items
+from teminal.zste_prompts import zste_items
+from teminal.zste_scoring import ZsteResult, result_from_frames
+from teminal.zste_tasks import WHILE, check_keys
 
 FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
             "onset_rate")

@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import seed_stats, tracking
-from .zste import PAPER_TABLE3, TASKS
+from .zste import PAPER_TABLE3
+from .zste_tasks import TASKS
 
 SETS = {"zste": "held-out pairs", "zste_seen": "seen combinations",
         "zste_heldout": "held-out phrasings"}

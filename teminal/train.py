@@ -33,7 +33,7 @@ from torch import nn
 from .progress import progress as progress_bar
 
 from . import determinism
-from .gates import NonFiniteLoss, SanityError, check_finite_loss  # noqa: F401 (re-export)
+from .gates import SanityError, check_finite_loss
 from .integrity import load_torch, save_torch
 from .tracking import config_hash
 

@@ -36,8 +36,8 @@ naming a class outside ``{a, b}``); 5A ``[first a, second b, first b, second a]`
 
 Where things live: the task list, caption kinds, ``ZsteTemplates``, ``Phrasing``, the item
 containers ``TaskItems`` / ``ZsteItems`` and the input checks are in :mod:`teminal.zste_tasks`
-and re-exported here; this module builds the items (:func:`zste_items`); :mod:`teminal.zste`
-scores them.
+(import them from there); this module builds the items (:func:`zste_items`);
+:mod:`teminal.zste` scores them.
 """
 from __future__ import annotations
 
@@ -46,15 +46,10 @@ import numpy as np
 from teminal.data.vocabulary import unordered_pair_ids
 from teminal.zste_tasks import (BEFORE, CLASS, FIRST, ORDER_TASKS, SECOND, SIMULTANEOUS, TASKS,
                                 WHILE, Phrasing, TaskItems, ZsteItems, ZsteTemplates,
-                                check_class_names,
-                                check_eval_pairs, check_keys, check_pairs, default_phrasing,
-                                family_phrasings)
+                                check_class_names, check_eval_pairs, check_keys, check_pairs,
+                                default_phrasing)
 
-__all__ = [
-    "BEFORE", "CLASS", "FIRST", "SECOND", "SIMULTANEOUS", "TASKS", "WHILE", "Phrasing", "TaskItems",
-    "ZsteItems", "ZsteTemplates", "check_class_names", "check_eval_pairs", "check_keys",
-    "check_pairs", "default_phrasing", "family_phrasings", "zste_items",
-]
+__all__ = ["zste_items"]
 
 _AUDIO = {"1A": "single", "2A": "seq", "2B": "seq", "2C": "mix", "2D": "mix", "3A": "seq",
           "3A-o": "seq", "3B": "mix", "4A": "seq", "4B": "mix", "5A": "seq", "5B": "mix"}

@@ -3,8 +3,7 @@
 SPEC §4 (tasks, prompts, held-out phrasings) and §6 (the gates ``check_class_names`` and
 ``check_eval_pairs`` apply). What an item is, and how :func:`teminal.zste_prompts.zste_items`
 builds the items of one evaluation from these pieces, is described in
-:mod:`teminal.zste_prompts`, which re-exports everything here: callers outside the ZSTE
-modules import from it (or from :mod:`teminal.zste`).
+:mod:`teminal.zste_prompts`; callers import these names from here.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from teminal.eval.card import card_figure, card_markdown
 from teminal.eval.specs import load_model
 from teminal.eval.suite import EvalOptions, eval_data, evaluate_any, with_triples
 from teminal.retrieval import read_clotho
-from teminal.zste import ALL_TASKS
+from teminal.zste_tasks import ALL_TASKS
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from teminal import integrity, report, train
 from teminal.audio import CancellingChannels, NonFiniteAudio, read_audio
 from teminal.cache import _ShardStore
 from teminal.data import base_set
+from teminal.gates import NonFiniteLoss
 from teminal.integrity import IntegrityError
 from teminal.models.tiny import TinyClap, TinyConfig
 from teminal.run.config import ConfigError, apply_overrides, load_config
@@ -186,7 +187,7 @@ def test_non_finite_loss_stops_training_at_that_step(tmp_path):
     model = Head()
     cfg = train.TrainConfig(epochs=3, batch_size=16, lr=float("inf"), schedule="constant",
                             grad_clip=0.0)
-    with pytest.raises(train.NonFiniteLoss, match=r"stage ck, epoch 1.*optimizer step 2 \(lr=inf"):
+    with pytest.raises(NonFiniteLoss, match=r"stage ck, epoch 1.*optimizer step 2 \(lr=inf"):
         train.fit(task=LinearTask(model), model=model, params=list(model.parameters()),
                   config=cfg, out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
     assert not list((tmp_path / "ck").glob("*.pt"))  # nothing saved

@@ -38,7 +38,7 @@ from teminal.models.msclap import MsClap
 from teminal.run.config import apply_overrides, load_config
 from teminal.run.params import PIPELINE
 from teminal.train import load_checkpoint_head
-from teminal.zste import TASKS
+from teminal.zste_tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "params" / "paper.yaml"

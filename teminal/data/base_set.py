@@ -111,8 +111,7 @@ def file_sha1(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------ loading
 def load(root: str | Path, *, allow_partial: bool = False) -> BaseSet:
-    """Load and validate any ESC-50-shaped base set at ``root`` (SPEC §1; see
-    :mod:`teminal.data.esc50`).
+    """Load and validate any ESC-50-shaped base set at ``root`` (SPEC §1; module docstring).
 
     Raises ``DatasetError`` naming the file and the problem.
     """

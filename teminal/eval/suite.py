@@ -24,6 +24,7 @@ from teminal.eval.compa import CompaOrder, score_compa_order
 from teminal.eval.three import (TRIPLE_TEMPLATE, TripleItems, compose_three, held_out_triples,
                                 triple_clips, triple_items)
 from teminal.evaluate import rows_inputs
+from teminal.zste_tasks import ALL_TASKS, TASKS
 
 
 @dataclass(kw_only=True)
@@ -133,11 +134,11 @@ def evaluate_any(model, data: EvalData, options: EvalOptions) -> ModelReport:
     z = embed_keys(model, _all_keys(data, splits), data, batch=options.batch)
     embed, o = model.embed_text, options
     test = _inputs(data, "test", z, triples=True)
-    tasks = zste.ALL_TASKS if data.triples is not None else zste.TASKS
+    tasks = ALL_TASKS if data.triples is not None else TASKS
     sets = {"zste": zste.evaluate(test, embed, tasks=tasks, n_boot=o.n_boot, seed=o.seed)}
     if "seen" in splits:
         sets["zste_seen"] = zste.evaluate(_inputs(data, "seen", z, triples=False), embed,
-                                          tasks=zste.TASKS[1:], n_boot=o.n_boot, seed=o.seed)
+                                          tasks=TASKS[1:], n_boot=o.n_boot, seed=o.seed)
     if o.heldout:
         sets["zste_heldout"] = zste.evaluate_phrasings(test, embed, family=HELDOUT_FAMILY,
                                                        n_boot=o.n_boot, seed=o.seed)

@@ -26,11 +26,12 @@ import pandas as pd
 import torch
 
 from ... import evaluate as lib
-from ... import gates, seed_stats, tracking, zste
+from ... import gates, seed_stats, tracking
 from ...integrity import IntegrityError
 from ...models.base import Backbone
 from ...views import BatchView, PairView
 from ...warn import warn
+from ...zste_tasks import TASKS
 from .. import logged
 from ..layout import read_json, write_json
 from ..session import Session
@@ -300,7 +301,7 @@ def set_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
                 t = ev.tables[name].set_index("task")
                 cols[f"{label}: {title}"] = t.apply(
                     lambda r: f"{r.value:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]", axis=1)
-    order = [t for t in zste.TASKS if any(t in c.index for c in cols.values())]
+    order = [t for t in TASKS if any(t in c.index for c in cols.values())]
     return pd.DataFrame(cols).reindex(order).fillna("")
 
 
