@@ -74,7 +74,8 @@ def test_caption_columns_name_the_manifest_captions(manifests):
         assert tuple(getattr(row, c.caption) for c in STAGE_B) == want
     for table, columns in CAPTION_COLUMNS.items():
         assert set(columns) <= set(getattr(manifests, table).columns)
-    assert [c.block for c in STAGE_B] == ["f", "r", "o"] and CAPTION_SOURCES == ("paper", "paraphrase")
+    assert [c.block for c in STAGE_B] == ["f", "r", "o"]
+    assert CAPTION_SOURCES == ("paper", "paraphrase")
 
 
 def test_caption_column_errors_name_the_choice():

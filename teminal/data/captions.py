@@ -61,7 +61,8 @@ def pair_captions(sequence: str, overlay: str, label_i: str, label_j: str) -> tu
     composites (the order of ``teminal.data.vocabulary.STAGE_B``; SPEC §1): ``sequence`` with
     class i first, with class j first, and ``overlay``. The reversed caption is T(forward)."""
     return (sequence_caption(sequence, label_i, label_j),
-            sequence_caption(sequence, label_j, label_i), overlay_caption(overlay, label_i, label_j))
+            sequence_caption(sequence, label_j, label_i),
+            overlay_caption(overlay, label_i, label_j))
 
 
 def position_caption(template: str, pos: str, x: str) -> str:

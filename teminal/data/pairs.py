@@ -47,8 +47,8 @@ from teminal.data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, CaptionTempl
                                    PhrasingFamily, check_disjoint, stage_a_captions,
                                    stage_b_captions)
 from teminal.data.manifest_files import SPLITS, Manifests, manifest_hash
-from teminal.data.vocabulary import (CLIP_COLUMNS, SINGLES_COLUMNS, STAGE_A_COLUMNS,
-                                     STAGE_B_COLUMNS, unordered_pairs)
+from teminal.data.vocabulary import (CLIP_COLUMNS, SINGLE_CAPTION, SINGLES_COLUMNS,
+                                     STAGE_A_COLUMNS, STAGE_B_COLUMNS, unordered_pairs)
 from teminal.gates import MIN_CLASSES, SanityError
 
 
@@ -289,7 +289,7 @@ def singles_table(clips: pd.DataFrame, base: BaseSet, rows: pd.DataFrame, t: Cap
     split = np.where(task1, "test", np.where(in_eval, "paired", np.where(in_val, "val", "train")))
     out = pd.DataFrame({"clip": clips["filename"].to_numpy(), "target": clips["target"].to_numpy()})
     out["label"] = [base.classes[c] for c in out["target"]]
-    out["caption"] = [t.class_prompt.format(x=x) for x in out["label"]]
+    out[SINGLE_CAPTION] = [t.class_prompt.format(x=x) for x in out["label"]]
     out["split"] = split
     return out[SINGLES_COLUMNS].reset_index(drop=True)
 
