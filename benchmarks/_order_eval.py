@@ -10,8 +10,10 @@ import torch
 
 from teminal.eval import evaluate as evaluation, selection, zste
 from teminal.data.clips import audio_key
+from teminal.data.vocabulary import FORWARD
 from teminal.features import embed_audio, embed_texts
 from teminal.models.heads import time_pool
+from teminal.eval.tasks import ZsteTemplates
 
 if TYPE_CHECKING:
     from order_head import Setup
@@ -66,7 +68,7 @@ def order_cosines(model, s: Setup, rows, inputs) -> dict:
     """How alike the two orders look to each side: mean cos(z_a(a_i⊕a_j), z_a(a_j⊕a_i)) and
     mean cos(z_c("x_i before x_j"), z_c("x_j before x_i")) over ``rows`` (1 = blind)."""
     cos = torch.nn.functional.cosine_similarity
-    names, before = list(s.base.classes), zste.ZsteTemplates().before
+    names, before = list(s.base.classes), ZsteTemplates().before
     fw = [before.format(x=names[i], y=names[j]) for i, j in zip(rows["i"], rows["j"])]
     bw = [before.format(x=names[j], y=names[i]) for i, j in zip(rows["i"], rows["j"])]
     z_c = embed_texts(model, s.cache, fw + bw, device=s.device)  # (2P, d)
@@ -79,7 +81,7 @@ def distance_from_pooled(model, s: Setup) -> float:
     (1.0 exactly when the order module's output is zero)."""
     head = model.audio_head_module
     val = s.validation.rows
-    rows = s.bank.pairs.rows(audio_key("seq", a, b) for a, b in zip(val["clip_i"], val["clip_j"]))
+    rows = s.bank.pairs.rows(FORWARD.keys(val))
     with torch.no_grad():
         feats = s.bank.pairs.take(rows)
         z_order = head(feats)  # (N, d)

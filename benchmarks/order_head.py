@@ -61,7 +61,7 @@ from teminal import losses
 from teminal.eval import selection  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
-from teminal.data import esc50  # noqa: E402
+from teminal.data import base_set  # noqa: E402
 from teminal.data.clips import ClipStore, render  # noqa: E402
 from teminal.data.pairs import PairingConfig, build_manifests  # noqa: E402
 from teminal.data.synth_world import WorldConfig, make_world  # noqa: E402
@@ -164,7 +164,7 @@ class Setup:
     """What the configurations of one ``train_repeats`` share: data, the pretrained model file,
     cache, bank and the validation items every score is taken on."""
 
-    base: esc50.BaseSet
+    base: base_set.BaseSet
     manifests: object
     validation: selection.ValidationItems
     model_path: Path
@@ -181,7 +181,7 @@ def setup(args, work: Path, device: torch.device, repeats: int) -> Setup:
     tic = time.perf_counter()
     world = WorldConfig(n_classes=args.classes, clips_per_class=args.clips_per_class,
                         clip_seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed)
-    base = esc50.load(make_world(work / f"world-{world.hash}", world))
+    base = base_set.load(make_world(work / f"world-{world.hash}", world))
     manifests = build_manifests(base, pairing=PairingConfig(pairing="folds", seed=args.seed,
                                                             train_repeats=repeats))
     recipe = Recipe(sample_rate=base.sample_rate)

@@ -10,7 +10,7 @@ session), on the pipeline's own code path: training through ``training.fit.fit``
 trunk cache and ZSTE in fp32 as the pipeline computes them. Stages, each timed with its peak
 memory:
 
-1. data generation — the ESC-50-shaped folder, ``esc50.load`` (validation),
+1. data generation — the ESC-50-shaped folder, ``base_set.load`` (validation),
    ``build_manifests``, and the SPEC §6 size gates (below);
 2. model build — random msclap 2022, Cnn14's conv layers redrawn (below);
 3. cache build — ``TrunkCache`` + ``build_bank``: every single clip, composite and caption
@@ -54,11 +54,13 @@ from _common import (bert_tokenizer_folder, describe, machine_info, make_esc50_l
 
 from teminal.eval import evaluate, zste
 from teminal import gates, losses, tracking  # noqa: E402
+from teminal.eval.tasks import ZsteTemplates  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
-from teminal.data import esc50  # noqa: E402
+from teminal.data import base_set  # noqa: E402
 from teminal.data.clips import ClipStore, render  # noqa: E402
-from teminal.data.pairs import Manifests, PairingConfig, build_manifests, eval_pair_count  # noqa: E402
+from teminal.data.manifest_files import Manifests  # noqa: E402
+from teminal.data.pairs import PairingConfig, build_manifests, eval_pair_count  # noqa: E402
 from teminal.features import build_bank, manifest_audio_keys, manifest_texts  # noqa: E402
 from teminal.models import build_backbone  # noqa: E402
 from teminal.models.base import Backbone  # noqa: E402
@@ -130,9 +132,9 @@ def fit_stage(task, bb, *, args, out_dir: Path, device: torch.device, tag: str) 
             "best_val": result.best_val, "last_train_loss": result.history[-1]["train_loss"]}
 
 
-def zste_templates(k: int) -> zste.ZsteTemplates:
+def zste_templates(k: int) -> ZsteTemplates:
     """The paper's 50 candidates for 4A/4B and 5B, or as many as K classes allow (SPEC §4)."""
-    return zste.ZsteTemplates(n_candidates_4=min(50, 3 * k * (k - 1) // 2),
+    return ZsteTemplates(n_candidates_4=min(50, 3 * k * (k - 1) // 2),
                               n_candidates_5b=min(50, k * (k - 1)))
 
 
@@ -140,7 +142,7 @@ def run(args, device: torch.device, work: Path, figures: dict) -> None:
     with phase("data_generation", device, figures, echo=True) as fig:
         make_esc50_like(work / "esc50", classes=args.classes, clips_per_class=args.clips_per_class,
                         seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed)
-        base = esc50.load(work / "esc50")
+        base = base_set.load(work / "esc50")
         m = build_manifests(base, pairing=PairingConfig(pairing="paper", seed=args.seed))
         check_sizes(m, batch_size=args.batch_size)
         fig.update(clips=len(base.clips), classes=len(base.classes), **{

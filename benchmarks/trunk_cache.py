@@ -33,9 +33,11 @@ from _common import (bert_tokenizer_folder, describe, machine_info, make_esc50_l
 from teminal import losses  # noqa: E402
 from teminal.audio import Recipe  # noqa: E402
 from teminal.cache import TrunkCache  # noqa: E402
-from teminal.data import esc50  # noqa: E402
-from teminal.data.clips import CLIP_COLUMNS, ClipStore, pair_keys, render  # noqa: E402
-from teminal.data.pairs import Manifests, PairingConfig, build_manifests, unordered_sides  # noqa: E402
+from teminal.data import base_set  # noqa: E402
+from teminal.data.clips import ClipStore, render  # noqa: E402
+from teminal.data.manifest_files import Manifests  # noqa: E402
+from teminal.data.pairs import PairingConfig, build_manifests, unordered_sides  # noqa: E402
+from teminal.data.vocabulary import CLIP_COLUMNS, STAGE_B  # noqa: E402
 from teminal.features import build_bank, manifest_audio_keys, manifest_texts  # noqa: E402
 from teminal.models import build_backbone  # noqa: E402
 from teminal.training.fit import train_step  # noqa: E402
@@ -72,7 +74,7 @@ def classes_for(pairs: int) -> int:
     return k
 
 
-def epoch_manifests(base: esc50.BaseSet, pairs: int) -> Manifests:
+def epoch_manifests(base: base_set.BaseSet, pairs: int) -> Manifests:
     """The first ``pairs`` training rows of stage B, and the single clips they use."""
     m = build_manifests(base, pairing=PAIRING)
     rows = m.stage_b[m.stage_b["split"] == "train"].head(pairs).reset_index(drop=True)
@@ -90,11 +92,10 @@ def uncached_loss(bb, rows, store, recipe, n_classes, device, render_seconds: li
     """The stage-B loss of ``rows`` with both trunks run now (SPEC §3, blocks [f; r; o]);
     the time spent composing the audio is appended to ``render_seconds``."""
     start = time.perf_counter()
-    pk = pair_keys(rows)
-    keys = pk["seq"] + pk["rev"] + pk["mix"]
+    keys = [k for c in STAGE_B for k in c.keys(rows)]  # (3N,) blocks f, r, o
     wave = torch.from_numpy(np.stack([render(k, store, recipe) for k in keys])).to(device)  # (3N, S)
     render_seconds.append(time.perf_counter() - start)
-    texts = list(rows["caption_f"]) + list(rows["caption_r"]) + list(rows["caption_o"])
+    texts = [t for c in STAGE_B for t in rows[c.caption]]  # (3N,)
     z_a = bb.audio_head(bb.audio_trunk(wave, frames=bb.needs_frames))  # (3N, d)
     z_c = bb.text_head(bb.text_trunk(texts))  # (3N, d)
     i = torch.tensor(rows["i"].to_numpy(), device=device)  # (N,)
@@ -155,7 +156,7 @@ def main(argv=None) -> dict:
         k = classes_for(args.pairs)
         make_esc50_like(tmp / "esc50", classes=k, clips_per_class=5, seconds=args.seconds,
                         sample_rate=args.sample_rate, seed=args.seed)
-        base = esc50.load(tmp / "esc50")
+        base = base_set.load(tmp / "esc50")
         m = epoch_manifests(base, args.pairs)
         rows = m.stage_b
         bb = build_backbone(name="msclap-2022", random_init=True, download=False, seed=args.seed,

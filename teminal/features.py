@@ -23,16 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.clips import audio_key, pair_keys
+from .data.clips import audio_key
+from .data.vocabulary import CAPTION_COLUMNS, DOUBLE, SINGLE, STAGE_B, interleaved_keys
 from .models.base import AudioFeatures, Backbone, TextFeatures
 
 REQUEST_KEYS = 512  # keys per cache request: bounds the float32 frames held at once
-CAPTION_COLUMNS = {
-    "singles": ("caption",),
-    "stage_a": ("caption_single", "caption_double"),
-    "stage_b": ("caption_f", "caption_r", "caption_o", "para_f", "para_r", "para_o"),
-}
-"""Caption columns of each manifest table (``para_*`` are read when the table has them)."""
 
 
 def _index(items: Iterable[str]) -> dict[str, int]:
@@ -96,16 +91,11 @@ class FeatureBank:
     text: TextTable
 
 
-def stage_b_keys(stage_b: pd.DataFrame) -> list[str]:
-    """Composite keys of stage-B rows: forward ``seq``, reversed ``seq``, canonical ``mix``."""
-    k = pair_keys(stage_b)
-    return [key for row in zip(k["seq"], k["rev"], k["mix"]) for key in row]
-
-
 def _composite_keys(manifests) -> tuple[list[str], list[str]]:
-    """Unique composites (stage B, stage-A doubles) and stage-A ``span`` singles."""
-    sa = pair_keys(manifests.stage_a)
-    return list(_index(stage_b_keys(manifests.stage_b) + sa["seq"])), list(_index(sa["span"]))
+    """Unique composites (stage B row by row, then stage-A doubles) and stage-A ``span``
+    singles (:mod:`teminal.data.vocabulary`)."""
+    composites = interleaved_keys(manifests.stage_b, STAGE_B) + DOUBLE.keys(manifests.stage_a)
+    return list(_index(composites)), list(_index(SINGLE.keys(manifests.stage_a)))
 
 
 def manifest_audio_keys(manifests) -> tuple[list[str], list[str]]:
@@ -117,7 +107,7 @@ def manifest_audio_keys(manifests) -> tuple[list[str], list[str]]:
 
 
 def manifest_texts(manifests) -> list[str]:
-    """Unique captions of all manifests (``CAPTION_COLUMNS``, paraphrases included)."""
+    """Unique captions of all manifests (``vocabulary.CAPTION_COLUMNS``, paraphrases included)."""
     cols = []
     for table, names in CAPTION_COLUMNS.items():
         df = getattr(manifests, table)

@@ -17,7 +17,8 @@ import pandas as pd
 
 from teminal.eval import seed_stats, tables
 from teminal.eval.tables import markdown
-from teminal.eval.zste import ALL_TASKS, PAPER_TABLE3
+from teminal.eval.tasks import ALL_TASKS
+from teminal.eval.zste import PAPER_TABLE3
 from teminal.report_collect import PROBE_REF, SETS, Evaluated, collect
 
 

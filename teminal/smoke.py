@@ -24,7 +24,7 @@ from teminal.eval import evaluate
 from teminal import losses
 from .audio import Recipe
 from .cache import TrunkCache
-from .data import esc50
+from .data import base_set
 from .data.clips import ClipStore, render
 from .data.pairs import PairingConfig, build_manifests
 from .data.synth_world import WorldConfig, make_world
@@ -73,7 +73,7 @@ def smoke_fingerprint(*, work_dir: str | Path | None = None) -> dict:
 
 def _smoke(work: Path, device: torch.device) -> dict:
     torch.manual_seed(0)
-    base = esc50.load(make_world(work / f"world-{WORLD.hash}", WORLD))
+    base = base_set.load(make_world(work / f"world-{WORLD.hash}", WORLD))
     manifests = build_manifests(base, pairing=PairingConfig(pairing="folds", seed=0))
     recipe = Recipe(sample_rate=base.sample_rate)
     store = ClipStore(base, sample_rate=base.sample_rate)

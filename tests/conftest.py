@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from teminal.data.esc50 import BaseSet
+from teminal.data.base_set import BaseSet
 from teminal.data.synth_world import WorldConfig, make_world
 
 CATEGORIES = ["dog_bark", "rain", "church_bell", "crackling_fire", "clock_tick", "sea_waves"]

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from teminal.audio import RELATIONS, Recipe, compose, concat, overlay, peak_limit, read_audio, rms, tile
 from teminal.data.clips import ClipStore, audio_key, parse_key, render, temporal_inverse
-from teminal.data.esc50 import load
+from teminal.data.base_set import load
 
 RAW = Recipe(sample_rate=8000, level_rms=None, peak_limit=None, tile_overlay=False)
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from teminal.data import esc50
-from teminal.data.esc50 import DatasetError
+from teminal.data import base_set, download
+from teminal.data.base_set import DatasetError
 from teminal.data.subsets import select_classes
 from teminal.gates import SanityError
 
@@ -20,7 +20,7 @@ UNREACHABLE = "http://127.0.0.1:9/x.zip"
 
 
 def test_load_ok(esc50_like):
-    base = esc50.load(esc50_like)
+    base = base_set.load(esc50_like)
     assert len(base.clips) == 4 * 5 * 2
     assert base.classes == ["dog bark", "rain", "church bell", "crackling fire"]
     assert base.sample_rate == 8000 and base.clip_seconds == pytest.approx(0.25)
@@ -37,7 +37,7 @@ def test_load_ok(esc50_like):
 
 def test_load_esc50_refuses_other_folders_and_says_how(esc50_like):
     with pytest.raises(DatasetError) as err:
-        esc50.load_esc50(esc50_like)
+        base_set.load_esc50(esc50_like)
     msg = str(err.value)
     root = esc50_like.resolve()
     assert "40 clips, 4 classes, folds [1, 2, 3, 4, 5]" in msg
@@ -48,7 +48,7 @@ def test_load_esc50_refuses_other_folders_and_says_how(esc50_like):
 def test_any_targets_are_reindexed(esc50_copy):
     # targets 0..3 → 30, 10, 20, 40: K=4, re-indexed by sorted original target
     rewrite_csv(esc50_copy, lambda df: df.assign(target=df["target"].map({0: 30, 1: 10, 2: 20, 3: 40})))
-    base = esc50.load(esc50_copy)
+    base = base_set.load(esc50_copy)
     assert base.classes == ["rain", "church bell", "dog bark", "crackling fire"]
     assert sorted(set(base.clips["target"])) == [0, 1, 2, 3]
     for label, src, t in base.clips[["label", "source_target", "target"]].drop_duplicates().itertuples(index=False):
@@ -59,43 +59,43 @@ def test_any_targets_are_reindexed(esc50_copy):
 def test_one_category_per_target(esc50_copy):
     rewrite_csv(esc50_copy, lambda df: df.assign(target=df["target"].replace({3: 2})))
     with pytest.raises(DatasetError, match="several categories"):
-        esc50.load(esc50_copy)
+        base_set.load(esc50_copy)
 
 
 def test_any_fold_labels(esc50_copy):
     rewrite_csv(esc50_copy, lambda df: df[df["fold"] != 1])  # folds 2-5 only
-    base = esc50.load(esc50_copy)
+    base = base_set.load(esc50_copy)
     assert base.folds == [2, 3, 4, 5] and len(base.clips) == 32
     rewrite_csv(esc50_copy, lambda df: df.assign(fold=df["fold"].map({2: 0, 3: 0, 4: 7, 5: 9})))
-    assert esc50.load(esc50_copy).folds == [0, 7, 9]
+    assert base_set.load(esc50_copy).folds == [0, 7, 9]
     with pytest.raises(DatasetError, match="folds \\[0, 7, 9\\]"):
-        esc50.load_esc50(esc50_copy)
+        base_set.load_esc50(esc50_copy)
 
 
 def test_single_class_folder_loads(esc50_copy):
     rewrite_csv(esc50_copy, lambda df: df[df["target"] == 2])  # K >= 1 loads; pairs need 3
-    base = esc50.load(esc50_copy)
+    base = base_set.load(esc50_copy)
     assert base.classes == ["church bell"] and set(base.clips["target"]) == {0}
 
 
 def test_fingerprint_covers_content(esc50_copy, tmp_path):
-    base = esc50.load(esc50_copy)
+    base = base_set.load(esc50_copy)
     fp = base.fingerprint
     assert len(fp) == 12 and base.fingerprint == fp and "fingerprint" in vars(base)  # cached
     moved = Path(shutil.copytree(esc50_copy, tmp_path / "elsewhere"))
-    assert esc50.load(moved).fingerprint == fp  # content, not location
+    assert base_set.load(moved).fingerprint == fp  # content, not location
     wav = esc50_copy / "audio" / base.clips["filename"].iloc[7]
     x, sr = sf.read(str(wav), dtype="float32")
     x[100] += 0.01  # one sample of one file
     sf.write(str(wav), x, sr, subtype="PCM_16")
-    assert esc50.load(esc50_copy).fingerprint != fp
+    assert base_set.load(esc50_copy).fingerprint != fp
     assert base.fingerprint == fp  # computed once per BaseSet
     rewrite_csv(moved, lambda df: df.assign(fold=df["fold"].replace({1: 2, 2: 1})))
-    assert esc50.load(moved).fingerprint != fp  # the clip table is covered too
+    assert base_set.load(moved).fingerprint != fp  # the clip table is covered too
 
 
 def test_fingerprint_of_vanished_file_names_it(esc50_copy):
-    base = esc50.load(esc50_copy)
+    base = base_set.load(esc50_copy)
     gone = base.clips["filename"].iloc[3]
     (esc50_copy / "audio" / gone).unlink()
     with pytest.raises(DatasetError, match=gone):
@@ -105,12 +105,12 @@ def test_fingerprint_of_vanished_file_names_it(esc50_copy):
 def test_pipe_in_filename_is_refused(esc50_copy):
     rewrite_csv(esc50_copy, lambda df: df.assign(filename=df["filename"].str.replace("-A-", "|A|")))
     with pytest.raises(DatasetError, match="'\\|'"):
-        esc50.load(esc50_copy)
+        base_set.load(esc50_copy)
 
 
 def test_missing_csv_says_how_to_get_data(tmp_path):
     with pytest.raises(DatasetError, match="download") as err:
-        esc50.load(tmp_path)
+        base_set.load(tmp_path)
     assert str(tmp_path / "meta" / "esc50.csv") in str(err.value)
 
 
@@ -122,7 +122,7 @@ def rewrite_csv(root: Path, change) -> None:
 def test_wrong_columns(esc50_copy):
     rewrite_csv(esc50_copy, lambda df: df.drop(columns=["category"]))
     with pytest.raises(DatasetError, match="category"):
-        esc50.load(esc50_copy)
+        base_set.load(esc50_copy)
 
 
 def damage(root: Path) -> dict[str, str]:
@@ -141,7 +141,7 @@ def damage(root: Path) -> dict[str, str]:
 def test_damaged_copy_is_refused_with_summary(esc50_copy):
     bad = damage(esc50_copy)
     with pytest.raises(DatasetError) as err:
-        esc50.load(esc50_copy)
+        base_set.load(esc50_copy)
     msg = str(err.value)
     assert "5 of 40" in msg and "allow_partial=True" in msg
     for kind, name in bad.items():
@@ -151,7 +151,7 @@ def test_damaged_copy_is_refused_with_summary(esc50_copy):
 def test_allow_partial_warns_and_drops(esc50_copy):
     bad = damage(esc50_copy)
     with pytest.warns(UserWarning, match="missing"):
-        base = esc50.load(esc50_copy, allow_partial=True)
+        base = base_set.load(esc50_copy, allow_partial=True)
     assert len(base.clips) == 35
     assert not set(bad.values()) & set(base.clips["filename"])
     assert base.sample_rate == 8000
@@ -161,14 +161,14 @@ def test_summary_lists_only_the_first_files(esc50_copy):
     for wav in sorted((esc50_copy / "audio").glob("*.wav"))[:15]:
         wav.unlink()
     with pytest.raises(DatasetError, match=r"missing \(15\): .*\(\+5 more\)"):
-        esc50.load(esc50_copy)
+        base_set.load(esc50_copy)
 
 
 def test_download_fails_fast_offline(tmp_path):
     root = tmp_path / "esc50"
     start = time.monotonic()
     with pytest.raises(DatasetError) as err:
-        esc50.download(root, url=UNREACHABLE, timeout=2.0)
+        download.download(root, url=UNREACHABLE, timeout=2.0)
     assert time.monotonic() - start < 5
     msg = str(err.value)
     assert UNREACHABLE in msg and str(root / "meta" / "esc50.csv") in msg
@@ -179,7 +179,7 @@ def test_download_refuses_foreign_folder(tmp_path):
     (tmp_path / "esc50").mkdir()
     (tmp_path / "esc50" / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="never overwritten"):
-        esc50.download(tmp_path / "esc50", url=UNREACHABLE)
+        download.download(tmp_path / "esc50", url=UNREACHABLE)
 
 
 @pytest.fixture(scope="module")
@@ -200,40 +200,40 @@ def esc50_zip(full_size) -> Path:
 
 
 def test_load_esc50_full_table(full_size, tmp_path):
-    base = esc50.load_esc50(full_size)
+    base = base_set.load_esc50(full_size)
     assert base.name == "esc50" and len(base.clips) == 2000 and len(base.classes) == 50
     copy = Path(shutil.copytree(full_size, tmp_path / "esc50"))
     bad = sorted((copy / "audio").glob("*.wav"))[:3]
     for wav in bad:
         wav.write_bytes(b"")
     with pytest.warns(UserWarning, match="empty"):
-        partial = esc50.load_esc50(copy, allow_partial=True)  # bad files dropped, table is ESC-50
+        partial = base_set.load_esc50(copy, allow_partial=True)  # bad files dropped, table is ESC-50
     assert len(partial.clips) == 1997
     rewrite_csv(copy, lambda df: df[~df["filename"].isin([w.name for w in bad])])
     with pytest.raises(DatasetError, match="1997 clips"):  # the table itself is not ESC-50
-        esc50.load_esc50(copy, allow_partial=True)
+        base_set.load_esc50(copy, allow_partial=True)
 
 
 def test_download_from_file_url_then_reuse(tmp_path, esc50_zip):
     root = tmp_path / "data" / "esc50"
-    assert esc50.download(root, url=esc50_zip.as_uri()) == root.resolve()
-    base = esc50.load_esc50(root)
+    assert download.download(root, url=esc50_zip.as_uri()) == root.resolve()
+    base = base_set.load_esc50(root)
     assert len(base.clips) == 2000
     assert sorted(p.name for p in root.parent.iterdir()) == ["esc50"]  # nothing left beside it
-    assert esc50.download(root, url=UNREACHABLE) == root.resolve()  # valid copy: no network
+    assert download.download(root, url=UNREACHABLE) == root.resolve()  # valid copy: no network
 
 
 def test_download_rejects_non_zip(tmp_path):
     fake = tmp_path / "fake.zip"
     fake.write_bytes(b"<html>rate limited</html>")
     with pytest.raises(DatasetError, match="not a zip"):
-        esc50.download(tmp_path / "esc50", url=fake.as_uri())
+        download.download(tmp_path / "esc50", url=fake.as_uri())
     assert not (tmp_path / "esc50").exists()
 
 
 # ------------------------------------------------------------------------- class subsets (§1, §6)
 def test_select_classes(esc50_like):
-    base = esc50.load(esc50_like)  # dog bark, rain, church bell, crackling fire
+    base = base_set.load(esc50_like)  # dog bark, rain, church bell, crackling fire
     assert select_classes(base, None) is base
     assert select_classes(base, 4) is base  # every class: the same base set
     sub = select_classes(base, 3)
@@ -254,7 +254,7 @@ def test_select_classes(esc50_like):
 
 
 def test_select_classes_errors(esc50_like):
-    base = esc50.load(esc50_like)
+    base = base_set.load(esc50_like)
     with pytest.raises(DatasetError, match=r"\['barking'\].*'dog bark', 'rain'"):
         select_classes(base, ["barking", "rain", "dog bark"])
     with pytest.raises(SanityError, match="under 3"):

@@ -12,8 +12,8 @@ from teminal.audio import Recipe, rms
 from teminal.eval.order import winoground_credit
 from teminal.eval.three import (compose_three, held_out_triples, triple_clips, triple_items,
                                 three_event_frame)
-from teminal.eval.zste import ALL_TASKS, ZsteInputs, evaluate
-from teminal.eval.tasks import ORDER_TASKS
+from teminal.eval.zste import ZsteInputs, evaluate
+from teminal.eval.tasks import ALL_TASKS, ORDER_TASKS
 
 NAMES = ["dog", "rain", "crow", "siren", "bell"]
 BEFORE = "{x} before {y}"

@@ -15,20 +15,20 @@ from teminal.eval.card import card_figure, card_markdown
 from teminal.eval.specs import load_model
 from teminal.eval.suite import EvalOptions, eval_data, evaluate_any, with_triples
 from teminal.eval.retrieval import read_clotho
-from teminal.eval.zste import ALL_TASKS
+from teminal.eval.tasks import ALL_TASKS
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """An embedded world's base set and manifests."""
-    from teminal.data import esc50
+    from teminal.data import base_set
     from teminal.data.pairs import PairingConfig, build_manifests
     from teminal.data.synth_world import WorldConfig, make_world
 
     root = make_world(tmp_path_factory.mktemp("suite_world") / "world",
                       WorldConfig(n_classes=10, clips_per_class=10, clip_seconds=0.5,
                                   sample_rate=16000))
-    base = esc50.load(root)
+    base = base_set.load(root)
     return base, build_manifests(base, pairing=PairingConfig(pairing="folds", test_fraction=0.4))
 
 

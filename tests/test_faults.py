@@ -20,7 +20,7 @@ from teminal import gates, integrity
 from teminal.eval import tables
 from teminal.audio import CancellingChannels, NonFiniteAudio, read_audio
 from teminal.cache import _ShardStore
-from teminal.data import esc50
+from teminal.data import base_set
 from teminal.integrity import IntegrityError
 from teminal.models.tiny import TinyClap, TinyConfig
 from teminal.run.config import ConfigError, apply_overrides, load_config
@@ -162,18 +162,18 @@ def test_audio_with_nan_or_inf_is_a_data_error_naming_the_file(esc50_copy):
     _wav(clip, x)
     with pytest.raises(NonFiniteAudio, match=clip.name):
         read_audio(clip)
-    with pytest.raises(esc50.DatasetError, match=rf"non-finite \(1\): {clip.name}"):
-        esc50.load(esc50_copy)
+    with pytest.raises(base_set.DatasetError, match=rf"non-finite \(1\): {clip.name}"):
+        base_set.load(esc50_copy)
     with pytest.warns(TeminalWarning, match="-p data.allow_partial=true|allow_partial=true"):
-        base = esc50.load(esc50_copy, allow_partial=True)
+        base = base_set.load(esc50_copy, allow_partial=True)
     assert clip.name not in set(base.clips["filename"])
 
 
 def test_damaged_set_hint_names_the_command_line_flag(esc50_copy):
     clip = sorted((esc50_copy / "audio").glob("*.wav"))[0]
     clip.write_bytes(b"garbage")
-    with pytest.raises(esc50.DatasetError, match="-p data.allow_partial=true"):
-        esc50.load(esc50_copy)
+    with pytest.raises(base_set.DatasetError, match="-p data.allow_partial=true"):
+        base_set.load(esc50_copy)
 
 
 def test_stereo_file_whose_channels_cancel_is_an_error_naming_it(tmp_path):

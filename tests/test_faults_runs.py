@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from test_train import Head, LinearTask
 
 from teminal import cli, integrity, pipeline, report, runstate, tracking
-from teminal.data import esc50
+from teminal.data import base_set
 from teminal.run.config import ConfigError
 from teminal.run.layout import RunLayout, new_run_dir
 from teminal.run.params import RunConfig, StageAParams
@@ -191,17 +191,17 @@ def test_rerun_after_the_data_changed_refuses_naming_the_file(esc50_copy, tmp_pa
     config = RunConfig(data={"dataset": "folder", "data_root": str(esc50_copy)})
     (layout.root / "config.yaml").unlink()
     layout.write_config(config)
-    base = esc50.load(esc50_copy)
+    base = base_set.load(esc50_copy)
     integrity.write_json(layout.data_file, {"fingerprint": base.fingerprint,
                                             "files": base.file_hashes})
-    check_same_base(layout, esc50.load(esc50_copy))  # unchanged: fine
+    check_same_base(layout, base_set.load(esc50_copy))  # unchanged: fine
     clip = sorted((esc50_copy / "audio").glob("*.wav"))[5]
     x, sr = sf.read(str(clip))
     sf.write(str(clip), 0.5 * x, sr, subtype="PCM_16")
     before = _runs(uri)
-    with pytest.raises(esc50.DatasetError, match=rf"changed files \(1\): {clip.name}"):
+    with pytest.raises(base_set.DatasetError, match=rf"changed files \(1\): {clip.name}"):
         pipeline.rerun_notebook(layout.root, "00_pretrained_baseline")
-    with pytest.raises(esc50.DatasetError, match=clip.name):
+    with pytest.raises(base_set.DatasetError, match=clip.name):
         pipeline.resume(layout.root)
     assert _runs(uri) == before  # refused before any run was made
 

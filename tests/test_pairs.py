@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from teminal.data import captions
-from teminal.data.captions import HELDOUT_FAMILY, TRAINING_FAMILY, normalize, sequence_caption
-from teminal.data.pairs import (SINGLE_SPLITS, SPLITS, STAGE_A_COLUMNS, STAGE_B_COLUMNS,
-                                SINGLES_COLUMNS, CaptionTemplates, PairingConfig, build_manifests,
-                                eval_pair_count, manifest_hash, read_manifests, write_manifests)
+from teminal.data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, CaptionTemplates, normalize,
+                                   sequence_caption)
+from teminal.data.manifest_files import (SINGLE_SPLITS, SPLITS, manifest_hash, read_manifests,
+                                         write_manifests)
+from teminal.data.pairs import PairingConfig, build_manifests, eval_pair_count
+from teminal.data.vocabulary import (SINGLES_COLUMNS, STAGE_A, STAGE_A_COLUMNS, STAGE_B,
+                                     STAGE_B_COLUMNS)
 from teminal.gates import SanityError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,11 +310,6 @@ def test_custom_templates(base50):
         build_manifests(base50, pairing=PAPER, templates=CaptionTemplates(while_="{x} together with {y}"))
 
 
-def test_captions_module_is_reexported():
-    from teminal.data import pairs
-    assert pairs.CaptionTemplates is captions.CaptionTemplates
-
-
 # ------------------------------------------------------------------------------------- files
 def test_write_read_roundtrip(tmp_path, paper, folds):
     out = write_manifests(paper, tmp_path / "m")
@@ -352,13 +349,13 @@ def test_fold_conflicts(fake_base):
 
 # ---- SPEC §1: no exact repetition
 def _manifests_of(config_path, tmp_path, **override):
-    from teminal.data import esc50
+    from teminal.data import base_set
     from teminal.data.synth_world import make_world
     from teminal.run.config import load_config
     from teminal.run.steps.data import pairing, templates, world_config
 
     p = load_config(config_path).data.model_copy(update=override)
-    base = esc50.load(make_world(tmp_path / "world", world_config(p)))
+    base = base_set.load(make_world(tmp_path / "world", world_config(p)))
     return base, build_manifests(base, pairing=pairing(p), templates=templates(p))
 
 
@@ -367,7 +364,7 @@ def test_no_composite_of_the_default_configuration_repeats_itself(tmp_path):
     rendered with the default recipe: no two sample-identical halves; the second clips are
     other clips of the same class and split."""
     from teminal.audio import Recipe
-    from teminal.data.clips import ClipStore, pair_keys, render
+    from teminal.data.clips import ClipStore, render
     from teminal.data.pairs import looped_rows
 
     base, m = _manifests_of(ROOT / "params" / "default.yaml", tmp_path)
@@ -381,7 +378,7 @@ def test_no_composite_of_the_default_configuration_repeats_itself(tmp_path):
             assert (df[second].map(fold) == 5).eq(df["split"].isin(["test", "seen"])).all()
     keys = set()
     for df in (m.stage_a, m.stage_b):
-        keys |= {k for ks in pair_keys(df).values() for k in ks}
+        keys |= {k for c in (*STAGE_A, *STAGE_B) for k in c.keys(df)}
     store, recipe = ClipStore(base, sample_rate=base.sample_rate), Recipe(sample_rate=base.sample_rate)
     repeated = []
     for key in sorted(keys):

@@ -38,7 +38,7 @@ from teminal.models.msclap_2022 import MsClap2022
 from teminal.run.config import apply_overrides, load_config
 from teminal.run.params import PIPELINE
 from teminal.training.checkpoints import load_checkpoint_head
-from teminal.eval.zste import TASKS
+from teminal.eval.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "params" / "paper.yaml"

@@ -142,14 +142,14 @@ def test_a_leak_is_decided_every_time():
 # ---- the real recipes (SPEC §1) through the pipeline's glue (teminal.eval.evaluate.probe_sets)
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from teminal.data import esc50
+    from teminal.data import base_set
     from teminal.data.pairs import PairingConfig, build_manifests
     from teminal.data.synth_world import WorldConfig, make_world
 
     root = make_world(tmp_path_factory.mktemp("probe_world") / "world",
                       WorldConfig(n_classes=10, clips_per_class=10, clip_seconds=0.5,
                                   sample_rate=16000))
-    base = esc50.load(root)
+    base = base_set.load(root)
     return base, build_manifests(base, pairing=PairingConfig(pairing="folds"))
 
 
@@ -157,10 +157,10 @@ def world(tmp_path_factory):
 def varied(tmp_path_factory):
     """24 varied classes: ~80 held-out pairs, enough items for a class-crossed interval."""
     from conftest import write_varied_esc50
-    from teminal.data import esc50
+    from teminal.data import base_set
     from teminal.data.pairs import PairingConfig, build_manifests
 
-    base = esc50.load(write_varied_esc50(tmp_path_factory.mktemp("varied24") / "esc50",
+    base = base_set.load(write_varied_esc50(tmp_path_factory.mktemp("varied24") / "esc50",
                                          n_classes=24, clips_per_fold=2))
     return base, build_manifests(base, pairing=PairingConfig(pairing="folds"))
 

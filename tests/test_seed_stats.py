@@ -9,15 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from teminal import ablation
-from teminal.eval import seed_stats, tables, zste
+from teminal import ablation, tables
+from teminal.eval import seed_stats, zste
+from teminal.eval.scoring import ZsteResult
+from teminal.eval.tasks import ZsteTemplates
 from teminal.eval.intervals import Interval
 from teminal.run.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 N_BOOT = 200
 NAMES = ["dog", "rain", "siren", "clock tick", "crow"]
-TPL = zste.ZsteTemplates(n_candidates_4=10, n_candidates_5b=8)
+TPL = ZsteTemplates(n_candidates_4=10, n_candidates_5b=8)
 
 
 def _inputs(rng: np.random.Generator) -> zste.ZsteInputs:
@@ -38,7 +40,7 @@ def _inputs(rng: np.random.Generator) -> zste.ZsteInputs:
         mix_audio=np.stack([vec(s) for s in mix]), seq_keys=seq, rev_keys=rev, mix_keys=mix)
 
 
-def _table(seed: int) -> tuple[pd.DataFrame, zste.ZsteResult]:
+def _table(seed: int) -> tuple[pd.DataFrame, ZsteResult]:
     """The item table of a real ZSTE evaluation of random audio embeddings (one 'model')."""
     inputs = _inputs(np.random.default_rng(seed))
     texts = np.random.default_rng(99)  # one text side for every "seed"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from teminal.data import esc50
+from teminal.data import base_set
 from teminal.data.synth_sounds import CLASSES
 from teminal.data.synth_world import WorldConfig, class_labels, make_world, synth_class
 
@@ -29,7 +29,7 @@ def test_deterministic(tmp_path, tiny_world, tiny_world_config):
 
 
 def test_loads_as_esc50(tiny_world, tiny_world_config):
-    base = esc50.load(tiny_world)
+    base = base_set.load(tiny_world)
     assert len(base.classes) == 6 and base.folds == [1, 2, 3, 4, 5]
     assert base.sample_rate == 8000 and base.clip_seconds == pytest.approx(0.5)
     assert base.classes == [c.replace("_", " ") for c in class_labels(6)]
@@ -62,7 +62,7 @@ def test_different_world_or_foreign_folder_refused(tmp_path, tiny_world, tiny_wo
 
 def test_size_length_and_rate_are_parameters(tmp_path):
     cfg = WorldConfig(n_classes=3, clips_per_class=6, clip_seconds=0.3, sample_rate=11025, n_folds=3)
-    base = esc50.load(make_world(tmp_path / "w", cfg))
+    base = base_set.load(make_world(tmp_path / "w", cfg))
     assert len(base.classes) == 3
     assert len(base.clips) == 18 and base.sample_rate == 11025
     assert base.clip_seconds == pytest.approx(0.3, abs=1e-3)

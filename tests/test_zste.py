@@ -11,18 +11,10 @@ import pytest
 import torch
 
 from teminal.gates import SanityError
-from teminal.eval.zste import (
-    PAPER_TABLE3,
-    TASKS,
-    ZsteInputs,
-    ZsteTemplates,
-    chance_levels,
-    evaluate,
-    evaluate_phrasings,
-    topk_credit,
-)
+from teminal.eval.zste import PAPER_TABLE3, ZsteInputs, evaluate, evaluate_phrasings
 from teminal.eval.prompts import zste_items
-from teminal.eval.tasks import ORDER_TASKS
+from teminal.eval.scoring import chance_levels, topk_credit
+from teminal.eval.tasks import ORDER_TASKS, TASKS, ZsteTemplates
 
 K = 5
 NAMES = ["dog", "rain", "siren", "clock tick", "crow"]

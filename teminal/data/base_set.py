@@ -4,8 +4,15 @@ A base set is a folder with ``meta/esc50.csv`` (columns
 ``filename,fold,target,category,esc10,src_file,take``) and ``audio/<filename>``: K classes, any
 integer fold labels, any integer targets with one category per target, clips of one length and
 rate. The label text of a class is its ``category`` with ``_`` replaced by a space (SPEC §1).
-The entry points ``load`` / ``load_esc50`` are described in :mod:`teminal.data.esc50`, which
-re-exports everything here together with the download (:mod:`teminal.data.download`).
+
+- ``load(root)``: any such folder. Targets are re-indexed to ``0..K-1`` in sorted order of the
+  original target, which is kept in the column ``source_target``.
+- ``load_esc50(root)``: the real ESC-50 only (2000 clips, 50 classes, folds 1..5); an
+  ESC-50-shaped folder that is not ESC-50 is refused with how to load it generically.
+
+Both check the table and every audio file and either refuse a damaged copy with a summary of
+what is wrong, or, with ``allow_partial=True``, warn with the same summary and drop the bad rows.
+The download (``download``, ``has_valid_copy`` and its steps) is in :mod:`teminal.data.download`.
 """
 from __future__ import annotations
 
@@ -104,8 +111,7 @@ def file_sha1(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------ loading
 def load(root: str | Path, *, allow_partial: bool = False) -> BaseSet:
-    """Load and validate any ESC-50-shaped base set at ``root`` (SPEC §1; see
-    :mod:`teminal.data.esc50`).
+    """Load and validate any ESC-50-shaped base set at ``root`` (SPEC §1; module docstring).
 
     Raises ``DatasetError`` naming the file and the problem.
     """
@@ -131,7 +137,7 @@ def load_esc50(root: str | Path, *, allow_partial: bool = False) -> BaseSet:
             f"{ESC50_CLASSES} classes, folds 1-5). Load it as a generic base set instead: set "
             f"`dataset: folder` with `data_root: {root}` (e.g. {hints.teminal()} run "
             f"params/default.yaml -p dataset=folder -p data_root={root}), or call "
-            f"teminal.data.esc50.load({str(root)!r}).")
+            f"teminal.data.base_set.load({str(root)!r}).")
     return build_base(root, table, allow_partial=allow_partial, name="esc50")
 
 
@@ -147,7 +153,7 @@ def build_base(root: Path, table: pd.DataFrame, *, allow_partial: bool, name: st
         summary = problem_summary(root, problems, n_rows=len(table))
         if not allow_partial:
             raise DatasetError(
-                f"{summary}\nRe-download into a fresh folder (teminal.data.esc50.download), or "
+                f"{summary}\nRe-download into a fresh folder (teminal.data.download.download), or "
                 "continue without these clips: -p data.allow_partial=true on the command line "
                 f"(in Python: load({str(root)!r}, allow_partial=True))."
             )
@@ -167,7 +173,7 @@ def read_table(root: Path) -> pd.DataFrame:
     if not csv.is_file():
         raise DatasetError(
             f"{csv} not found: {root} holds no ESC-50-shaped base set. Get ESC-50 with "
-            f"teminal.data.esc50.download({str(root)!r}) (or unpack {ESC50_URL} by hand so that "
+            f"teminal.data.download.download({str(root)!r}) (or unpack {ESC50_URL} by hand so that "
             f"{csv} and {root / 'audio'}/*.wav exist), or make an embedded world with "
             f"teminal.data.synth_world.make_world."
         )

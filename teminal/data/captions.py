@@ -10,7 +10,8 @@
   training family, and ``check_disjoint`` proves no held-out caption equals a training one.
 
 Small factories turn a template into a caption: ``sequence_caption``, ``overlay_caption``,
-``position_caption``; ``stage_a_captions`` / ``stage_b_captions`` caption manifest rows.
+``position_caption``, and ``pair_captions`` (the three of a stage-B row); ``stage_a_captions`` /
+``stage_b_captions`` caption manifest rows (columns from :mod:`teminal.data.vocabulary`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from teminal.data.vocabulary import DOUBLE, SINGLE, STAGE_B
 
 PHRASINGS = ("before", "after")
 POSITIONS = ("first", "second")
@@ -53,6 +56,15 @@ def overlay_caption(template: str, a: str, b: str) -> str:
     return template.format(x=a, y=b)
 
 
+def pair_captions(sequence: str, overlay: str, label_i: str, label_j: str) -> tuple[str, str, str]:
+    """Captions of a pair row's forward ``a_i ⊕ a_j``, reversed ``a_j ⊕ a_i`` and overlay
+    composites (the order of ``teminal.data.vocabulary.STAGE_B``; SPEC §1): ``sequence`` with
+    class i first, with class j first, and ``overlay``. The reversed caption is T(forward)."""
+    return (sequence_caption(sequence, label_i, label_j),
+            sequence_caption(sequence, label_j, label_i),
+            overlay_caption(overlay, label_i, label_j))
+
+
 def position_caption(template: str, pos: str, x: str) -> str:
     """Caption saying event ``x`` is at position ``pos`` in ``POSITIONS`` (ZSTE 5A)."""
     if pos not in POSITIONS:
@@ -78,11 +90,15 @@ class CaptionTemplates:
             want = {"x"} if name in ("single", "class_prompt") else {"x", "y"}
             check_template(getattr(self, name), want, owner=f"CaptionTemplates.{name}")
 
-    def sequence(self, first: str, second: str, phrasing: str) -> str:
-        """Caption of ``first ⊕ second`` in ``phrasing`` (``before``/``after``)."""
+    def phrasing(self, phrasing: str) -> str:
+        """The sequence template of ``phrasing`` (``before``/``after``)."""
         if phrasing not in PHRASINGS:
             raise ValueError(f"phrasing must be one of {PHRASINGS}, got {phrasing!r}")
-        return sequence_caption(getattr(self, phrasing), first, second)
+        return getattr(self, phrasing)
+
+    def sequence(self, first: str, second: str, phrasing: str) -> str:
+        """Caption of ``first ⊕ second`` in ``phrasing`` (``before``/``after``)."""
+        return sequence_caption(self.phrasing(phrasing), first, second)
 
     def family(self) -> "PhrasingFamily":
         """The stage-B phrasings of these templates as a family (no position phrasing)."""
@@ -214,8 +230,8 @@ def training_wording(templates: CaptionTemplates, family: PhrasingFamily, *,
 def stage_a_captions(rows: pd.DataFrame, t: CaptionTemplates) -> pd.DataFrame:
     """``rows`` [label_i, label_j] plus ``caption_single`` (of i) and ``caption_double``."""
     out = rows.copy()
-    out["caption_single"] = [t.single.format(x=x) for x in out["label_i"]]
-    out["caption_double"] = [t.double.format(x=x, y=y) for x, y in zip(out["label_i"], out["label_j"])]
+    out[SINGLE.caption] = [t.single.format(x=x) for x in out["label_i"]]
+    out[DOUBLE.caption] = [t.double.format(x=x, y=y) for x, y in zip(out["label_i"], out["label_j"])]
     return out
 
 
@@ -229,13 +245,12 @@ def stage_b_captions(rows: pd.DataFrame, t: CaptionTemplates, family: PhrasingFa
     rng = np.random.default_rng([seed, 2])
     out["phrasing"] = np.where(rng.random(len(out)) < 0.5, "before", "after")
     li, lj, ph = out["label_i"], out["label_j"], out["phrasing"]
-    out["caption_f"] = [t.sequence(x, y, p) for x, y, p in zip(li, lj, ph)]
-    out["caption_r"] = [t.sequence(y, x, p) for x, y, p in zip(li, lj, ph)]
-    out["caption_o"] = [overlay_caption(t.while_, x, y) for x, y in zip(li, lj)]
+    paper = [pair_captions(t.phrasing(p), t.while_, x, y) for x, y, p in zip(li, lj, ph)]
     para = np.random.default_rng([seed, 4])
     seq = [family.sequence[n] for n in para.integers(len(family.sequence), size=len(out))]
     ovl = [family.overlay[n] for n in para.integers(len(family.overlay), size=len(out))]
-    out["para_f"] = [sequence_caption(s, x, y) for s, x, y in zip(seq, li, lj)]
-    out["para_r"] = [sequence_caption(s, y, x) for s, x, y in zip(seq, li, lj)]
-    out["para_o"] = [overlay_caption(o, x, y) for o, x, y in zip(ovl, li, lj)]
+    paraphrased = [pair_captions(s, o, x, y) for s, o, x, y in zip(seq, ovl, li, lj)]
+    for n, composite in enumerate(STAGE_B):  # f, r, o
+        out[composite.caption] = [c[n] for c in paper]
+        out[composite.paraphrase] = [c[n] for c in paraphrased]
     return out

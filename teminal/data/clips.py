@@ -11,7 +11,8 @@ An *audio key* names one clip to feed a model:
   listed sorted, and the trunk cache computes each overlay once.
 
 A repeated clip (``span|a|a``, ``mix|a|a|b|b``) is a loop: only where a split holds one clip
-of a class (``pairing: paper``, SPEC §1). ``pair_keys`` gives every key of manifest rows.
+of a class (``pairing: paper``, SPEC §1). The keys of manifest rows: the composites of
+:mod:`teminal.data.vocabulary`.
 
 ``render`` turns a key into samples with ``teminal.audio.compose``; composite audio is never
 written to disk (SPEC §1). The reversed sample of a pair, ``T(a_i ⊕ a_j) = a_j ⊕ a_i``, is the
@@ -23,16 +24,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import numpy as np
-import pandas as pd
 from teminal.progress import progress
 
 from teminal.audio import N_CLIPS, RELATIONS, Recipe, compose, read_audio
-from teminal.data.esc50 import BaseSet
+from teminal.data.base_set import BaseSet
 
 SEP = "|"
 DEFAULT_MAX_BYTES = 512 * 2**20  # decoded clips kept in memory by a ClipStore
-CLIP_COLUMNS = ("clip_i", "clip_i2", "clip_j", "clip_j2")
-"""Manifest columns naming a pair row's clips: the first and second clip of class i and j."""
 
 
 def audio_key(relation: str, *clips: str) -> str:
@@ -80,21 +78,6 @@ def temporal_inverse(key: str) -> str:
     if relation in ("single", "span"):
         raise ValueError(f"T needs two events; {key!r} is one sound")
     return key if relation == "mix" else audio_key("seq", clips[1], clips[0])
-
-
-def pair_keys(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """Audio keys of manifest pair rows (columns ``CLIP_COLUMNS``), one list per kind [P]:
-    ``seq`` ``a_i ⊕ a_j``, ``rev`` ``a_j ⊕ a_i``, ``mix`` ``(a_i ⊕ a_i') ∧ (a_j ⊕ a_j')`` and the
-    stage-A single ``span`` ``a_i ⊕ a_i'`` (SPEC §1)."""
-    missing = [c for c in CLIP_COLUMNS if c not in rows.columns]
-    if missing:
-        raise ValueError(f"pair rows lack columns {missing}: manifests written before the second "
-                         "clips (clip_i2, clip_j2) existed; rebuild them (00_data_synthesis)")
-    ci, ci2, cj, cj2 = (rows[c].astype(str).tolist() for c in CLIP_COLUMNS)
-    return {"seq": [audio_key("seq", a, b) for a, b in zip(ci, cj)],
-            "rev": [audio_key("seq", b, a) for a, b in zip(ci, cj)],
-            "mix": [audio_key("mix", *c) for c in zip(ci, ci2, cj, cj2)],
-            "span": [audio_key("span", a, a2) for a, a2 in zip(ci, ci2)]}
 
 
 class ClipStore:

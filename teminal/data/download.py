@@ -1,5 +1,5 @@
 """Download of ESC-50: fetch with bounded timeouts, archive checks, extraction that never leaves
-half a copy and never overwrites (SPEC §1). Re-exported by :mod:`teminal.data.esc50`.
+half a copy and never overwrites (SPEC §1). Loading: :mod:`teminal.data.base_set`.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def has_valid_copy(root: Path) -> bool:
 def manual_hint(root: Path, url: str) -> str:
     return (f"Download {url} by hand, unzip it, and move the contents of its top folder "
             f"(ESC-50-master/) to {root}, so that {root / 'meta' / 'esc50.csv'} and "
-            f"{root / 'audio'}/*.wav exist; then call teminal.data.esc50.load_esc50({str(root)!r}).")
+            f"{root / 'audio'}/*.wav exist; then call teminal.data.base_set.load_esc50({str(root)!r}).")
 
 
 def fetch(url: str, dest: Path, *, root: Path, timeout: float) -> None:

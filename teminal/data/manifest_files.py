@@ -1,8 +1,8 @@
 """Manifest tables as data and files: their splits and columns, the ``Manifests`` container, and
 ``write_manifests`` / ``read_manifests`` with the sha1 of each table's canonical CSV (SPEC §1).
 
-What the rows mean and how they are drawn is in :mod:`teminal.data.pairs`, which re-exports
-everything here; callers import from there.
+What the rows mean and how they are drawn is in :mod:`teminal.data.pairs`; the column names in
+:mod:`teminal.data.vocabulary`.
 """
 from __future__ import annotations
 
@@ -20,12 +20,6 @@ from ..integrity import write_atomic
 SPLITS = ("train", "val", "test", "seen")  # pair tables (stage A, stage B)
 SINGLE_SPLITS = ("train", "val", "test", "paired")  # singles table
 TRAINING_SPLITS = ("train", "val")
-SINGLES_COLUMNS = ["clip", "target", "label", "caption", "split"]
-PAIR_COLUMNS = ["pair", "i", "j", "draw", "clip_i", "clip_j", "clip_i2", "clip_j2", "label_i",
-                "label_j"]  # clip_i2 / clip_j2: second clips of class i / j (SPEC §1)
-STAGE_A_COLUMNS = PAIR_COLUMNS + ["caption_single", "caption_double", "split"]
-STAGE_B_COLUMNS = PAIR_COLUMNS + ["phrasing", "caption_f", "caption_r", "caption_o",
-                                  "para_f", "para_r", "para_o", "split"]
 INT_COLUMNS = ("pair", "i", "j", "draw", "target")
 FILES = {"singles": "singles.csv", "stage_a": "stage_a.csv", "stage_b": "stage_b.csv"}
 

@@ -31,8 +31,9 @@ training family (``para_f/r/o``; r uses f's template with the events swapped). M
 clip filenames and captions only; audio is composed on the fly (``clips.render``).
 
 Where things live: drawing and splitting the pairs (``PairingConfig``, ``build_manifests``) here;
-the table schema (``SPLITS``, ``*_COLUMNS``), the ``Manifests`` container and its files (hash,
-write, read) in :mod:`teminal.data.manifest_files`, re-exported here.
+the column names and what a row's composites are in :mod:`teminal.data.vocabulary`; the splits
+(``SPLITS``), the ``Manifests`` container and its files (hash, write, read) in
+:mod:`teminal.data.manifest_files`; the captions in :mod:`teminal.data.captions`.
 """
 from __future__ import annotations
 
@@ -41,15 +42,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from teminal.data.captions import (HELDOUT_FAMILY, PHRASINGS, TRAINING_FAMILY,  # noqa: F401
-                                   CaptionTemplates, PhrasingFamily, check_disjoint,
-                                   stage_a_captions, stage_b_captions)
-from teminal.data.esc50 import BaseSet
-from teminal.data.manifest_files import (FILES, INT_COLUMNS, PAIR_COLUMNS,  # noqa: F401
-                                         SINGLE_SPLITS, SINGLES_COLUMNS, SPLITS, STAGE_A_COLUMNS,
-                                         STAGE_B_COLUMNS, TRAINING_SPLITS, Manifests,
-                                         canonical_csv, manifest_hash, read_manifests,
-                                         write_manifests)
+from teminal.data.base_set import BaseSet
+from teminal.data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, CaptionTemplates,
+                                   PhrasingFamily, check_disjoint, stage_a_captions,
+                                   stage_b_captions)
+from teminal.data.manifest_files import SPLITS, Manifests, manifest_hash
+from teminal.data.vocabulary import (CLIP_COLUMNS, SINGLE_CAPTION, SINGLES_COLUMNS,
+                                     STAGE_A_COLUMNS, STAGE_B_COLUMNS, unordered_pairs)
 from teminal.gates import MIN_CLASSES, SanityError
 
 
@@ -114,8 +113,7 @@ class PairingConfig:
 def eval_pair_count(manifests: Manifests, split: str) -> int:
     """Distinct unordered class pairs among the stage-B rows of ``split`` (SPEC §6 gate)."""
     rows = manifests.stage_b[manifests.stage_b["split"] == split]
-    lo, hi = np.minimum(rows["i"], rows["j"]), np.maximum(rows["i"], rows["j"])
-    return len(set(zip(lo.tolist(), hi.tolist())))
+    return len(unordered_pairs(rows["i"], rows["j"]))
 
 
 # ----------------------------------------------------------------------------------- building
@@ -282,7 +280,7 @@ def singles_table(clips: pd.DataFrame, base: BaseSet, rows: pd.DataFrame, t: Cap
                   paper: bool, test_fold: int, val_fold: int | None) -> pd.DataFrame:
     """One row per clip; split as in the module docstring (SPEC §1 "Single clips")."""
     fold = clips["fold"].to_numpy()
-    used = ["clip_i", "clip_j", "clip_i2", "clip_j2"]
+    used = list(CLIP_COLUMNS)
     drawn = clips["filename"].isin(pd.concat([rows[c] for c in used])).to_numpy()
     evals = rows[rows["split"].isin(["test", "seen"])]
     in_eval = clips["filename"].isin(pd.concat([evals[c] for c in used])).to_numpy()
@@ -291,7 +289,7 @@ def singles_table(clips: pd.DataFrame, base: BaseSet, rows: pd.DataFrame, t: Cap
     split = np.where(task1, "test", np.where(in_eval, "paired", np.where(in_val, "val", "train")))
     out = pd.DataFrame({"clip": clips["filename"].to_numpy(), "target": clips["target"].to_numpy()})
     out["label"] = [base.classes[c] for c in out["target"]]
-    out["caption"] = [t.class_prompt.format(x=x) for x in out["label"]]
+    out[SINGLE_CAPTION] = [t.class_prompt.format(x=x) for x in out["label"]]
     out["split"] = split
     return out[SINGLES_COLUMNS].reset_index(drop=True)
 

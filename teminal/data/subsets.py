@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from teminal.data.esc50 import BaseSet, DatasetError
+from teminal.data.base_set import BaseSet, DatasetError
 from teminal.gates import MIN_CLASSES, SanityError
 
 

@@ -10,7 +10,7 @@ the world is a real classification task, not a lookup.
 
 ``make_world(root, config)`` writes ``root/audio/{fold}-{src}-{take}-{target}.wav`` (16-bit PCM),
 ``root/meta/esc50.csv`` (ESC-50's columns) and ``root/meta/world.json`` (config and hash); load
-it with ``teminal.data.esc50.load(root)``. File names carry the world's
+it with ``teminal.data.base_set.load(root)``. File names carry the world's
 hash, so clips of two worlds never share a name (and a cache keyed by name never mixes them).
 """
 from __future__ import annotations

@@ -20,13 +20,16 @@ import torch
 from teminal.audio import Recipe
 from teminal.eval import probe, retrieval, three, zste
 from teminal.data.captions import HELDOUT_FAMILY
-from teminal.data.clips import audio_key, pair_keys
-from teminal.data.pairs import Manifests
+from teminal.data.clips import audio_key
+from teminal.data.manifest_files import Manifests
+from teminal.data.vocabulary import STAGE_A, STAGE_B
 from teminal.features import REQUEST_KEYS, FeatureBank, embed_audio, embed_texts
 from teminal.models.base import AudioFeatures, Backbone
+from teminal.eval.scoring import ZsteResult
+from teminal.eval.tasks import ALL_TASKS, TASKS, family_phrasings
 
 EVAL_SPLITS = ("test", "seen")
-TASKS_SEEN = tuple(t for t in zste.TASKS if t != "1A")  # 1A reads the same singles on both sets
+TASKS_SEEN = tuple(t for t in TASKS if t != "1A")  # 1A reads the same singles on both sets
 
 
 def eval_rows(manifests: Manifests, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -42,25 +45,36 @@ def eval_rows(manifests: Manifests, split: str) -> tuple[pd.DataFrame, pd.DataFr
     return rows, clips
 
 
-def composite_keys(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """Audio keys of each row's ``a_i ⊕ a_j`` (seq), ``a_j ⊕ a_i`` (rev) and overlay (mix)."""
-    keys = pair_keys(rows)
-    return {k: keys[k] for k in ("seq", "rev", "mix")}
+def composite_keys(rows: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """[P] audio keys of each row's forward ``a_i ⊕ a_j``, reversed ``a_j ⊕ a_i`` and overlay
+    (``vocabulary.STAGE_B``; ZSTE's ``seq``, ``rev`` and ``mix``, SPEC §4)."""
+    forward, reversed_, overlay = (c.keys(rows) for c in STAGE_B)
+    return forward, reversed_, overlay
+
+
+def rows_inputs(rows: pd.DataFrame, singles: pd.DataFrame, class_names: list[str], *,
+                embed_singles: Callable[[list[str]], object],
+                embed_pairs: Callable[[list[str]], object], **extra) -> zste.ZsteInputs:
+    """ZSTE inputs (SPEC §4) of stage-B manifest ``rows`` and Task-1 ``singles``: audio keys
+    [P] / [M] embedded by ``embed_pairs`` / ``embed_singles`` (keys → [n, d]); ``extra``:
+    further ``ZsteInputs`` fields (the 3C triples)."""
+    seq, rev, mix = composite_keys(rows)
+    single_keys = [audio_key("single", c) for c in singles["clip"]]
+    return zste.ZsteInputs(
+        class_names=list(class_names), single_audio=embed_singles(single_keys),
+        single_labels=singles["target"].to_numpy().astype(np.int64), single_keys=single_keys,
+        pairs=rows[["i", "j"]].to_numpy().astype(np.int64), seq_audio=embed_pairs(seq),
+        rev_audio=embed_pairs(rev), mix_audio=embed_pairs(mix), seq_keys=seq, rev_keys=rev,
+        mix_keys=mix, **extra)
 
 
 def zste_inputs(backbone: Backbone, bank: FeatureBank, manifests: Manifests,
                 class_names: list[str], *, split: str = "test") -> zste.ZsteInputs:
     """Embeddings and identities of the singles and of each evaluation row's three audios."""
     rows, clips = eval_rows(manifests, split)
-    keys = composite_keys(rows)
-    singles = [audio_key("single", c) for c in clips["clip"]]
-    return zste.ZsteInputs(
-        class_names=list(class_names),
-        single_audio=embed_audio(backbone, bank.singles, singles),
-        single_labels=clips["target"].to_numpy().astype(np.int64), single_keys=singles,
-        pairs=rows[["i", "j"]].to_numpy().astype(np.int64),
-        **{f"{k}_audio": embed_audio(backbone, bank.pairs, v) for k, v in keys.items()},
-        **{f"{k}_keys": v for k, v in keys.items()})
+    return rows_inputs(rows, clips, class_names,
+                       embed_singles=lambda keys: embed_audio(backbone, bank.singles, keys),
+                       embed_pairs=lambda keys: embed_audio(backbone, bank.pairs, keys))
 
 
 def text_embedder(backbone: Backbone, cache, device: torch.device) -> Callable[[list[str]], torch.Tensor]:
@@ -100,17 +114,17 @@ def zste_sets(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests
               class_names: list[str], *, device: torch.device, n_boot: int, seed: int,
               seen: bool = True, heldout: bool = True,
               triples: tuple[three.TripleItems, torch.Tensor] | None = None,
-              ) -> dict[str, zste.ZsteResult]:
+              ) -> dict[str, ZsteResult]:
     """``zste`` (held-out pairs; with ``triples`` — :func:`three_events` — also 3C),
     ``zste_seen`` (seen combinations, when the manifests have them) and ``zste_heldout``
     (held-out phrasings on the held-out pairs), SPEC §4."""
     backbone.eval()
     embed = text_embedder(backbone, cache, device)
     test = zste_inputs(backbone, bank, manifests, class_names, split="test")
-    tasks = zste.TASKS
+    tasks = TASKS
     if triples is not None:
         test = dataclasses.replace(test, triples=triples[0], triple_audio=triples[1])
-        tasks = zste.ALL_TASKS
+        tasks = ALL_TASKS
     out = {"zste": zste.evaluate(test, embed, tasks=tasks, n_boot=n_boot, seed=seed)}
     if seen and (manifests.stage_b["split"] == "seen").any():
         inputs = zste_inputs(backbone, bank, manifests, class_names, split="seen")
@@ -121,12 +135,12 @@ def zste_sets(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests
     return out
 
 
-def phrasing_table(result: zste.ZsteResult, family=HELDOUT_FAMILY) -> pd.DataFrame:
+def phrasing_table(result: ZsteResult, family=HELDOUT_FAMILY) -> pd.DataFrame:
     """Held-out phrasings one by one: the mean score (%) of each task's items under each
     template it reads (3A-o / 3A-c: the sequence template; 3B: the overlay one; 5A: the
     position one). A model that learned "first named = first heard" rather than the meaning of
     "before" gets one sequence template right and its mirror-worded one wrong."""
-    combos = zste.family_phrasings(family)
+    combos = family_phrasings(family)
     which = {"3A-o": "sequence", "3A-c": "sequence", "3B": "overlay", "5A": "position"}
     rows = []
     for task, field in which.items():
@@ -165,7 +179,7 @@ def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, manifests: Man
 
 def probe_sets(manifests: Manifests, class_names: list[str], *,
                render: Callable[[str], np.ndarray], sample_rate: int, n_boot: int,
-               seed: int, features=probe.FEATURES) -> tuple[dict[str, zste.ZsteResult], pd.DataFrame]:
+               seed: int, features=probe.FEATURES) -> tuple[dict[str, ZsteResult], pd.DataFrame]:
     """The level/duration probe (SPEC §4, :mod:`teminal.eval.probe`): one probe fitted on the
     training rows' stage-A singles vs doubles, one on their stage-B sequential clips vs
     overlays, on the statistics ``features``; their decisions scored on ``A-sd``, ``3B`` and ``3W`` of each evaluation set
@@ -185,24 +199,23 @@ def probe_sets(manifests: Manifests, class_names: list[str], *,
         if not (sb["split"] == split).any():
             continue
         rows, _ = eval_rows(manifests, split)
-        keys = composite_keys(rows)
-        stats = {k: probe.cue_stats(v, render, sample_rate) for k, v in keys.items()}
+        keys = composite_keys(rows)  # forward, reversed, overlay
+        seq, rev, mix = (probe.cue_stats(k, render, sample_rate) for k in keys)
         whiles = probe.while_tasks(
             fitted["while"], class_names=list(class_names), pairs=rows[["i", "j"]].to_numpy(),
-            **{f"{k}_keys": v for k, v in keys.items()},
-            **{f"{k}_stats": v for k, v in stats.items()}, n_boot=n_boot, seed=seed)
+            seq_keys=keys[0], rev_keys=keys[1], mix_keys=keys[2], seq_stats=seq, rev_stats=rev,
+            mix_stats=mix, n_boot=n_boot, seed=seed)
         sa = manifests.stage_a[manifests.stage_a["split"] == split].reset_index(drop=True)
-        a_keys = pair_keys(sa)
-        a_stats = {k: probe.cue_stats(a_keys[k], render, sample_rate) for k in ("span", "seq")}
+        a_keys = [c.keys(sa) for c in STAGE_A]  # single, double
+        single, double = (probe.cue_stats(k, render, sample_rate) for k in a_keys)
         single_double = probe.single_double(
-            fitted["A-sd"], pairs=sa[["i", "j"]].to_numpy(), single_keys=a_keys["span"],
-            double_keys=a_keys["seq"], single_stats=a_stats["span"], double_stats=a_stats["seq"],
+            fitted["A-sd"], pairs=sa[["i", "j"]].to_numpy(), single_keys=a_keys[0],
+            double_keys=a_keys[1], single_stats=single, double_stats=double,
             n_boot=n_boot, seed=seed)
-        out[name] = zste.ZsteResult(table=pd.concat([single_double.table, whiles.table],
+        out[name] = ZsteResult(table=pd.concat([single_double.table, whiles.table],
                                                     ignore_index=True),
                                     items={**single_double.items, **whiles.items})
-        for task, (neg, pos) in (("A-sd", (a_stats["span"], a_stats["seq"])),
-                                 ("while", (np.r_[stats["seq"], stats["rev"]], stats["mix"]))):
+        for task, (neg, pos) in (("A-sd", (single, double)), ("while", (np.r_[seq, rev], mix))):
             aucs += _auc_rows(task, split, np.r_[neg, pos],
                               np.r_[np.zeros(len(neg)), np.ones(len(pos))].astype(bool))
     return out, pd.DataFrame(aucs)
@@ -210,14 +223,15 @@ def probe_sets(manifests: Manifests, class_names: list[str], *,
 
 def _single_double_keys(manifests: Manifests, split: str) -> tuple[list[str], list[str]]:
     """Distinct stage-A singles (``span``) and doubles of ``split``: negatives, positives."""
-    keys = pair_keys(manifests.stage_a[manifests.stage_a["split"] == split])
-    return sorted(set(keys["span"])), sorted(set(keys["seq"]))
+    rows = manifests.stage_a[manifests.stage_a["split"] == split]
+    single, double = (c.keys(rows) for c in STAGE_A)
+    return sorted(set(single)), sorted(set(double))
 
 
 def _while_keys(manifests: Manifests, split: str) -> tuple[list[str], list[str]]:
     """Distinct stage-B sequential clips (seq, rev) and overlays of ``split``."""
-    keys = pair_keys(manifests.stage_b[manifests.stage_b["split"] == split])
-    return sorted(set(keys["seq"]) | set(keys["rev"])), sorted(set(keys["mix"]))
+    seq, rev, mix = composite_keys(manifests.stage_b[manifests.stage_b["split"] == split])
+    return sorted(set(seq) | set(rev)), sorted(set(mix))
 
 
 def _auc_rows(task: str, split: str, stats: np.ndarray, is_pos: np.ndarray) -> list[dict]:

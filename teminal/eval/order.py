@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from teminal.data.vocabulary import unordered_pair_ids
+
 ORDER_TASKS = ("3A-a", "3A-text", "3A-audio", "3A-group")
 CHANCE = {"3A-a": 1 / 2, "3A-text": 1 / 4, "3A-audio": 1 / 4, "3A-group": 1 / 6, "3C": 1 / 6}
 COLUMNS = ["row", "audio", "i", "j", "key", "cluster", "phrasing", "score", "tied", "predicted",
@@ -125,7 +127,7 @@ def order_frames(inputs, embed_text: Callable[[list[str]], object], *, sequences
         "row": np.tile(rows, len(phr)), "audio": "seq+rev", "i": np.tile(i, len(phr)),
         "j": np.tile(j, len(phr)),
         "key": np.tile([f"{seq_keys[r]} + {rev_keys[r]}" for r in rows], len(phr)),
-        "cluster": np.tile(np.minimum(i, j) * k + np.maximum(i, j), len(phr)),
+        "cluster": np.tile(unordered_pair_ids(i, j, n_classes=k), len(phr)),
         "phrasing": np.repeat([p for p, _ in phr], n_rows), "tied": credit["tied"]})
     best = sim.argmax(2).numpy()  # (R, 2) caption each audio prefers
     base["predicted"] = [f"{c[b0]} / {c[b1]}" for c, (b0, b1) in zip(captions, best)]

@@ -38,8 +38,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal.eval.zste import ZsteResult, item_ids, result_from_frames, score_items
-from teminal.eval.prompts import WHILE, check_keys, zste_items
+from teminal.eval.zste import score_items
+from teminal.eval.prompts import zste_items
+from teminal.eval.scoring import ZsteResult, result_from_frames
+from teminal.eval.tasks import WHILE, check_keys
 
 FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
             "onset_rate")

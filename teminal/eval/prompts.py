@@ -36,24 +36,20 @@ naming a class outside ``{a, b}``); 5A ``[first a, second b, first b, second a]`
 
 Where things live: the task list, caption kinds, ``ZsteTemplates``, ``Phrasing``, the item
 containers ``TaskItems`` / ``ZsteItems`` and the input checks are in :mod:`teminal.eval.tasks`
-and re-exported here; this module builds the items (:func:`zste_items`); :mod:`teminal.eval.zste`
-scores them.
+(import them from there); this module builds the items (:func:`zste_items`);
+:mod:`teminal.eval.zste` scores them.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from teminal.data.vocabulary import unordered_pair_ids
 from teminal.eval.tasks import (BEFORE, CLASS, FIRST, ORDER_TASKS, SECOND, SIMULTANEOUS, TASKS,
                                 WHILE, Phrasing, TaskItems, ZsteItems, ZsteTemplates,
-                                check_class_names,
-                                check_eval_pairs, check_keys, check_pairs, default_phrasing,
-                                family_phrasings)
+                                check_class_names, check_eval_pairs, check_keys, check_pairs,
+                                default_phrasing)
 
-__all__ = [
-    "BEFORE", "CLASS", "FIRST", "SECOND", "SIMULTANEOUS", "TASKS", "WHILE", "Phrasing", "TaskItems",
-    "ZsteItems", "ZsteTemplates", "check_class_names", "check_eval_pairs", "check_keys",
-    "check_pairs", "default_phrasing", "family_phrasings", "zste_items",
-]
+__all__ = ["zste_items"]
 
 _AUDIO = {"1A": "single", "2A": "seq", "2B": "seq", "2C": "mix", "2D": "mix", "3A": "seq",
           "3A-o": "seq", "3B": "mix", "4A": "seq", "4B": "mix", "5A": "seq", "5B": "mix"}
@@ -263,7 +259,7 @@ def _dedup_task(task: str, raw: dict, lookup, k: int, n_phr: int) -> TaskItems:
     a, b = raw["a"][first], raw["b"][first]
     rev = raw["source"][first] == "rev"
     i, j = np.where(rev, b, a), np.where(rev, a, b)  # the row's (i, j)
-    cluster = key_id[first] if task == "1A" else np.minimum(i, j) * k + np.maximum(i, j)
+    cluster = key_id[first] if task == "1A" else unordered_pair_ids(i, j, n_classes=k)
     return TaskItems(task=task, key=raw["key"][first], source=raw["source"][first],
                      row=raw["row"][first], i=i, j=j, cluster=cluster,
                      phrasing=raw["phrasing"][first], candidates=cand[first],
@@ -282,7 +278,7 @@ def _consistency_items(items3a: TaskItems, raw3a: dict, n_rows: int, k: int) -> 
     i, j, n = raw3a["a"][at], raw3a["b"][at], len(first)
     return TaskItems(task="3A-c", key=items3a.key[s] + " + " + items3a.key[r],
                      source=np.full(n, "seq+rev", dtype=object), row=raw3a["row"][at], i=i, j=j,
-                     cluster=np.minimum(i, j) * k + np.maximum(i, j),
+                     cluster=unordered_pair_ids(i, j, n_classes=k),
                      phrasing=raw3a["phrasing"][at], candidates=np.zeros((n, 0), np.int64),
                      correct=np.zeros((n, 0), bool), kind=np.zeros((n, 0), np.int8), top=1,
                      rule="frac", parts=np.stack([s, r], axis=1))
@@ -301,7 +297,7 @@ def _balanced_items(items3a: TaskItems, raw3a: dict, raw3b: dict, n_rows: int, k
     key = items3a.key[s] + " + " + items3a.key[r] + " + " + raw3b["key"][first]  # same layout
     return TaskItems(task="3W", key=key,
                      source=np.full(n, "seq+rev+mix", dtype=object), row=raw3a["row"][at], i=i, j=j,
-                     cluster=np.minimum(i, j) * k + np.maximum(i, j),
+                     cluster=unordered_pair_ids(i, j, n_classes=k),
                      phrasing=raw3a["phrasing"][at], candidates=np.zeros((n, 0), np.int64),
                      correct=np.zeros((n, 0), bool), kind=np.zeros((n, 0), np.int8), top=1,
                      rule="frac", parts=np.stack([s, r, m], axis=1))

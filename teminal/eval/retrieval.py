@@ -14,7 +14,7 @@ Audios without any caption stay candidates for t2a but are not a2t queries.
 
 **Zero-shot classification** prompts ``ZERO_SHOT_PROMPT`` = ``"The sound of a {x}"`` (paper
 Table 4) and uses the ZSTE tie rule (expected accuracy under a random tie
-break, :func:`teminal.eval.zste.topk_credit`), so it equals ZSTE task 1A on the same prompts.
+break, :func:`teminal.eval.scoring.topk_credit`), so it equals ZSTE task 1A on the same prompts.
 """
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal.eval.zste import topk_credit
+from teminal.eval.scoring import topk_credit
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 ZERO_SHOT_PROMPT = "The sound of a {x}"
 """Class prompt of zero-shot classification (paper Table 4; SPEC §4). ZSTE 1A and 2A–2D use
-``"The sound of {x}"`` (``teminal.eval.zste.ZsteTemplates.class_prompt``)."""
+``"The sound of {x}"`` (``teminal.eval.tasks.ZsteTemplates.class_prompt``)."""
 _ROWS = 1024  # queries ranked per chunk
 
 

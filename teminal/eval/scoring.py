@@ -2,8 +2,7 @@
 its chance levels and 95 % intervals (SPEC §4; :mod:`teminal.eval.intervals`).
 
 The rules (ties, 3A-c as a product of credits, clusters, percent figures) are stated in
-:mod:`teminal.eval.zste`, which drives these functions and re-exports the public ones; import from
-there.
+:mod:`teminal.eval.zste`, which drives these functions; import them from here.
 """
 from __future__ import annotations
 

@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 
 from teminal.eval import zste
-from teminal.data.clips import audio_key
-from teminal.data.pairs import Manifests
-from teminal.eval.evaluate import composite_keys
+from teminal.data.manifest_files import Manifests
+from teminal.eval.evaluate import rows_inputs
 from teminal.features import FeatureBank, embed_audio
 from teminal.models.base import Backbone
 
@@ -68,15 +67,9 @@ def zste_inputs(backbone: Backbone, bank: FeatureBank, items: ValidationItems,
                         f"{type(items).__name__}")
     if items.singles.empty:
         raise ValueError(f"no singles of split {SPLIT!r} (a validation fold) for Task 1")
-    keys = composite_keys(items.rows)
-    singles = [audio_key("single", c) for c in items.singles["clip"]]
-    return zste.ZsteInputs(
-        class_names=list(class_names),
-        single_audio=embed_audio(backbone, bank.singles, singles),
-        single_labels=items.singles["target"].to_numpy().astype(np.int64), single_keys=singles,
-        pairs=items.rows[["i", "j"]].to_numpy().astype(np.int64),
-        **{f"{k}_audio": embed_audio(backbone, bank.pairs, v) for k, v in keys.items()},
-        **{f"{k}_keys": v for k, v in keys.items()})
+    return rows_inputs(items.rows, items.singles, class_names,
+                       embed_singles=lambda keys: embed_audio(backbone, bank.singles, keys),
+                       embed_pairs=lambda keys: embed_audio(backbone, bank.pairs, keys))
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,13 @@ import torch
 from teminal.eval import retrieval, zste
 from teminal.audio import Recipe, read_audio
 from teminal.data.captions import HELDOUT_FAMILY
-from teminal.data.clips import ClipStore, audio_key, pair_keys, render
+from teminal.data.clips import ClipStore, audio_key, render
+from teminal.data.vocabulary import STAGE_B, interleaved_keys
 from teminal.eval.compa import CompaOrder, score_compa_order
 from teminal.eval.three import (TRIPLE_TEMPLATE, TripleItems, held_out_triples, pick_triples,
                                 render_triple, triple_clips, triple_items)
+from teminal.eval.evaluate import rows_inputs
+from teminal.eval.tasks import ALL_TASKS, TASKS
 
 
 @dataclass(kw_only=True)
@@ -111,26 +114,18 @@ def embed_keys(model, keys: list[str], data: EvalData, *, batch: int) -> dict[st
 
 
 def _inputs(data: EvalData, split: str, z: dict, *, triples: bool) -> zste.ZsteInputs:
-    rows = data.rows[split]
     test = data.singles[data.singles["split"] == "test"]
-    keys = {k: v for k, v in pair_keys(rows).items() if k in ("seq", "rev", "mix")}
-    singles = [audio_key("single", c) for c in test["clip"]]
     stack = lambda ks: torch.stack([z[k] for k in ks])  # noqa: E731
     three = triples and data.triples is not None
-    return zste.ZsteInputs(
-        class_names=data.class_names, single_audio=stack(singles), single_keys=singles,
-        single_labels=test.target.to_numpy().astype(np.int64),
-        pairs=rows[["i", "j"]].to_numpy().astype(np.int64),
-        **{f"{k}_audio": stack(v) for k, v in keys.items()}, **{f"{k}_keys": v for k, v in keys.items()},
-        triples=data.triples if three else None,
-        triple_audio=stack(list(data.triples.key)) if three else None)
+    return rows_inputs(data.rows[split], test, data.class_names, embed_singles=stack,
+                       embed_pairs=stack, triples=data.triples if three else None,
+                       triple_audio=stack(list(data.triples.key)) if three else None)
 
 
 def _all_keys(data: EvalData, splits: list[str]) -> list[str]:
     keys = [audio_key("single", c) for c in data.singles["clip"]]
     for split in splits:
-        k = pair_keys(data.rows[split])
-        keys += [x for trio in zip(k["seq"], k["rev"], k["mix"]) for x in trio]
+        keys += interleaved_keys(data.rows[split], STAGE_B)
     return keys + ([] if data.triples is None else list(data.triples.key))
 
 
@@ -140,11 +135,11 @@ def evaluate_any(model, data: EvalData, options: EvalOptions) -> ModelReport:
     z = embed_keys(model, _all_keys(data, splits), data, batch=options.batch)
     embed, o = model.embed_text, options
     test = _inputs(data, "test", z, triples=True)
-    tasks = zste.ALL_TASKS if data.triples is not None else zste.TASKS
+    tasks = ALL_TASKS if data.triples is not None else TASKS
     sets = {"zste": zste.evaluate(test, embed, tasks=tasks, n_boot=o.n_boot, seed=o.seed)}
     if "seen" in splits:
         sets["zste_seen"] = zste.evaluate(_inputs(data, "seen", z, triples=False), embed,
-                                          tasks=zste.TASKS[1:], n_boot=o.n_boot, seed=o.seed)
+                                          tasks=TASKS[1:], n_boot=o.n_boot, seed=o.seed)
     if o.heldout:
         sets["zste_heldout"] = zste.evaluate_phrasings(test, embed, family=HELDOUT_FAMILY,
                                                        n_boot=o.n_boot, seed=o.seed)
@@ -186,7 +181,7 @@ def caption_retrieval(model, cs: retrieval.CaptionSet, *, batch: int = 16) -> di
 
 
 def eval_data(*, base, manifests, recipe_at: Callable[[int], Recipe]) -> EvalData:
-    """The evaluation items of a run's ``manifests`` over ``base`` (an ``esc50.BaseSet``):
+    """The evaluation items of a run's ``manifests`` over ``base`` (a ``base_set.BaseSet``):
     stage-B rows of the ``test`` and ``seen`` splits, every single; clips read lazily."""
     sb = manifests.stage_b
     rows = {s: sb[sb["split"] == s].reset_index(drop=True) for s in ("test", "seen")

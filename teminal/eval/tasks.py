@@ -3,8 +3,7 @@
 SPEC §4 (tasks, prompts, held-out phrasings) and §6 (the gates ``check_class_names`` and
 ``check_eval_pairs`` apply). What an item is, and how :func:`teminal.eval.prompts.zste_items`
 builds the items of one evaluation from these pieces, is described in
-:mod:`teminal.eval.prompts`, which re-exports everything here: callers outside the ZSTE
-modules import from it (or from :mod:`teminal.eval.zste`).
+:mod:`teminal.eval.prompts`; callers import these names from here.
 """
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from teminal.data.captions import check_template
+from teminal.data.vocabulary import unordered_pairs
 from teminal.gates import MIN_CLASSES, MIN_EVAL_PAIRS, SanityError
 
 TASKS = ("1A", "2A", "2B", "2C", "2D", "3A", "3A-o", "3A-c", "3B", "3W", "4A", "4B", "5A", "5B")
@@ -160,7 +160,7 @@ def check_pairs(pairs, n_classes: int, *, name: str = "pairs") -> np.ndarray:
 
 def check_eval_pairs(pairs: np.ndarray) -> int:
     """Distinct unordered class pairs of ``pairs [P, 2]``; SanityError under ``MIN_EVAL_PAIRS``."""
-    n = len({(min(a, b), max(a, b)) for a, b in pairs.tolist()})
+    n = len(unordered_pairs(pairs[:, 0], pairs[:, 1]))  # pairs [P, 2]
     if n < MIN_EVAL_PAIRS:
         raise SanityError(
             f"ZSTE evaluation set: {n} distinct unordered class pairs, fewer than "

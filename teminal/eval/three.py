@@ -20,6 +20,7 @@ import torch
 from teminal.audio import Recipe, level, peak_limit
 from teminal.eval.order import unit_rows
 from teminal.data.captions import check_template
+from teminal.data.vocabulary import unordered_pairs
 from teminal.eval.scoring import topk_credit
 
 TRIPLE_TEMPLATE = "{x} before {y} before {z}"
@@ -44,7 +45,8 @@ class TripleItems:
 
 def held_out_triples(pairs, n_classes: int) -> np.ndarray:
     """Sorted class triples [Q, 3] whose three unordered pairs all appear in ``pairs [P, 2]``."""
-    have = {(min(a, b), max(a, b)) for a, b in np.asarray(pairs).tolist()}
+    arr = np.asarray(pairs).reshape(-1, 2)  # [P, 2]
+    have = unordered_pairs(arr[:, 0], arr[:, 1])
     return np.array([t for t in itertools.combinations(range(n_classes), 3)
                      if all(p in have for p in itertools.combinations(t, 2))],
                     dtype=np.int64).reshape(-1, 3)

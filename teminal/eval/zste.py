@@ -38,9 +38,10 @@ see :mod:`teminal.eval.prompts`). Metrics ``zste_heldout/<task>`` (``metrics(pre
 Figures are percent; ``items`` scores are in [0, 1].
 
 Where things live: inputs and the evaluation entry points here; items and prompts in
-:mod:`teminal.eval.prompts` (vocabulary in :mod:`teminal.eval.tasks`); credit, per-item frames,
-chance levels in :mod:`teminal.eval.scoring` (all re-exported here); intervals in
-:mod:`teminal.eval.intervals`.
+:mod:`teminal.eval.prompts`; the task list, templates, item containers and input checks in
+:mod:`teminal.eval.tasks`; credit, per-item frames, chance levels and ``ZsteResult`` in
+:mod:`teminal.eval.scoring`; intervals in :mod:`teminal.eval.intervals`. Import each from its
+module.
 """
 from __future__ import annotations
 
@@ -51,39 +52,33 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal.eval.prompts import (
+from teminal.eval.prompts import zste_items
+from teminal.eval.scoring import (
+    ZsteResult,
+    balanced_frame,
+    consistency_frame,
+    gather_scores,
+    result_from_frames,
+    score_frame,
+    topk_credit,
+)
+from teminal.eval.tasks import (
     BEFORE,
+    ORDER_TASKS,
     TASKS,
     Phrasing,
-    TaskItems,  # noqa: F401  (re-exported)
-    ZsteItems,  # noqa: F401  (re-exported)
+    TaskItems,
+    ZsteItems,
     ZsteTemplates,
     check_class_names,
     check_keys,
     check_pairs,
     default_phrasing,
     family_phrasings,
-    zste_items,
-)
-from teminal.eval.tasks import ALL_TASKS, ORDER_TASKS
-from teminal.eval.scoring import (
-    ZsteResult,
-    balanced_frame,
-    chance_levels,
-    consistency_frame,
-    gather_scores,
-    item_ids,  # noqa: F401  (re-exported; teminal.eval.probe uses it)
-    result_from_frames,
-    score_frame,
-    topk_credit,
 )
 
-__all__ = [
-    "ALL_TASKS", "PAPER_TABLE3", "PHRASING_TASKS", "TASKS", "ZsteInputs", "ZsteResult",
-    "ZsteTemplates", "chance_levels", "evaluate", "evaluate_phrasings", "result_from_frames",
-    "score_items",
-    "topk_credit",
-]
+__all__ = ["PAPER_TABLE3", "PHRASING_TASKS", "ZsteInputs", "evaluate", "evaluate_phrasings",
+           "score_items"]
 
 PHRASING_TASKS = ("3A", "3A-o", "3A-c", "3B", "3W", "5A", *ORDER_TASKS)
 """Tasks scored again under a phrasing family (SPEC §4 "Held-out phrasings")."""

@@ -25,16 +25,13 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .. import losses
-from ..data.clips import audio_key, pair_keys
-from ..features import FeatureBank
-from ..models.base import Backbone
+from teminal import losses
+from teminal.data.clips import audio_key
+from teminal.data.vocabulary import REVERSED, SINGLE_CAPTION, STAGE_A, STAGE_B, TCLAP, Composite
+from teminal.features import FeatureBank
+from teminal.models.base import Backbone
 
 SPLITS = ("train", "val")
-CAPTIONS = {"paper": ("caption_f", "caption_r", "caption_o"),
-            "paraphrase": ("para_f", "para_r", "para_o")}
-"""Stage-B caption columns (forward, reversed, overlay): the paper's templates or one draw
-from the training paraphrase family (SPEC §1)."""
 
 
 def _split(df: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -51,13 +48,6 @@ def _column(df: pd.DataFrame, name: str) -> pd.Series:
 
 def _classes(df: pd.DataFrame, name: str) -> Tensor:
     return torch.tensor(_column(df, name).to_numpy(), dtype=torch.long)  # (M,)
-
-
-def caption_columns(captions: str) -> tuple[str, str, str]:
-    """The (forward, reversed, overlay) caption columns of ``captions`` ("paper" | "paraphrase")."""
-    if captions not in CAPTIONS:
-        raise ValueError(f"captions must be one of {tuple(CAPTIONS)}, got {captions!r}")
-    return CAPTIONS[captions]
 
 
 @dataclass
@@ -80,7 +70,7 @@ class Replay:
             return None
         return cls(weight=weight,
                    rows=bank.singles.rows(audio_key("single", c) for c in train["clip"]),
-                   text_rows=bank.text.rows(train["caption"]),
+                   text_rows=bank.text.rows(train[SINGLE_CAPTION]),
                    targets=torch.tensor(train["target"].to_numpy()),
                    batch_size=batch_size, generator=torch.Generator().manual_seed(seed))
 
@@ -119,9 +109,10 @@ class _Blocks:
 
 
 class _PairTask(abc.ABC):
-    """Shared bookkeeping of the pair stages: splits, feature rows per block, replay, views."""
+    """Shared bookkeeping of the pair stages: splits, feature rows per block, replay, views.
+    A task's audio blocks are its ``composites`` (:mod:`teminal.data.vocabulary`), in order."""
 
-    labels: tuple[str, ...] = ()
+    composites: tuple[Composite, ...] = ()
 
     def __init__(self, *, backbone: Backbone, bank: FeatureBank, manifest: pd.DataFrame,
                  n_classes: int, replay: Replay | None = None) -> None:
@@ -130,9 +121,10 @@ class _PairTask(abc.ABC):
         self.n_train, self.n_val = len(self.frames["train"]), len(self.frames["val"])
         self.blocks = {s: self._blocks(df) for s, df in self.frames.items()}
 
-    @abc.abstractmethod
-    def _audio_keys(self, df: pd.DataFrame) -> tuple[list[str], ...]:
-        """One list of audio keys per audio block."""
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Block labels of the contrastive matrix, e.g. ("f", "r", "o")."""
+        return tuple(c.block for c in self.composites)
 
     @abc.abstractmethod
     def text_columns(self) -> tuple[str, ...]:
@@ -141,7 +133,8 @@ class _PairTask(abc.ABC):
     def _blocks(self, df: pd.DataFrame) -> _Blocks:
         text = tuple(self.bank.text.rows(_column(df, c).astype(str)) for c in self.text_columns())
         return _Blocks(i=_classes(df, "i"), j=_classes(df, "j"),
-                       audio=tuple(self.bank.pairs.rows(k) for k in self._audio_keys(df)), text=text)
+                       audio=tuple(self.bank.pairs.rows(c.keys(df)) for c in self.composites),
+                       text=text)
 
     def classes(self, rows: Tensor, *, split: str) -> tuple[Tensor, Tensor]:
         """i [N], j [N] of the batch ``rows`` [N] of ``split``."""
@@ -189,18 +182,14 @@ class StageATask(_PairTask):
     """TeminAL A: tell one sound from two (SPEC §3 stage A). The single is the ``loop`` clip
     ``span|clip_i|clip_i2`` (as long as a double, SPEC §1), the double ``seq|clip_i|clip_j``."""
 
-    labels = ("single", "double")
+    composites = STAGE_A
 
     def __init__(self, *, weights: losses.StageAWeights, **kw) -> None:
         self.weights = weights
         super().__init__(**kw)
 
-    def _audio_keys(self, df):
-        keys = pair_keys(df)
-        return keys["span"], keys["seq"]
-
     def text_columns(self):
-        return ("caption_single", "caption_double")
+        return tuple(c.caption for c in self.composites)
 
     def log_weights(self, rows, *, split):
         i, j = self.classes(rows, split=split)
@@ -217,19 +206,15 @@ class StageBTask(_PairTask):
     """TeminAL B: before / after / while (SPEC §3 stage B), weights by meaning or by block,
     captions of the paper or of the training paraphrase family."""
 
-    labels = ("f", "r", "o")
+    composites = STAGE_B
 
     def __init__(self, *, weights: losses.StageBWeights, weights_by: str = "meaning",
                  captions: str = "paper", **kw) -> None:
         if weights_by not in losses.WEIGHTS_BY:
             raise ValueError(f"weights_by must be one of {losses.WEIGHTS_BY}, got {weights_by!r}")
         self.weights, self.weights_by = weights, weights_by
-        self.caption_columns = caption_columns(captions)
+        self.caption_columns = tuple(c.caption_column(captions) for c in self.composites)
         super().__init__(**kw)
-
-    def _audio_keys(self, df):
-        keys = pair_keys(df)
-        return keys["seq"], keys["rev"], keys["mix"]
 
     def text_columns(self):
         return self.caption_columns
@@ -250,23 +235,20 @@ class TclapTask(_PairTask):
     """The T-CLAP baseline ``L_c + λ L_t`` (SPEC §3, seed 002) on stage B's rows: forward and
     overlay audio with their captions, and each forward clip's swapped caption."""
 
-    labels = ("f", "o")
+    composites = TCLAP
 
     def __init__(self, *, lam: float = 0.5, captions: str = "paper", **kw) -> None:
         if not (math.isfinite(lam) and lam >= 0):
             raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
         self.lam = lam
-        self.forward, self.swapped, self.overlay = caption_columns(captions)
+        self.caption_columns = tuple(c.caption_column(captions) for c in self.composites)
+        self.swapped = REVERSED.caption_column(captions)
         super().__init__(**kw)
         self.swapped_rows = {s: self.bank.text.rows(_column(df, self.swapped).astype(str))
                              for s, df in self.frames.items()}
 
-    def _audio_keys(self, df):
-        keys = pair_keys(df)
-        return keys["seq"], keys["mix"]
-
     def text_columns(self):
-        return (self.forward, self.overlay)
+        return self.caption_columns
 
     def log_weights(self, rows, *, split):
         i, j = self.classes(rows, split=split)

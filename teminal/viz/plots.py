@@ -138,14 +138,13 @@ def log_mel(wave: np.ndarray, sample_rate: int, *, ax: Axes | None = None, title
 
 def mixture_figure(row: Mapping, render, sample_rate: int) -> Figure:
     """Log-mel spectrograms of a stage-B manifest row's forward, reversed and overlay clips."""
-    from teminal.data.clips import pair_keys
+    from teminal.data.vocabulary import STAGE_B
 
-    k = {name: v[0] for name, v in pair_keys(pd.DataFrame([dict(row)])).items()}
-    keys = [("forward", k["seq"], row["caption_f"]), ("reversed", k["rev"], row["caption_r"]),
-            ("overlay", k["mix"], row["caption_o"])]
+    frame = pd.DataFrame([dict(row)])
     fig = Figure(figsize=(MAX_WIDTH_IN, 3), constrained_layout=True)
-    for ax, (name, key, caption) in zip(fig.subplots(1, 3), keys):
-        log_mel(render(key), sample_rate, ax=ax, title=f"{name}:\n{caption}", colorbar=False)
+    for ax, c in zip(fig.subplots(1, len(STAGE_B)), STAGE_B):
+        log_mel(render(c.keys(frame)[0]), sample_rate, ax=ax, title=f"{c.name}:\n{row[c.caption]}",
+                colorbar=False)
     return fig
 
 

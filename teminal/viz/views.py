@@ -7,7 +7,7 @@ the same matrix, which stays in an executed notebook where the widget cannot).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,9 +15,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from teminal.data.clips import pair_keys
+from teminal.data.captions import pair_captions
+from teminal.data.vocabulary import STAGE_B
 from teminal.features import FeatureBank, embed_audio, embed_texts
 from teminal.models.base import Backbone
+from teminal.eval.tasks import ZsteTemplates
 
 
 def _figure_args(view: Any, k: int, title: str) -> dict:
@@ -53,34 +55,32 @@ class BatchView:
 
 @dataclass
 class PairView:
-    """The three audios of held-out pair ``k`` (``a_i ⊕ a_j``, ``a_j ⊕ a_i``, the overlay)
-    against its three ZSTE captions (cosine similarities, SPEC §4)."""
+    """The three composites of held-out pair ``k`` (``vocabulary.STAGE_B``: ``a_i ⊕ a_j``,
+    ``a_j ⊕ a_i``, the overlay) against its three ZSTE captions (``templates.before`` both
+    ways, ``templates.while_``): cosine similarities (SPEC §4)."""
 
     backbone: Backbone
     bank: FeatureBank
     cache: Any  # TrunkCache (text trunk)
     rows: pd.DataFrame  # stage-B rows of the evaluation set
     device: torch.device
-    before: str = "{x} before {y}"
-    while_: str = "{x} while {y}"
+    templates: ZsteTemplates = field(default_factory=ZsteTemplates)  # ZSTE's prompts
 
     @property
     def n_batches(self) -> int:
         return len(self.rows)
 
     def get(self, k: int) -> dict:
-        r = self.rows.iloc[k]
-        kinds = pair_keys(self.rows.iloc[[k]])
-        keys = [kinds["seq"][0], kinds["rev"][0], kinds["mix"][0]]
-        captions = [self.before.format(x=r.label_i, y=r.label_j),
-                    self.before.format(x=r.label_j, y=r.label_i),
-                    self.while_.format(x=r.label_i, y=r.label_j)]
+        r, row = self.rows.iloc[k], self.rows.iloc[[k]]
+        keys = [c.keys(row)[0] for c in STAGE_B]  # forward, reversed, overlay
+        captions = list(pair_captions(self.templates.before, self.templates.while_,
+                                      r.label_i, r.label_j))
         z_a = embed_audio(self.backbone, self.bank.pairs, keys)  # (3, d)
         z_c = embed_texts(self.backbone, self.cache, captions, device=self.device)  # (3, d)
         sim = F.normalize(z_a, dim=-1) @ F.normalize(z_c, dim=-1).T  # (3, 3)
         return {"sim": sim.cpu().numpy().astype(np.float64), "log_weights": None,
-                "block_labels": ["f", "r", "o"],
-                "row_captions": ["audio a_i ⊕ a_j", "audio a_j ⊕ a_i", "audio (a_i ⊕ a_i') ∧ (a_j ⊕ a_j')"],
+                "block_labels": [c.block for c in STAGE_B],
+                "row_captions": [f"audio {c.notation}" for c in STAGE_B],
                 "col_captions": captions}
 
     def figure_args(self, k: int) -> dict:

@@ -28,17 +28,13 @@ from matplotlib.figure import Figure
 
 from teminal.viz import plots
 from teminal import snapshot
-from teminal.data.clips import pair_keys
+from teminal.data.vocabulary import CLIP_COLUMNS, STAGE_B
 
 __all__ = ["Pictured", "failure_view", "mixture_player", "similarity_explorer"]
 
-STAGE_B_COLUMNS = ("i", "j", "clip_i", "clip_j", "clip_i2", "clip_j2", "label_i", "label_j",
-                   "caption_f", "caption_r", "caption_o", "split")
-# (panel title, pair_keys kind, caption column): SPEC §1 f = a_i⊕a_j, r = a_j⊕a_i,
-# o = (a_i⊕a_i')∧(a_j⊕a_j')
-_MIXTURES = (("forward a_i ⊕ a_j", "seq", "caption_f"),
-             ("reversed a_j ⊕ a_i", "rev", "caption_r"),
-             ("overlay (a_i ⊕ a_i') ∧ (a_j ⊕ a_j')", "mix", "caption_o"))
+PLAYER_COLUMNS = ("i", "j", *CLIP_COLUMNS, "label_i", "label_j", *(c.caption for c in STAGE_B),
+                  "split")
+"""The stage-B columns ``mixture_player`` reads (:mod:`teminal.data.vocabulary`)."""
 
 
 class Pictured(widgets.VBox):
@@ -117,11 +113,11 @@ def mixture_player(manifest: pd.DataFrame, render: Callable[[str], np.ndarray], 
     """Pick a stage-B manifest row; hear and see its forward, reversed and overlay mixtures.
 
     Args:
-        manifest: stage-B manifest (``teminal.data.pairs``; columns :data:`STAGE_B_COLUMNS`).
+        manifest: stage-B manifest (``teminal.data.pairs``; columns :data:`PLAYER_COLUMNS`).
         render: audio key → samples, e.g. ``lambda k: clips.render(k, store, recipe)``. Keys
-            come from ``teminal.data.clips.pair_keys``: ``seq|clip_i|clip_j`` (forward, caption
-            ``caption_f``), ``seq|clip_j|clip_i`` (reversed, ``caption_r``),
-            ``mix|clip_i|clip_i2|clip_j|clip_j2`` (overlay, ``caption_o``) — SPEC §1.
+            and captions of the three panels: the composites ``vocabulary.STAGE_B``
+            (``seq|clip_i|clip_j`` forward, ``seq|clip_j|clip_i`` reversed,
+            ``mix|clip_i|clip_i2|clip_j|clip_j2`` overlay; captions ``caption_f/r/o``) — SPEC §1.
         sample_rate: of the rendered samples.
         split: keep only rows of this split (e.g. ``"test"``).
         max_rows: at most this many rows in the dropdown (``None``: all).
@@ -131,9 +127,9 @@ def mixture_player(manifest: pd.DataFrame, render: Callable[[str], np.ndarray], 
         manifest) and three panels, each caption ``HTML``, audio ``Output`` and log-mel ``Image``.
         A render error is written into its panel instead of being raised.
     """
-    missing = [c for c in STAGE_B_COLUMNS if c not in manifest.columns]
+    missing = [c for c in PLAYER_COLUMNS if c not in manifest.columns]
     if missing:
-        raise ValueError(f"manifest: missing stage-B columns {missing} (need {list(STAGE_B_COLUMNS)})")
+        raise ValueError(f"manifest: missing stage-B columns {missing} (need {list(PLAYER_COLUMNS)})")
     rows = manifest if split is None else manifest[manifest["split"] == split]
     if max_rows is not None:
         rows = rows.iloc[:max_rows]
@@ -143,13 +139,14 @@ def mixture_player(manifest: pd.DataFrame, render: Callable[[str], np.ndarray], 
                for pos, (idx, r) in enumerate(rows.iterrows())]
     picker = widgets.Dropdown(options=options, value=0, description="row",
                               layout=widgets.Layout(width="60%"))
-    panels = [_mixture_panel(title) for title, *_ in _MIXTURES]
+    titles = [f"{c.name} {c.notation}" for c in STAGE_B]  # "forward a_i ⊕ a_j"
+    panels = [_mixture_panel(title) for title in titles]
 
     def show(pos: int) -> None:
         r = rows.iloc[pos]
-        keys = pair_keys(pd.DataFrame([r]))
-        for panel, (title, kind, caption) in zip(panels, _MIXTURES):
-            _fill_panel(panel, key=keys[kind][0], caption=str(r[caption]),
+        frame = pd.DataFrame([r])
+        for panel, title, c in zip(panels, titles, STAGE_B):
+            _fill_panel(panel, key=c.keys(frame)[0], caption=str(r[c.caption]),
                         render=render, sample_rate=sample_rate, title=title)
 
     picker.observe(lambda change: show(change["new"]), names="value")

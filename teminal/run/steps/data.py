@@ -19,15 +19,16 @@ import pandas as pd
 
 from ... import gates
 from ...audio import Recipe
-from ...data import esc50
+from ...data import base_set, download
 from ...data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, CaptionTemplates,
                               check_no_eval_wording, training_wording)
-from ...data.clips import CLIP_COLUMNS, ClipStore, render
-from ...data.pairs import (Manifests, PairingConfig, build_manifests, eval_pair_count,
-                           looped_rows, read_manifests, write_manifests)
+from ...data.clips import ClipStore, render
+from ...data.manifest_files import Manifests, read_manifests, write_manifests
+from ...data.pairs import PairingConfig, build_manifests, eval_pair_count, looped_rows
 from ...data.base_set import DatasetError, changed_files
 from ...data.subsets import select_classes
 from ...data.synth_world import WorldConfig, make_world
+from ...data.vocabulary import CLIP_COLUMNS, STAGE_A, STAGE_B, unordered_pairs
 from teminal.eval.retrieval import ZERO_SHOT_PROMPT
 from teminal.eval.tasks import ZsteTemplates, evaluation_wording
 from ..layout import RunLayout, read_json, workdir, write_json
@@ -39,7 +40,7 @@ from ..session import Session
 class RunData:
     """The base set and manifests of a run, and the recipe composites are made with."""
 
-    base: esc50.BaseSet
+    base: base_set.BaseSet
     manifests: Manifests
     manifest_dir: Path
     params: DataParams
@@ -76,18 +77,18 @@ def data_root(p: DataParams) -> Path:
     return workdir() / "data" / "ESC-50"
 
 
-def load_base(p: DataParams) -> esc50.BaseSet:
+def load_base(p: DataParams) -> base_set.BaseSet:
     """The base set of ``p`` (generated / downloaded when asked), restricted to ``classes``."""
     root = data_root(p)
     if p.dataset == "embedded":
         make_world(root, world_config(p))
-        base = esc50.load(root, allow_partial=p.allow_partial)
+        base = base_set.load(root, allow_partial=p.allow_partial)
     elif p.dataset == "esc50":
-        if p.download and not esc50.has_valid_copy(root):
-            esc50.download(root)
-        base = esc50.load_esc50(root, allow_partial=p.allow_partial)
+        if p.download and not download.has_valid_copy(root):
+            download.download(root)
+        base = base_set.load_esc50(root, allow_partial=p.allow_partial)
     else:
-        base = esc50.load(root, allow_partial=p.allow_partial)
+        base = base_set.load(root, allow_partial=p.allow_partial)
     return select_classes(base, p.classes, seed=p.class_seed)
 
 
@@ -174,7 +175,7 @@ def load_data(S: Session) -> RunData:
     return S.data
 
 
-def check_same_base(layout: RunLayout, base: esc50.BaseSet) -> None:
+def check_same_base(layout: RunLayout, base: base_set.BaseSet) -> None:
     """``DatasetError`` when ``base`` is not the base set the run recorded in ``data.json``
     (its content fingerprint differs), naming the changed files (SPEC §1: a run's numbers
     come from one data set)."""
@@ -195,7 +196,7 @@ def check_same_base(layout: RunLayout, base: esc50.BaseSet) -> None:
         "models and manifests belong to the old data: restore those files, or start a new run")
 
 
-def base_summary(base: esc50.BaseSet) -> pd.DataFrame:
+def base_summary(base: base_set.BaseSet) -> pd.DataFrame:
     """Clips per class and fold."""
     table = base.clips.pivot_table(index="label", columns="fold", values="filename",
                                    aggfunc="count")
@@ -206,10 +207,9 @@ def manifest_counts(data: RunData) -> pd.DataFrame:
     """Rows and samples per manifest and split, and distinct unordered class pairs."""
     rows = []
     for name, df in data.manifests.tables().items():
-        per_row = {"stage_b": 3, "stage_a": 2}.get(name, 1)
+        per_row = {"stage_b": len(STAGE_B), "stage_a": len(STAGE_A)}.get(name, 1)  # composites
         for split, part in df.groupby("split", sort=False):
-            pairs = (len({(min(i, j), max(i, j)) for i, j in zip(part["i"], part["j"])})
-                     if "i" in part else pd.NA)
+            pairs = len(unordered_pairs(part["i"], part["j"])) if "i" in part else pd.NA
             rows.append({"manifest": name, "split": split, "rows": len(part),
                          "samples": per_row * len(part), "class_pairs": pairs})
     out = pd.DataFrame(rows)
@@ -232,7 +232,7 @@ def leak_check(data: RunData) -> pd.DataFrame:
     also appear in training (train/val rows, or pretraining singles)? One row per set."""
     sb, singles = data.manifests.stage_b, data.manifests.singles
     train = sb[sb["split"].isin(["train", "val"])]
-    train_pairs = {(min(i, j), max(i, j)) for i, j in zip(train["i"], train["j"])}
+    train_pairs = unordered_pairs(train["i"], train["j"])
     train_clips = set(train[list(CLIP_COLUMNS)].to_numpy().ravel())
     train_clips |= set(singles.loc[singles["split"].isin(["train", "val"]), "clip"])
     out = []
@@ -240,7 +240,7 @@ def leak_check(data: RunData) -> pd.DataFrame:
         part = sb[sb["split"] == split]
         if part.empty:
             continue
-        pairs = {(min(i, j), max(i, j)) for i, j in zip(part["i"], part["j"])}
+        pairs = unordered_pairs(part["i"], part["j"])
         clips = set(part[list(CLIP_COLUMNS)].to_numpy().ravel())
         out.append({"set": split, "class_pairs": len(pairs),
                     "pairs_also_in_training": len(pairs & train_pairs),

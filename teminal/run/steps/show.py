@@ -8,6 +8,7 @@ import pandas as pd
 from teminal import tracking
 from teminal.eval import evaluate as lib
 from teminal.eval import tables, zste
+from teminal.eval.tasks import ALL_TASKS
 from teminal.viz.views import BatchView, PairView
 from ..session import Session
 from .data import load_data
@@ -43,7 +44,7 @@ def set_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
         for name, title in names.items():
             if name in ev.tables:
                 cols[f"{label}: {title}"] = tables.cells(ev.tables[name])
-    order = [t for t in zste.ALL_TASKS if any(t in c.index for c in cols.values())]
+    order = [t for t in ALL_TASKS if any(t in c.index for c in cols.values())]
     return pd.DataFrame(cols).reindex(order).fillna("")
 
 
