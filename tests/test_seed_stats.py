@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from teminal import ablation, tables
-from teminal.eval import seed_stats, zste
+from teminal import ablation
+from teminal.eval import seed_stats, tables, zste
 from teminal.eval.scoring import ZsteResult
 from teminal.eval.tasks import ZsteTemplates
 from teminal.eval.intervals import Interval
