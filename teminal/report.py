@@ -25,12 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from . import seed_stats, tracking
+from .run.keys import KIND_TAG, Kind, record_kind
 from .zste import PAPER_TABLE3, TASKS
 
 SETS = {"zste": "held-out pairs", "zste_seen": "seen combinations",
         "zste_heldout": "held-out phrasings"}
 SEED_TAG = "teminal.seed"
-PROBE_REF = "probe"  # the ``teminal.ref`` of the level/duration probe's evaluation
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Evaluated:
     tables: dict = field(default_factory=dict)  # seed → {set: DataFrame}
     items: dict = field(default_factory=dict)  # seed → item table (absent in older runs)
     ref: str = ""  # 03_zste: pretrained / A / B
+    kind: Kind = Kind.STAGE  # what was evaluated (tag ``teminal.kind``)
 
     @property
     def seeded(self) -> bool:
@@ -81,8 +82,11 @@ def _add(into: dict, name: str, client, run) -> None:
         return
     seed = run.data.tags.get(SEED_TAG)
     seed = None if seed is None else int(seed)
+    tags = run.data.tags
     ev = into.setdefault(name, Evaluated())
-    ev.ref = ev.ref or run.data.tags.get("teminal.ref", "")
+    ev.ref = ev.ref or tags.get("teminal.ref", "")
+    ev.kind = record_kind(tags.get(KIND_TAG), ref=tags.get("teminal.ref", ""),
+                          label=tags.get("teminal.model", ""))
     ev.tables[seed] = _tables(client, run.info.run_id)
     items = _item_table(client, run.info.run_id)
     if items is not None:
@@ -225,7 +229,7 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
 def zste_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
     """ZSTE per set (Table 3 layout with the paper's columns) and the probe."""
     parts = []
-    models = {k: v for k, v in found["zste"].items() if v.ref != PROBE_REF}
+    models = {k: v for k, v in found["zste"].items() if v.kind is not Kind.PROBE}
     name = lambda k, v: f"{k} ({seeds_note(v)})" if several else k  # noqa: E731
     for set_name, title in SETS.items():
         cols = {name(k, v): agg.column(v, set_name) for k, v in models.items()}
@@ -271,8 +275,8 @@ def ablation_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
         df = pd.DataFrame(cols)
         df = _ordered(df).T
         if set_name == "zste":
-            df.loc["chance"] = _chance({r: e for r, e in rows.items() if e.ref != PROBE_REF},
-                                       "zste")
+            df.loc["chance"] = _chance({r: e for r, e in rows.items()
+                                        if e.kind is not Kind.PROBE}, "zste")
         df.index.name = "setting"
         parts.append(f"### {title}\n\n" + markdown(df.fillna("")))
     by = {}
