@@ -170,11 +170,11 @@ def test_declarations_name_real_fields():
         assert len(declared) == len(set(declared)), f"{section}: declared twice {declared}"
 
 
-def test_a_result_free_field_reuses_and_a_result_field_retrains(tmp_path, monkeypatch):
+def test_a_result_free_field_reuses_and_a_result_field_retrains(tmp_path, monkeypatch, capsys):
     """Through the real steps on the embedded world: stage A trained with
     ``checkpoint_every_s=300`` is reused under ``checkpoint_every_s=1e-9`` (last.pt every epoch);
     trained afresh in another folder under that value it has bit-identical heads; a changed
-    ``stage_a.lr`` trains a new checkpoint beside it."""
+    ``stage_a.lr`` trains a new checkpoint beside it and says which input differs."""
     from teminal.run import steps
 
     monkeypatch.setenv("TEMINAL_WORKDIR", str(tmp_path))
@@ -192,13 +192,41 @@ def test_a_result_free_field_reuses_and_a_result_field_retrains(tmp_path, monkey
         first = steps.stage_a(session(tmp_path / "run", checkpoint_every_s=300.0))
         S = session(tmp_path / "run", checkpoint_every_s=1e-9)
         again = steps.stage_a(S)
+        capsys.readouterr()
         other = steps.stage_a(S, S.config.stage_a.model_copy(update={"lr": 0.002}))
+        said = capsys.readouterr().out
         fresh = steps.stage_a(session(tmp_path / "fresh", checkpoint_every_s=1e-9))
     while mlflow.active_run() is not None:
         mlflow.end_run()
     assert not first.reused and again.reused and (again.tag, again.key) == (first.tag, first.key)
     assert not other.reused and other.tag != first.tag and other.key != first.key
+    assert (f"A: training anew — checkpoints/{first.tag}/ holds this stage with other inputs: "
+            "params.lr: 0.001 → 0.002\n") in said
     assert S.layout.read_meta(first.tag)["kind"] == keys.Kind.STAGE.value
     assert not fresh.reused and fresh.key == first.key  # another run folder, the same inputs
     for a, b in zip(first.model.trainable_parameters(), fresh.model.trainable_parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_kinds_are_read_from_records_and_legacy_records_once():
+    """A stored ``kind`` is taken as is; a record written before kinds were stored (the probe's
+    ``teminal.ref``, the baseline's label) is read by the one legacy function."""
+    assert keys.record_kind("ablation-row", ref="probe") is keys.Kind.ABLATION_ROW
+    assert keys.record_kind(None, ref="probe", label="x") is keys.Kind.PROBE
+    assert keys.record_kind("", label="probe:level-duration") is keys.Kind.PROBE
+    assert keys.record_kind(None, ref="pretrained") is keys.Kind.PRETRAINED
+    assert keys.record_kind(None, ref="B", label="T-AB+order-head") is keys.Kind.STAGE
+    with pytest.raises(ValueError):
+        keys.record_kind("a-kind-no-one-wrote")
+
+
+def test_a_key_says_which_input_differs():
+    config = RunConfig()
+    inputs = keys.Inputs(manifests=MANIFESTS, base="content-fingerprint")
+    a = keys.stage_b(config, config.stage_b, seed=0, inputs=inputs)
+    b = keys.stage_b(config, config.stage_b.model_copy(update={"beta": 0.5}), seed=0,
+                     inputs=inputs)
+    assert keys.differences(a.inputs, b.inputs) == ["params.beta: 1.0 → 0.5"]
+    c = keys.stage_b(config.model_copy(update={"stage_a": config.stage_a.model_copy(
+        update={"epochs": 9})}), config.stage_b, seed=0, inputs=inputs)
+    assert [d.split(":")[0] for d in keys.differences(a.inputs, c.inputs)] == ["start"]

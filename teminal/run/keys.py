@@ -132,8 +132,38 @@ def weights_digest(m: ModelParams) -> str:
     return tracking.file_sha1(path) if path is not None and path.is_file() else "hub"
 
 
-def _hash(what: str, **payload: Any) -> str:
-    return tracking.config_hash({"what": what, **payload})
+class Key(str):
+    """A key: the hex digest of ``inputs`` (usable wherever a key string is), remembering
+    ``inputs`` so that a result computed anew can say what differs (``differences``)."""
+
+    inputs: dict[str, Any]
+
+    def __new__(cls, inputs: dict[str, Any]) -> "Key":
+        key = super().__new__(cls, tracking.config_hash(inputs))
+        key.inputs = inputs
+        return key
+
+
+def _hash(what: str, **payload: Any) -> Key:
+    return Key({"what": what, **payload})
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``path: old → new`` for every input of two keys that differs (``start`` is the key of
+    the model a stage starts from: it differs when that model's inputs do)."""
+    a, b = _flat(old), _flat(new)
+    return [f"{k}: {a.get(k, '—')} → {b.get(k, '—')}" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)]
 
 
 def _data(config: RunConfig, inputs: Inputs) -> dict[str, Any]:
@@ -142,7 +172,7 @@ def _data(config: RunConfig, inputs: Inputs) -> dict[str, Any]:
             "params": fields(config.data, "data")}
 
 
-def pretrained(config: RunConfig, inputs: Inputs) -> str:
+def pretrained(config: RunConfig, inputs: Inputs) -> Key:
     """The pretrained backbone: msclap's weights, or the embedded backbone's pretraining (its
     parameters, the run seed, the data it pretrains on, bf16)."""
     model = fields(config.model, "model")
@@ -153,7 +183,7 @@ def pretrained(config: RunConfig, inputs: Inputs) -> str:
                  bf16=config.train.bf16)
 
 
-def stage_a(config: RunConfig, params: StageAParams, *, seed: int, inputs: Inputs) -> str:
+def stage_a(config: RunConfig, params: StageAParams, *, seed: int, inputs: Inputs) -> Key:
     """Stage A with ``params`` and training seed ``seed``, from the pretrained backbone."""
     return _hash("stage", stage="stage_a", start=pretrained(config, inputs),
                  params=fields(params, "stage_a"), train=fields(config.train, "train"),
@@ -168,7 +198,7 @@ def start_of(config: RunConfig, params: StageBParams) -> StageAParams | None:
     return config.stage_a.model_copy(update={"audio_head": params.audio_head})
 
 
-def stage_b(config: RunConfig, params: StageBParams, *, seed: int, inputs: Inputs) -> str:
+def stage_b(config: RunConfig, params: StageBParams, *, seed: int, inputs: Inputs) -> Key:
     """Stage B (any ablation row, T-CLAP, the order-aware head) with ``params`` and ``seed``,
     from its stage A of the same seed or the pretrained backbone."""
     a = start_of(config, params)
@@ -178,7 +208,7 @@ def stage_b(config: RunConfig, params: StageBParams, *, seed: int, inputs: Input
                  train=fields(config.train, "train"), seed=seed, data=_data(config, inputs))
 
 
-def evaluation(config: RunConfig, *, model: str, inputs: Inputs) -> str:
+def evaluation(config: RunConfig, *, model: str, inputs: Inputs) -> Key:
     """ZSTE and zero-shot tables (SPEC §4) of the model whose key is ``model``."""
     zste = fields(config.zste, "zste")
     zste.pop("probe_features")  # the probe's alone
@@ -188,13 +218,13 @@ def evaluation(config: RunConfig, *, model: str, inputs: Inputs) -> str:
 PROBE_VERSION = 3  # raised when the probe's computation changes
 
 
-def probe(config: RunConfig, inputs: Inputs) -> str:
+def probe(config: RunConfig, inputs: Inputs) -> Key:
     """The level/duration probe (SPEC §4): the data and the ZSTE options only."""
     return _hash("probe", version=PROBE_VERSION, zste=fields(config.zste, "zste"),
                  data=_data(config, inputs))
 
 
-def external(config: RunConfig, *, spec: str, model: str, inputs: Inputs) -> str:
+def external(config: RunConfig, *, spec: str, model: str, inputs: Inputs) -> Key:
     """05_evaluate_model's report of one model: its spec (or run row's key ``model``), the
     evaluation options and the run's items. Recorded as the tag ``teminal.key``; 05 always
     scores afresh."""

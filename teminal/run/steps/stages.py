@@ -145,15 +145,31 @@ def _log_history(history: list[dict], *, prefix: str) -> None:
     mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
 
 
-def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, params,
+def why_anew(S: Session, folder: str, key: keys.Key, label: str) -> list[str]:
+    """Why a stage trains although ``checkpoints/<folder>/`` holds one: the inputs that differ
+    (``keys.differences``; ``start`` differs when the model it starts from does), printed."""
+    meta = S.layout.read_meta(folder)
+    if meta is None or meta.get("key") == key:
+        return []
+    old = meta.get("inputs")
+    why = (keys.differences(old, key.inputs) if old is not None
+           else ["its meta.json predates recorded inputs"])
+    print(f"{label}: training anew — checkpoints/{folder}/ holds this stage with other inputs: "
+          + "; ".join(why[:8]) + (" …" if len(why) > 8 else ""))
+    return why
+
+
+def _fit(S: Session, *, role: str, key: keys.Key, label: str, model: Backbone, task, params,
          start_tag: str, seed: int) -> Trained:
-    tag = S.layout.free_tag(seed_role(S, role, seed), key)
+    folder = seed_role(S, role, seed)
+    why_anew(S, folder, key, label)
+    tag = S.layout.free_tag(folder, key)
     out = S.layout.checkpoint(tag)
     run_id = mlflow.active_run().info.run_id
     mlflow.set_tags(_stage_tags(Trained(tag=tag, key=key, label=label, model=model,
                                         params=params, seed=seed, start=start_tag)))
-    about = {"role": role, "tag": tag, "key": key, "kind": keys.Kind.STAGE.value,
-             "label": label, "start": start_tag,
+    about = {"role": role, "tag": tag, "key": key, "inputs": key.inputs,
+             "kind": keys.Kind.STAGE.value, "label": label, "start": start_tag,
              "seed": seed, "audio_head": params.audio_head,
              "params": params.model_dump(mode="json")}
     if S.layout.read_meta(tag) is None:  # claims the folder: a resume finds it by its key
