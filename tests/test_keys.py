@@ -196,6 +196,12 @@ def test_a_result_free_field_reuses_and_a_result_field_retrains(tmp_path, monkey
         other = steps.stage_a(S, S.config.stage_a.model_copy(update={"lr": 0.002}))
         said = capsys.readouterr().out
         fresh = steps.stage_a(session(tmp_path / "fresh", checkpoint_every_s=1e-9))
+        longer = session(tmp_path / "run")
+        longer.config = RunConfig.model_validate(longer.config.model_dump() | {
+            "model": longer.config.model.model_dump() | {"pretrain_epochs": 2}})
+        capsys.readouterr()
+        steps.pretrain(longer)  # one pretrained backbone per run folder: kept, and said so
+        kept = capsys.readouterr().out
     while mlflow.active_run() is not None:
         mlflow.end_run()
     assert not first.reused and again.reused and (again.tag, again.key) == (first.tag, first.key)
@@ -203,6 +209,8 @@ def test_a_result_free_field_reuses_and_a_result_field_retrains(tmp_path, monkey
     assert (f"A: training anew — checkpoints/{first.tag}/ holds this stage with other inputs: "
             "params.lr: 0.001 → 0.002\n") in said
     assert S.layout.read_meta(first.tag)["kind"] == keys.Kind.STAGE.value
+    assert "pretrained with other inputs than this configuration's (model.pretrain_epochs: " \
+           "1 → 2)" in kept
     assert not fresh.reused and fresh.key == first.key  # another run folder, the same inputs
     for a, b in zip(first.model.trainable_parameters(), fresh.model.trainable_parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -158,6 +158,16 @@ def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def changed_inputs(meta: Mapping[str, Any], key: Key) -> list[str]:
+    """What differs between the result a checkpoint's ``meta.json`` records and ``key`` (empty
+    when the keys match)."""
+    if meta.get("key") == key:
+        return []
+    if meta.get("inputs") is None:
+        return ["its meta.json predates recorded inputs"]
+    return differences(meta["inputs"], key.inputs)
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``path: old → new`` for every input of two keys that differs (``start`` is the key of
     the model a stage starts from: it differs when that model's inputs do)."""

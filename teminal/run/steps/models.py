@@ -56,8 +56,13 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
     data = load_data(S)
     folder = S.layout.checkpoint(PRETRAINED)
     meta = S.layout.read_meta(PRETRAINED)
+    key = pretrained_key(S)
     if meta and meta.get("finished"):
         print(f"this run already holds a pretrained backbone ({folder.name}/model.pt)")
+        other = keys.changed_inputs(meta, key)
+        if other:  # one pretrained backbone per run folder: every stage and cache starts there
+            print("note: it was pretrained with other inputs than this configuration's ("
+                  + "; ".join(other[:8]) + "); start a new run to pretrain with these")
         return pretrained_model(S), meta.get("history", [])
     m = S.config.model
     model = TinyClap(config=_tiny_config(S, data)).to(S.device)
@@ -65,7 +70,6 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
                                lr=m.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
                                schedule="cosine", seed=S.config.seed, bf16=S.config.train.bf16,
                                checkpoint_every_s=S.config.train.checkpoint_every_s)
-    key = pretrained_key(S)
     with S.phase("pretraining"):
         result = pretrain_tiny(
             model=model, singles=data.manifests.singles, render=data.renderer(model.sample_rate),
@@ -74,6 +78,7 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
     with S.phase("checkpoint writes"):
         model.save(folder / "model.pt")
     write_json(folder / "meta.json", {"role": PRETRAINED, "tag": PRETRAINED, "key": key,
+                                      "inputs": key.inputs,
                                       "kind": keys.Kind.PRETRAINED.value, "audio_head": "pooled",
                                       "history": result.history, "finished": True})
     S.models.clear()

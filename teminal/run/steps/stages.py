@@ -149,13 +149,10 @@ def why_anew(S: Session, folder: str, key: keys.Key, label: str) -> list[str]:
     """Why a stage trains although ``checkpoints/<folder>/`` holds one: the inputs that differ
     (``keys.differences``; ``start`` differs when the model it starts from does), printed."""
     meta = S.layout.read_meta(folder)
-    if meta is None or meta.get("key") == key:
-        return []
-    old = meta.get("inputs")
-    why = (keys.differences(old, key.inputs) if old is not None
-           else ["its meta.json predates recorded inputs"])
-    print(f"{label}: training anew — checkpoints/{folder}/ holds this stage with other inputs: "
-          + "; ".join(why[:8]) + (" …" if len(why) > 8 else ""))
+    why = [] if meta is None else keys.changed_inputs(meta, key)
+    if why:
+        print(f"{label}: training anew — checkpoints/{folder}/ holds this stage with other inputs: "
+              + "; ".join(why[:8]) + (" …" if len(why) > 8 else ""))
     return why
 
 
