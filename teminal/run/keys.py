@@ -12,8 +12,8 @@ section is in the keys of the results it affects, unless it is declared here:
 - ``ONLY_WHEN``: a field that matters only for some value of another one (``tclap_lambda`` only
   with ``loss: tclap``); elsewhere it is left out of the key.
 
-``tests/test_keys.py`` changes every field of every section (iterating the dataclasses, so a new
-field is covered) and checks that it either changes a key or is declared here.
+``tests/test_keys.py`` changes every field of every section (iterating the parameter models, so
+a new field is covered) and checks that it either changes a key or is declared here.
 
 Results carry a typed ``Kind``; stored records name it (``kind`` in an evaluation file, the MLflow
 tag ``teminal.kind``). Records written before kinds were stored are read by ``record_kind``.
