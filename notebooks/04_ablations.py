@@ -49,7 +49,7 @@ rows = ablation.plan(S.config)
 display(ablation.plan_table(rows))
 
 # %%
-outcome = ablation.run(S, rows)
+outcome = steps.ablation_rows(S, rows)
 
 # %% [markdown]
 # ## Table 2 layout

@@ -1,11 +1,12 @@
 """The ablation grid: the paper's Table 2 α/β settings × {T-B, T-AB}, baselines, extra rows.
 
-``plan`` turns the configuration into rows; ``run`` trains (or reuses) and evaluates each row
-in-process, as a child MLflow run of the ablation notebook's run — no notebook per row. A row
-whose stage-B inputs match a finished checkpoint of the run folder (e.g. the configured T-AB,
-trained by 02_stage_b) reuses it, and an evaluation with the same inputs (e.g. 03_zste's
-pretrained baseline) is read back, not recomputed. ``table`` / ``values`` / ``summary`` read
-the rows' ZSTE tables back from the run folder.
+``plan`` turns the configuration into typed rows (``Row.kind``: the pretrained baseline, a
+stage-B ablation row, the probe); ``teminal.run.steps.ablation_rows`` trains (or reuses) and
+evaluates each row in-process, as a child MLflow run of the ablation notebook's run — no
+notebook per row. A row whose stage-B key (``teminal.run.keys``) matches a finished checkpoint
+of the run folder (e.g. the configured T-AB, trained by 02_stage_b) reuses it, and an evaluation
+with the same key (e.g. 03_zste's pretrained baseline) is read back, not recomputed. ``table`` /
+``values`` / ``summary`` read the rows' ZSTE tables back from that outcome.
 
 With several training seeds (``-p seeds=5``) every trained row trains and evaluates once per
 seed, each in a child run ``seed <n>`` of the row's run (tag ``teminal.seed``); the pretrained and
@@ -16,29 +17,36 @@ from the rows' parameters and logged as ``comparisons.json``.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-import mlflow
 import pandas as pd
 
-from . import tracking
 from .eval import tables
-from .run import logged
+from .run.keys import Kind, stage_role
 from .run.params import RunConfig, Setting, StageBParams
-from .run.session import Session
 
 SETTING_FIELDS = ("alpha_st", "alpha_ct", "alpha_so", "alpha_co", "beta")
 
 
 @dataclass(frozen=True)
 class Row:
-    """One ablation row: its name in the table, and the stage-B parameters it trains (None for
-    the pretrained baseline and the level/duration probe)."""
+    """One ablation row: its name in the table, what it is, and the stage-B parameters it trains
+    (None for the pretrained baseline and the level/duration probe)."""
 
     name: str
+    kind: Kind
     params: StageBParams | None = None
-    probe: bool = False
+
+    @property
+    def folder(self) -> str:
+        """The checkpoint folder of a trained row, from its typed fields: ``abl-<stage>`` (with
+        ``-order`` for the order-aware head), its α/β setting (TeminAL loss) and its caption
+        family, e.g. ``abl-T-B-1-0-1-0-1-paraphrase`` (``free_tag`` keeps two keys apart)."""
+        p = self.params
+        if p is None:
+            raise ValueError(f"row {self.name!r} ({self.kind.value}) trains nothing")
+        setting = ["-".join(f"{v:g}" for v in p.setting)] if p.loss == "teminal" else []
+        return "-".join(["abl", stage_role(p), *setting, p.captions])
 
 
 def setting_label(setting: Setting) -> str:
@@ -50,29 +58,38 @@ def _variant(base: StageBParams, **update) -> StageBParams:
     return StageBParams.model_validate(base.model_dump() | update)
 
 
+def order_head_params(config: RunConfig) -> StageBParams:
+    """The order-aware row's stage B (``ablations.order_setting``, from stage A): the
+    ablation's ``T-AB+order-head`` row and 05_evaluate_model's ``order-head``."""
+    a = config.ablations
+    return _variant(config.stage_b, **dict(zip(SETTING_FIELDS, a.order_setting)),
+                    start_from="A", loss="teminal", audio_head="order", epochs=a.order_epochs,
+                    order_lr=a.order_lr)
+
+
 def plan(config: RunConfig) -> list[Row]:
     """The rows of ``config.ablations`` (SPEC §5 Table 2 grid) in a fixed order."""
     p, b = config.ablations, config.stage_b
-    rows = [Row("pretrained")]
+    rows = [Row("pretrained", Kind.PRETRAINED)]
     for setting in p.grid:
         for start in p.starts:
             params = _variant(b, **dict(zip(SETTING_FIELDS, setting)), start_from=start,
                               loss="teminal", audio_head="pooled", order_lr=None)
-            rows.append(Row(f"{'T-AB' if start == 'A' else 'T-B'} {setting_label(setting)}", params))
+            rows.append(Row(f"{'T-AB' if start == 'A' else 'T-B'} {setting_label(setting)}",
+                            Kind.ABLATION_ROW, params))
     if "tclap" in p.extra_rows:
-        rows.append(Row("T-CLAP loss", _variant(b, loss="tclap", start_from="pretrained",
-                                                audio_head="pooled", order_lr=None)))
-    order = _variant(b, **dict(zip(SETTING_FIELDS, p.order_setting)), start_from="A",
-                     loss="teminal", audio_head="order", epochs=p.order_epochs,
-                     order_lr=p.order_lr)
+        rows.append(Row("T-CLAP loss", Kind.ABLATION_ROW, _variant(
+            b, loss="tclap", start_from="pretrained", audio_head="pooled", order_lr=None)))
+    order = order_head_params(config)
     if "order-head" in p.extra_rows:
-        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)}", order))
+        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)}", Kind.ABLATION_ROW,
+                        order))
     if "order-head-other-captions" in p.extra_rows:  # does paraphrase training move 5A, …?
         other = "paper" if order.captions == "paraphrase" else "paraphrase"
         rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} {other} captions",
-                        _variant(order, captions=other)))
+                        Kind.ABLATION_ROW, _variant(order, captions=other)))
     if config.zste.probe:
-        rows.append(Row("probe:level-duration", probe=True))
+        rows.append(Row("probe:level-duration", Kind.PROBE))
     return rows
 
 
@@ -123,45 +140,6 @@ def _matches(row: Row, *, setting, captions) -> bool:
     return row.params.setting == setting and row.params.captions == captions
 
 
-def _trained_row(S: Session, row: Row, seed: int):
-    from .run import steps
-
-    role = "abl-" + re.sub(r"[^0-9A-Za-z]+", "-", row.name).strip("-")
-    trained = steps.stage_b(S, row.params, seed=seed, own_run=True, role=role, label=row.name)
-    ev = steps.evaluate_trained(S, trained, nested=False)
-    status = "reused" if trained.reused else "trained"
-    print(f"{status:>8}  {row.name}  ({trained.tag})")
-    return status, trained.tag, ev
-
-
-def run(S: Session, rows: list[Row]) -> pd.DataFrame:
-    """Train (or reuse) and evaluate every row, each in a child MLflow run of the notebook's
-    (a trained row once per training seed), with the row's effective parameters
-    (``teminal.run.logged``: α/β, start, head, captions, seed, …; reused or not), so the
-    MLflow UI can filter and plot them. One line per row: its first seed's evaluation."""
-    from .run import steps
-
-    out = []
-    mlflow.log_text(pd.DataFrame([c.__dict__ for c in comparisons(rows)])
-                    .to_json(orient="records", indent=1), "comparisons.json")
-    for row in rows:
-        tags = {"teminal.ablation_row": row.name}
-        with tracking.run(run_name=row.name, parent_run_id=S.run_id, tags=tags):
-            tracking.log_params(logged.for_stage(S.config, row.params))
-            if row.params is not None:
-                done = steps.for_seeds(S, lambda seed: _trained_row(S, row, seed), tags=tags)
-                status, tag, ev = done.base
-                out.append({"row": row.name, "status": status, "tag": tag, "evaluation": ev,
-                            "seeds": len(done.seeds)})
-                continue
-            ev = steps.probe(S, nested=False) if row.probe else \
-                steps.evaluate_ref(S, "pretrained", nested=False)
-            status, tag = ("reused" if ev.reused else "ran"), ev.tag
-        print(f"{status:>8}  {row.name}  ({tag})")
-        out.append({"row": row.name, "status": status, "tag": tag, "evaluation": ev, "seeds": 1})
-    return pd.DataFrame(out)
-
-
 def values(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
     """Rows = settings, columns = ZSTE subtasks, values in %."""
     wide = {r.row: r.evaluation.tables[set_name].set_index("task")["value"]
@@ -177,7 +155,7 @@ def table(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
         if t is None:
             continue
         cells[r.row] = tables.cells(t)
-        if not r.evaluation.label.startswith("probe"):
+        if r.kind is not Kind.PROBE:
             chance = tables.chance_cells(t)
     df = pd.DataFrame(cells).T
     if chance is not None:
@@ -197,7 +175,8 @@ def phrasings(outcome: pd.DataFrame) -> pd.DataFrame:
 
 def summary(outcome: pd.DataFrame) -> str:
     """The largest gain and loss per subtask against the pretrained baseline."""
-    v = values(outcome).drop(index=[n for n in values(outcome).index if n.startswith("probe")])
+    probes = [r.row for r in outcome.itertuples() if r.kind is Kind.PROBE]
+    v = values(outcome).drop(index=probes)
     v = v.dropna(axis=1, how="all")  # tasks only the probe has (A-sd)
     if "pretrained" not in v.index or len(v) < 2:
         return "Not enough rows for a comparison with the pretrained baseline."

@@ -19,7 +19,8 @@ from teminal.eval import seed_stats, tables
 from teminal.eval.tables import markdown
 from teminal.eval.tasks import ALL_TASKS
 from teminal.eval.zste import PAPER_TABLE3
-from teminal.report_collect import PROBE_REF, SETS, Evaluated, collect
+from teminal.report_collect import SETS, Evaluated, collect
+from teminal.run.keys import Kind
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
 def zste_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
     """ZSTE per set (Table 3 layout with the paper's columns) and the probe."""
     parts = []
-    models = {k: v for k, v in found["zste"].items() if v.ref != PROBE_REF}
+    models = {k: v for k, v in found["zste"].items() if v.kind is not Kind.PROBE}
     name = lambda k, v: f"{k} ({seeds_note(v)})" if several else k  # noqa: E731
     for set_name, title in SETS.items():
         cols = {name(k, v): agg.column(v, set_name) for k, v in models.items()}
@@ -129,8 +130,8 @@ def ablation_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
         df = pd.DataFrame(cols)
         df = _ordered(df).T
         if set_name == "zste":
-            df.loc["chance"] = _chance({r: e for r, e in rows.items() if e.ref != PROBE_REF},
-                                       "zste")
+            df.loc["chance"] = _chance({r: e for r, e in rows.items()
+                                        if e.kind is not Kind.PROBE}, "zste")
         df.index.name = "setting"
         parts.append(f"### {title}\n\n" + markdown(df.fillna("")))
     by = {}

@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from teminal import tracking
+from teminal.run.keys import KIND_TAG, Kind, record_kind
 
 SETS = {"zste": "held-out pairs", "zste_seen": "seen combinations",
         "zste_heldout": "held-out phrasings"}
 SEED_TAG = "teminal.seed"
-PROBE_REF = "probe"  # the ``teminal.ref`` of the level/duration probe's evaluation
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Evaluated:
     tables: dict = field(default_factory=dict)  # seed → {set: DataFrame}
     items: dict = field(default_factory=dict)  # seed → item table (absent in older runs)
     ref: str = ""  # 03_zste: pretrained / A / B
+    kind: Kind = Kind.STAGE  # what was evaluated (tag ``teminal.kind``)
 
     @property
     def seeded(self) -> bool:
@@ -74,8 +75,11 @@ def _add(into: dict, name: str, client, run) -> None:
         return
     seed = run.data.tags.get(SEED_TAG)
     seed = None if seed is None else int(seed)
+    tags = run.data.tags
     ev = into.setdefault(name, Evaluated())
-    ev.ref = ev.ref or run.data.tags.get("teminal.ref", "")
+    ev.ref = ev.ref or tags.get("teminal.ref", "")
+    ev.kind = record_kind(tags.get(KIND_TAG), ref=tags.get("teminal.ref", ""),
+                          label=tags.get("teminal.model", ""))
     ev.tables[seed] = _tables(client, run.info.run_id)
     items = _item_table(client, run.info.run_id)
     if items is not None:

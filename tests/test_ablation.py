@@ -3,6 +3,7 @@ import pytest
 
 from teminal import ablation, losses
 from teminal.run.config import ConfigError, apply_overrides
+from teminal.run.keys import Kind
 from teminal.run.params import PAPER_GRID, RunConfig
 
 
@@ -48,8 +49,26 @@ def test_other_captions_row_differs_from_the_order_row_only_in_captions():
 
 
 def test_probe_row_follows_zste_probe():
+    assert [r.kind for r in ablation.plan(RunConfig())][-1] is Kind.PROBE
     c = RunConfig.model_validate({"zste": {"probe": False}})
-    assert all(not r.probe for r in ablation.plan(c))
+    assert all(r.kind is not Kind.PROBE for r in ablation.plan(c))
+
+
+def test_rows_have_kinds_and_distinct_folders_from_their_typed_fields():
+    """A trained row's checkpoint folder comes from its parameters (stage, head, setting,
+    captions), never from its display name; the baseline and the probe train nothing."""
+    rows = ablation.plan(config(grid=PAPER_GRID, starts=["pretrained", "A"],
+                                extra_rows=["tclap", "order-head", "order-head-other-captions"]))
+    trained = [r for r in rows if r.params is not None]
+    assert {r.kind for r in trained} == {Kind.ABLATION_ROW}
+    assert [r.kind for r in rows if r.params is None] == [Kind.PRETRAINED, Kind.PROBE]
+    folders = {r.name: r.folder for r in trained}
+    assert len(set(folders.values())) == len(folders)
+    assert folders["T-B (1,0,1,0,1)"] == "abl-T-B-1-0-1-0-1-paraphrase"
+    assert folders["T-AB+order-head (1,1,1,1,1) paper captions"] == "abl-T-AB-order-1-1-1-1-1-paper"
+    assert folders["T-CLAP loss"] == "abl-T-CLAP-paraphrase"
+    with pytest.raises(ValueError, match="trains nothing"):
+        rows[0].folder
 
 
 @pytest.mark.parametrize("override,match", [
@@ -116,6 +135,7 @@ def test_summary_ignores_tasks_only_the_probe_has():
         table = pd.DataFrame({"task": list(values), "value": list(values.values())})
         return SimpleNamespace(label=label, tables={"zste": table})
     outcome = pd.DataFrame({"row": ["pretrained", "T-AB", "probe:level-duration"],
+                            "kind": [Kind.PRETRAINED, Kind.ABLATION_ROW, Kind.PROBE],
                             "evaluation": [ev("pretrained", {"3B": 40.0, "3W": 50.0}),
                                            ev("T-AB", {"3B": 90.0, "3W": 70.0}),
                                            ev("probe:level-duration", {"A-sd": 55.0, "3B": 35.0})]})

@@ -20,6 +20,7 @@ from test_train import Head, LinearTask
 
 from teminal import cli, integrity, pipeline, report, runstate, tracking
 from teminal.data import base_set
+from teminal.run import keys
 from teminal.run.config import ConfigError
 from teminal.run.layout import RunLayout, new_run_dir
 from teminal.run.params import RunConfig, StageAParams
@@ -54,11 +55,14 @@ def _session(root: Path) -> Session:
                    device=torch.device("cpu"), run_id="", standalone=True)
 
 
+KEY = keys.Key({"stage": "a"})
+
+
 def _stage(S: Session, fail_at_call=None) -> stages.Trained:
     params = StageAParams(epochs=4, batch_size=16, lr=0.05)
     model = _Model(dropout=0.3)
     with tracking.run(run_name="A"):
-        return stages._fit(S, role="A", key="key-of-stage-a", label="A", model=model,
+        return stages._fit(S, role="A", key=KEY, label="A", model=model,
                            task=LinearTask(model, fail_at_call=fail_at_call), params=params,
                            start_tag="pretrained", seed=0)
 
@@ -69,8 +73,8 @@ def test_an_interrupted_stage_resumes_in_its_folder_bit_identical(tmp_path, uri)
     with pytest.raises(KeyboardInterrupt):
         _stage(S, fail_at_call=2 * 3 + 2)  # 3 steps per epoch: inside epoch 3
     assert S.layout.read_meta("A") == S.layout.read_meta("A") | {"finished": False,
-                                                                 "key": "key-of-stage-a"}
-    assert S.layout.free_tag("A", "key-of-stage-a") == "A"
+                                                                 "key": KEY}
+    assert S.layout.free_tag("A", KEY) == "A"
     torch.manual_seed(123)
     resumed = _stage(S)
     assert S.layout.tags() == ["A"]  # no A-<hash>/: the same folder

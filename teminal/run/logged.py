@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .keys import start_of
 from .params import RunConfig, StageAParams, StageBParams
 
 TOP_LEVEL = ("name", "seed", "seeds", "device", "deterministic")
@@ -28,14 +29,6 @@ STAGE_SECTIONS = ("stage_a", "stage_b")
 
 def _section(name: str, section) -> dict[str, Any]:
     return {f"{name}.{k}": v for k, v in section.model_dump(mode="json").items()}
-
-
-def start_of(config: RunConfig, params: StageBParams) -> StageAParams | None:
-    """The stage A a stage-B run starts from (the configured one with the row's audio head),
-    or None for a start from the pretrained model (T-B, T-CLAP)."""
-    if params.start_from != "A":
-        return None
-    return config.stage_a.model_copy(update={"audio_head": params.audio_head})
 
 
 def flat(config: RunConfig, *, stage_a: StageAParams | None = None,

@@ -10,21 +10,24 @@ nested MLflow run (tag ``teminal.model``; metrics ``zste/<task>``, ``zste_seen/<
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import mlflow
 
 from teminal.eval import retrieval
 from teminal import tracking
-from ...ablation import SETTING_FIELDS
+from ...ablation import order_head_params
 from ...eval.adapters.backbone import BackboneModel
 from ...eval.card import card_figure, card_markdown
 from ...eval.compa import read_compa_order
 from ...eval.specs import RUN_ROWS, load_model
 from ...warn import warn
 from ...eval.suite import EvalData, EvalOptions, ModelReport, eval_data, evaluate_any, with_triples
-from ..params import StageBParams
+from .. import keys
 from ..session import Session
 from .data import load_data
-from .models import PRETRAINED, pretrained_model
+from .models import PRETRAINED, inputs, pretrained_key, pretrained_model
 from .stages import stage_a, stage_b
 
 
@@ -56,26 +59,29 @@ def options(S: Session) -> EvalOptions:
                        heldout=p.heldout, batch=p.batch, captioned=captioned, compa=compa)
 
 
-def order_head_params(S: Session) -> StageBParams:
-    """The ablation's order-aware row (``ablations.order_setting``, from stage A)."""
-    a = S.config.ablations
-    update = dict(zip(SETTING_FIELDS, a.order_setting), start_from="A", loss="teminal",
-                  audio_head="order", epochs=a.order_epochs, order_lr=a.order_lr)
-    return StageBParams.model_validate(S.config.stage_b.model_dump() | update)
+@dataclass(frozen=True)
+class Chosen:
+    """A model of ``evaluate.models``: what it is and the key of its weights (a run row's
+    ``teminal.run.keys`` key; ``""`` for an adapter spec, whose spec names it)."""
+
+    model: Any  # an evaluation model (``teminal.eval.models``)
+    kind: keys.Kind
+    model_key: str
 
 
-def model_for(S: Session, spec: str):
+def model_for(S: Session, spec: str) -> Chosen:
     """A run row (trained or reused) or an adapter spec → an evaluation model."""
     if spec not in RUN_ROWS:
-        return load_model(spec)
+        return Chosen(load_model(spec), keys.Kind.EXTERNAL, "")
     if spec == PRETRAINED:
-        return BackboneModel(pretrained_model(S), name=PRETRAINED)
+        return Chosen(BackboneModel(pretrained_model(S), name=PRETRAINED), keys.Kind.PRETRAINED,
+                      pretrained_key(S))
     trained = {"A": lambda: stage_a(S), "B": lambda: stage_b(S),
-               "order-head": lambda: stage_b(S, order_head_params(S))}[spec]()
-    return BackboneModel(trained.model, name=trained.label)
+               "order-head": lambda: stage_b(S, order_head_params(S.config))}[spec]()
+    return Chosen(BackboneModel(trained.model, name=trained.label), trained.kind, trained.key)
 
 
-def _log(report: ModelReport, spec: str) -> None:
+def _log(report: ModelReport, spec: str, tags: dict[str, str]) -> None:
     with tracking.run(run_name=f"evaluate: {report.name}"):  # nested under the notebook's run
         mlflow.log_metrics(report.metrics())
         for name, table in report.tables.items():
@@ -83,7 +89,7 @@ def _log(report: ModelReport, spec: str) -> None:
         mlflow.log_text(report.zero_shot.to_json(orient="records", indent=1),
                         "tables/zero_shot.json")
         mlflow.set_tags({"teminal.model": report.name, "teminal.adapter": spec,
-                         "teminal.input_rule": str(report.rule)[:5000]})
+                         "teminal.input_rule": str(report.rule)[:5000]} | tags)
 
 
 def evaluate_all(S: Session) -> dict[str, ModelReport]:
@@ -91,13 +97,14 @@ def evaluate_all(S: Session) -> dict[str, ModelReport]:
     items, opts = run_items(S), options(S)
     reports = {}
     for spec in S.config.evaluate.models:
-        model = model_for(S, spec)
+        chosen = model_for(S, spec)
         with S.phase("evaluation"):
-            report = evaluate_any(model, items, opts)
+            report = evaluate_any(chosen.model, items, opts)
         if report.name in reports:
             raise ValueError(f"evaluate.models: two models are named {report.name!r}; give one "
                              f"a label (e.g. '{spec},label=<name>')")
-        _log(report, spec)
+        key = keys.external(S.config, spec=spec, model=chosen.model_key, inputs=inputs(S))
+        _log(report, spec, {keys.KIND_TAG: chosen.kind.value, "teminal.key": key})
         reports[report.name] = report
     return reports
 

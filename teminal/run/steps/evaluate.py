@@ -1,6 +1,7 @@
 """Evaluation steps: ZSTE on the run's evaluation sets, zero-shot accuracy, the probe (SPEC §4).
 
-An evaluation is identified by the model's input key and every evaluation parameter; its
+An evaluation is identified by its key (``teminal.run.keys.evaluation``: the model's key, the
+data and the ZSTE fields that change a table) and carries its ``kind``; its
 tables are written to ``evaluations/<tag>.json`` of the run folder and its per-item scores to
 ``evaluations/<tag>.items.parquet`` (``seed_stats.item_table``), so an ablation row that
 asks again for the same model (the pretrained baseline, the configured T-AB) reads them back.
@@ -32,13 +33,13 @@ from teminal.eval import seed_stats
 from ...integrity import IntegrityError
 from ...models.base import Backbone
 from ...warn import warn
-from .. import logged
+from .. import keys, logged
 from ..layout import read_json, write_json
 from ..session import Session
 from .data import load_data
-from .models import PRETRAINED, feature_bank, pretrained_key, pretrained_model, trunk_cache
+from .models import PRETRAINED, feature_bank, inputs, pretrained_key, pretrained_model, trunk_cache
 from .seeds import SEED_TAG, for_seeds
-from .stages import Trained, stage_a, stage_b, stage_label
+from .stages import Trained, stage_a, stage_b
 
 PROBE = "probe:level-duration"
 
@@ -51,6 +52,7 @@ class Evaluation:
     label: str
     tag: str
     key: str
+    kind: keys.Kind  # what was evaluated: the pretrained model, a stage, the probe
     tables: dict[str, pd.DataFrame]
     zero_shot: pd.DataFrame | None = None
     phrasings: pd.DataFrame | None = None  # held-out phrasings template by template
@@ -62,16 +64,9 @@ class Evaluation:
     item_scores: pd.DataFrame | None = None  # compact per-item scores (seed_stats.item_table)
 
 
-def _eval_key(S: Session, model_key: str) -> str:
-    data = load_data(S)
-    p = S.config.evaluate  # 3C's items (``_three_events``)
-    return tracking.config_hash({"model": model_key, "zste": S.config.zste.model_dump(mode="json"),
-                                 "triples": [p.triples, p.triple_template],
-                                 "manifests": data.manifests.hashes})
-
-
 def _record(ev: Evaluation) -> dict:
-    return {"label": ev.label, "tag": ev.tag, "key": ev.key, "seed": ev.seed,
+    return {"label": ev.label, "tag": ev.tag, "key": ev.key, "kind": ev.kind.value,
+            "seed": ev.seed,
             "tables": {k: t.to_dict(orient="records") for k, t in ev.tables.items()},
             "zero_shot": None if ev.zero_shot is None else ev.zero_shot.to_dict(orient="records"),
             "phrasings": None if ev.phrasings is None else ev.phrasings.to_dict(orient="records"),
@@ -107,7 +102,9 @@ def _read(S: Session, tag: str, key: str) -> Evaluation | None:
         warn(f"{items}: its content does not match the checksum in {path.name} (damaged or "
              "replaced); evaluating again")
         return None
-    return Evaluation(label=rec["label"], tag=tag, key=key, reused=True, seed=rec.get("seed"),
+    kind = keys.record_kind(rec.get("kind"), label=rec["label"])
+    return Evaluation(label=rec["label"], tag=tag, key=key, kind=kind, reused=True,
+                      seed=rec.get("seed"),
                       tables={k: _frame(v) for k, v in rec["tables"].items()},
                       zero_shot=_frame(rec.get("zero_shot")), phrasings=_frame(rec.get("phrasings")),
                       aucs=_frame(rec.get("aucs")), item_scores=pd.read_parquet(items))
@@ -142,7 +139,8 @@ def _log(S: Session, ev: Evaluation, tags: dict[str, str]) -> None:
             metrics |= {f"zero_shot/{r.split}/top1": r.top1, f"zero_shot/{r.split}/top5": r.top5}
     mlflow.log_metrics(metrics)
     mlflow.log_artifact(str(_items_path(S, ev.tag)), "items")
-    mlflow.set_tags({"teminal.model": ev.label, "teminal.checkpoint": ev.tag}
+    mlflow.set_tags({"teminal.model": ev.label, "teminal.checkpoint": ev.tag,
+                     keys.KIND_TAG: ev.kind.value, "teminal.key": ev.key}
                     | ({"teminal.reused_evaluation": "true"} if ev.reused else {})
                     | ({SEED_TAG: str(ev.seed)} if ev.seed is not None else {}) | tags)
 
@@ -191,14 +189,16 @@ def _three_events(S: Session, model: Backbone, cache):
                             seed=S.config.zste.zste_seed, template=p.triple_template)
 
 
-def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: Backbone,
-                   seed: int | None = None, nested: bool = True, reuse: bool = True,
-                   tags: dict[str, str] | None = None, stage=None) -> Evaluation:
-    """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4); ``seed``:
+def evaluate_model(S: Session, *, label: str, tag: str, kind: keys.Kind, model_key: str,
+                   model: Backbone, seed: int | None = None, nested: bool = True,
+                   reuse: bool = True, tags: dict[str, str] | None = None,
+                   stage=None) -> Evaluation:
+    """ZSTE on every evaluation set and zero-shot accuracy of ``model`` (SPEC §4), a result of
+    ``kind`` whose key is ``model_key``; ``seed``:
     the training seed of ``model`` (None for a model no seed trained); ``tags``: more MLflow
     tags of its run; ``stage``: the parameters of the stage that trained it (None: the
     pretrained model)."""
-    key = _eval_key(S, model_key)
+    key = keys.evaluation(S.config, model=model_key, inputs=inputs(S))
     found = _read(S, tag, key) if reuse else None
     if found is not None:
         print(f"{label}: reusing the evaluation evaluations/{tag}.json (same inputs)")
@@ -214,7 +214,7 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
                                         device=S.device)
     phrasings = lib.phrasing_table(sets["zste_heldout"]) if "zste_heldout" in sets else None
     items = {k: r.items for k, r in sets.items()}
-    ev = Evaluation(label=label, tag=tag, key=key, model=model, zero_shot=zero_shot,
+    ev = Evaluation(label=label, tag=tag, key=key, kind=kind, model=model, zero_shot=zero_shot,
                     phrasings=phrasings, tables={k: r.table for k, r in sets.items()},
                     items=items, seed=seed, item_scores=seed_stats.item_table(items))
     check_finite_tables(ev.tables, label=label)
@@ -222,10 +222,12 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
     return _logged(S, ev, nested, tags, stage)
 
 
-def evaluate_trained(S: Session, trained: Trained, *, nested: bool = True) -> Evaluation:
-    return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
-                          model=trained.model, seed=trained.seed, nested=nested,
-                          stage=trained.params)
+def evaluate_trained(S: Session, trained: Trained, *, nested: bool = True,
+                     tags: dict[str, str] | None = None) -> Evaluation:
+    """The evaluation of a finished stage (``tags``: more MLflow tags of its run)."""
+    return evaluate_model(S, label=trained.label, tag=trained.tag, kind=trained.kind,
+                          model_key=trained.key, model=trained.model, seed=trained.seed,
+                          nested=nested, tags=tags, stage=trained.params)
 
 
 def evaluate_ref(S: Session, ref: str, *, seed: int | None = None, nested: bool = True,
@@ -233,18 +235,17 @@ def evaluate_ref(S: Session, ref: str, *, seed: int | None = None, nested: bool 
     """``pretrained`` / ``A`` / ``B`` (as configured; trained with ``seed``, None: the first
     training seed) → its evaluation."""
     if ref == PRETRAINED:
-        data = load_data(S)
-        return evaluate_model(S, label=PRETRAINED, tag=PRETRAINED,
-                              model_key=pretrained_key(S, data), model=pretrained_model(S),
+        return evaluate_model(S, label=PRETRAINED, tag=PRETRAINED, kind=keys.Kind.PRETRAINED,
+                              model_key=pretrained_key(S), model=pretrained_model(S),
                               nested=nested, reuse=reuse, tags=tags)
     trained = stage_a(S, seed=seed) if ref == "A" else stage_b(S, seed=seed)
-    return evaluate_model(S, label=trained.label, tag=trained.tag, model_key=trained.key,
-                          model=trained.model, seed=trained.seed, nested=nested, reuse=reuse,
-                          tags=tags, stage=trained.params)
+    return evaluate_model(S, label=trained.label, tag=trained.tag, kind=trained.kind,
+                          model_key=trained.key, model=trained.model, seed=trained.seed,
+                          nested=nested, reuse=reuse, tags=tags, stage=trained.params)
 
 
 def _ref_label(S: Session, ref: str) -> str:
-    return stage_label("A", S.config.stage_a) if ref == "A" else stage_label("B", S.config.stage_b)
+    return keys.stage_label(S.config.stage_a if ref == "A" else S.config.stage_b)
 
 
 def evaluate_models(S: Session) -> dict[str, Evaluation]:
@@ -274,9 +275,7 @@ def probe(S: Session, *, nested: bool = True) -> Evaluation:
     leak the answer; the AUC of each statistic alone is logged (``probe_auc/…`` metrics,
     ``tables/probe_auc.json``)."""
     data, z = load_data(S), S.config.zste
-    key = tracking.config_hash({"probe": 3, "manifests": data.manifests.hashes,
-                                "data": data.params.model_dump(mode="json"),
-                                "zste": z.model_dump(mode="json")})
+    key = keys.probe(S.config, inputs(S))
     found = _read(S, "probe", key)
     if found is None:
         rate = data.base.sample_rate
@@ -285,7 +284,7 @@ def probe(S: Session, *, nested: bool = True) -> Evaluation:
                                         sample_rate=rate, n_boot=z.n_boot, seed=z.zste_seed,
                                         features=tuple(z.probe_features))
         items = {k: r.items for k, r in sets.items()}
-        found = Evaluation(label=PROBE, tag="probe", key=key, aucs=aucs,
+        found = Evaluation(label=PROBE, tag="probe", key=key, kind=keys.Kind.PROBE, aucs=aucs,
                            tables={k: r.table for k, r in sets.items()},
                            item_scores=seed_stats.item_table(items))
         _write(S, found)

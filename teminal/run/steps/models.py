@@ -8,10 +8,9 @@ training singles has failed (SPEC §6): the run stops, with the reason as an MLf
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
-from ... import determinism, gates, tracking
+
+from ... import determinism, gates
 from ...cache import TrunkCache
 from ...features import FeatureBank, build_bank
 from ...models import build_backbone
@@ -19,6 +18,7 @@ from ...models.base import Backbone
 from ...models.tiny import TinyClap, TinyConfig
 from ...training.config import TrainConfig
 from ...training.pretrain import pretrain_tiny
+from .. import keys
 from ..layout import workdir, write_json
 from ..session import Session
 from .data import RunData, load_data
@@ -26,20 +26,19 @@ from .data import RunData, load_data
 PRETRAINED = "pretrained"
 
 
-def pretrained_key(S: Session, data: RunData) -> str:
-    """What the pretrained baseline depends on: the backbone and, for the embedded one, the
-    data it is pretrained on, the recipe and every pretraining parameter."""
-    m = S.config.model
-    if m.backbone != "tiny":
-        if "msclap-key" not in S.caches:  # hashing 0.8 GB of weights once per notebook is enough
-            weights = Path(m.msclap_weights) if m.msclap_weights else None
-            S.caches["msclap-key"] = tracking.config_hash({"backbone": m.backbone, "weights": (
-                tracking.file_sha1(weights) if weights and weights.is_file() else "hub")})
-        return S.caches["msclap-key"]
-    return tracking.config_hash({
-        "backbone": "tiny", "model": m.model_dump(mode="json"), "seed": S.config.seed,
-        "manifests": data.manifests.hashes, "base": data.base.fingerprint,
-        "recipe": data.params.model_dump(mode="json")})
+def inputs(S: Session) -> keys.Inputs:
+    """What the run's keys need beyond its configuration (``teminal.run.keys``): the manifests'
+    hashes, the base set's content and the msclap weights' sha1 (read once per notebook)."""
+    data = load_data(S)
+    if "weights" not in S.caches:  # hashing 0.8 GB of weights once per notebook is enough
+        S.caches["weights"] = keys.weights_digest(S.config.model)
+    return keys.Inputs(manifests=data.manifests.hashes, base=data.base.fingerprint,
+                       weights=S.caches["weights"])
+
+
+def pretrained_key(S: Session) -> str:
+    """The pretrained backbone's key (``keys.pretrained``)."""
+    return keys.pretrained(S.config, inputs(S))
 
 
 def _tiny_config(S: Session, data: RunData, audio_head: str = "pooled") -> TinyConfig:
@@ -58,8 +57,13 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
     data = load_data(S)
     folder = S.layout.checkpoint(PRETRAINED)
     meta = S.layout.read_meta(PRETRAINED)
+    key = pretrained_key(S)
     if meta and meta.get("finished"):
         print(f"this run already holds a pretrained backbone ({folder.name}/model.pt)")
+        other = keys.changed_inputs(meta, key)
+        if other:  # one pretrained backbone per run folder: every stage and cache starts there
+            print("note: it was pretrained with other inputs than this configuration's ("
+                  + "; ".join(other[:8]) + "); start a new run to pretrain with these")
         return pretrained_model(S), meta.get("history", [])
     m = S.config.model
     model = TinyClap(config=_tiny_config(S, data)).to(S.device)
@@ -67,7 +71,6 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
                          lr=m.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
                          schedule="cosine", seed=S.config.seed, bf16=S.config.train.bf16,
                          checkpoint_every_s=S.config.train.checkpoint_every_s)
-    key = pretrained_key(S, data)
     with S.phase("pretraining"):
         result = pretrain_tiny(
             model=model, singles=data.manifests.singles, render=data.renderer(model.sample_rate),
@@ -76,7 +79,8 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
     with S.phase("checkpoint writes"):
         model.save(folder / "model.pt")
     write_json(folder / "meta.json", {"role": PRETRAINED, "tag": PRETRAINED, "key": key,
-                                      "kind": "pretrained", "audio_head": "pooled",
+                                      "inputs": key.inputs,
+                                      "kind": keys.Kind.PRETRAINED.value, "audio_head": "pooled",
                                       "history": result.history, "finished": True})
     S.models.clear()
     return pretrained_model(S), result.history
@@ -127,7 +131,7 @@ def trunk_cache(S: Session, model: Backbone) -> TrunkCache:
     the deterministic CPU mode it lives in ``cache-deterministic/``: features computed by this
     CPU's own kernels (same published weights, same key) are never reused there."""
     data = load_data(S)
-    key = pretrained_key(S, data)
+    key = pretrained_key(S)
     if key not in S.caches:
         root = workdir() / ("cache-deterministic" if determinism.active() else "cache")
         S.caches[key] = TrunkCache(

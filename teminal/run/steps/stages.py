@@ -1,8 +1,9 @@
 """Stage steps: train TeminAL A and B (or the T-CLAP loss), reusing finished runs (SPEC §3).
 
-A trained stage is identified by the hash of everything its result depends on — the model it
-starts from (its own key), the manifests, the recipe, every parameter of its section, the shared
-optimisation settings and the seed. Its checkpoint folder's ``meta.json`` holds that key, so any
+A trained stage is identified by its key (``teminal.run.keys.stage_a`` / ``stage_b``): the hash of
+what its result depends on — the model it starts from (its own key), the data, the fields of its
+section and of ``train`` that change a result, and the seed; not ``train.checkpoint_every_s``
+and the other fields ``keys`` declares result-free. Its checkpoint folder's ``meta.json`` holds that key, so any
 notebook of the run that asks for the same stage (02_stage_b's T-AB, 03_zste's "B", the
 ablation's T-AB row) gets the finished checkpoint instead of training again. A stage that is
 trained again under other inputs gets its own folder (``layout.free_tag``); nothing is replaced.
@@ -23,12 +24,12 @@ from ...training.config import TrainConfig
 from ...training.fit import fit
 from ...models.base import Backbone
 from ...models.heads import OrderAwareAudioHead
-from .. import logged
+from .. import keys, logged
 from ..layout import write_json
 from ..params import StageAParams, StageBParams
 from ..session import Session
 from .data import RunData, load_data
-from .models import PRETRAINED, feature_bank, fresh_model, pretrained_key
+from .models import PRETRAINED, feature_bank, fresh_model, inputs
 
 
 @dataclass
@@ -47,24 +48,8 @@ class Trained:
     source_run_id: str = ""  # the MLflow run that trained it
 
     @property
-    def kind(self) -> str:
-        return "A" if isinstance(self.params, StageAParams) else "B"
-
-
-def stage_label(kind: str, params: StageAParams | StageBParams) -> str:
-    """``A`` / ``T-AB`` / ``T-B`` / ``T-CLAP``, with ``+order-head`` for the order-aware head."""
-    if kind == "A":
-        name = "A"
-    elif params.loss == "tclap":
-        name = "T-CLAP"
-    else:
-        name = "T-AB" if params.start_from == "A" else "T-B"
-    return name + ("+order-head" if params.audio_head == "order" else "")
-
-
-def _role(label: str) -> str:
-    """A folder name for a label: ``T-AB+order-head`` → ``T-AB-order``."""
-    return label.replace("+order-head", "-order")
+    def kind(self) -> keys.Kind:
+        return keys.Kind.STAGE
 
 
 def train_config(S: Session, params: StageAParams | StageBParams, *,
@@ -75,13 +60,6 @@ def train_config(S: Session, params: StageAParams | StageBParams, *,
         weight_decay=t.weight_decay, grad_clip=t.grad_clip, schedule=t.schedule,
         warmup_steps=t.warmup_steps, seed=seed, checkpoint_every_s=t.checkpoint_every_s,
         bf16=t.bf16)
-
-
-def _key(S: Session, data: RunData, kind: str, params, start_key: str, seed: int) -> str:
-    return tracking.config_hash({
-        "kind": kind, "start": start_key, "params": params.model_dump(mode="json"),
-        "train": S.config.train.model_dump(mode="json"), "seed": seed,
-        "manifests": data.manifests.hashes, "data": data.params.model_dump(mode="json")})
 
 
 def seed_role(S: Session, role: str, seed: int) -> str:
@@ -171,14 +149,28 @@ def _log_history(history: list[dict], *, prefix: str) -> None:
     mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
 
 
-def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, params,
+def why_anew(S: Session, folder: str, key: keys.Key, label: str) -> list[str]:
+    """Why a stage trains although ``checkpoints/<folder>/`` holds one: the inputs that differ
+    (``keys.differences``; ``start`` differs when the model it starts from does), printed."""
+    meta = S.layout.read_meta(folder)
+    why = [] if meta is None else keys.changed_inputs(meta, key)
+    if why:
+        print(f"{label}: training anew — checkpoints/{folder}/ holds this stage with other inputs: "
+              + "; ".join(why[:8]) + (" …" if len(why) > 8 else ""))
+    return why
+
+
+def _fit(S: Session, *, role: str, key: keys.Key, label: str, model: Backbone, task, params,
          start_tag: str, seed: int) -> Trained:
-    tag = S.layout.free_tag(seed_role(S, role, seed), key)
+    folder = seed_role(S, role, seed)
+    why_anew(S, folder, key, label)
+    tag = S.layout.free_tag(folder, key)
     out = S.layout.checkpoint(tag)
     run_id = mlflow.active_run().info.run_id
     mlflow.set_tags(_stage_tags(Trained(tag=tag, key=key, label=label, model=model,
                                         params=params, seed=seed, start=start_tag)))
-    about = {"role": role, "tag": tag, "key": key, "label": label, "start": start_tag,
+    about = {"role": role, "tag": tag, "key": key, "inputs": key.inputs,
+             "kind": keys.Kind.STAGE.value, "label": label, "start": start_tag,
              "seed": seed, "audio_head": params.audio_head,
              "params": params.model_dump(mode="json")}
     if S.layout.read_meta(tag) is None:  # claims the folder: a resume finds it by its key
@@ -230,13 +222,12 @@ def stage_a(S: Session, params: StageAParams | None = None, *, seed: int | None 
     training seed), or the finished run with its inputs."""
     params = params or S.config.stage_a
     seed = S.config.training_seeds[0] if seed is None else seed
-    data = load_data(S)
-    label = stage_label("A", params)
-    key = _key(S, data, "A", params, pretrained_key(S, data), seed)
+    label = keys.stage_label(params)
+    key = keys.stage_a(S.config, params, seed=seed, inputs=inputs(S))
 
     def build() -> Trained:
         model = fresh_model(S, audio_head=params.audio_head)
-        return _fit(S, role=_role(label), key=key, label=label, model=model,
+        return _fit(S, role=keys.stage_role(params), key=key, label=label, model=model,
                     task=build_task(S, params, model, seed=seed), params=params,
                     start_tag=PRETRAINED, seed=seed)
 
@@ -248,24 +239,21 @@ def stage_b(S: Session, params: StageBParams | None = None, *, seed: int | None 
             own_run: bool = False, role: str | None = None, label: str | None = None) -> Trained:
     """TeminAL B (or the T-CLAP loss) from stage A (T-AB: stage A of the same seed) or the
     pretrained model (T-B), trained with ``seed`` (None: the first training seed); ``label``
-    (default ``stage_label``, an ablation row its name) tags its run and labels its progress
-    bar."""
+    (default ``keys.stage_label``, an ablation row its name) tags its run and labels its
+    progress bar; ``role`` (default ``keys.stage_role``) names its checkpoint folder."""
     params = params or S.config.stage_b
     seed = S.config.training_seeds[0] if seed is None else seed
-    data = load_data(S)
-    label = label or stage_label("B", params)
-    if params.start_from == "A":
-        start = stage_a(S, logged.start_of(S.config, params), seed=seed)
-        start_key, start_tag = start.key, start.tag
-    else:
-        start, start_key, start_tag = None, pretrained_key(S, data), PRETRAINED
-    key = _key(S, data, "B", params, start_key, seed)
+    label = label or keys.stage_label(params)
+    first = keys.start_of(S.config, params)
+    start = None if first is None else stage_a(S, first, seed=seed)
+    start_tag = PRETRAINED if start is None else start.tag
+    key = keys.stage_b(S.config, params, seed=seed, inputs=inputs(S))
 
     def build() -> Trained:
         model = fresh_model(S, audio_head=params.audio_head)
         if start is not None:
             model.load_head_state_dict(start.model.head_state_dict())
-        return _fit(S, role=role or _role(label), key=key, label=label, model=model,
+        return _fit(S, role=role or keys.stage_role(params), key=key, label=label, model=model,
                     task=build_task(S, params, model, seed=seed), params=params,
                     start_tag=start_tag, seed=seed)
 
