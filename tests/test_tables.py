@@ -13,6 +13,7 @@ from teminal.eval.intervals import Interval
 from teminal.eval.seed_stats import Figure
 from teminal.eval.three import pick_triples, render_triple
 from teminal.run.steps import Evaluation, set_comparison, zste_table
+from teminal.run.keys import Kind
 
 
 def _zste(values: dict[str, float], *, ci: float = 5.0) -> pd.DataFrame:
@@ -73,12 +74,12 @@ def test_every_table_a_reader_sees_prints_the_same_cell():
     """03's Table 3 and set comparison, 04's Table 2 and 05's card: one row, one string."""
     t = _zste({"1A": 80.04, "3A": 48.46, "3C": 20.0})
     t.loc[1, ["ci_low", "ci_high"]] = [45.44, 51.55]
-    ev = Evaluation(label="T-AB", tag="B", key="k", tables={"zste": t})
+    ev = Evaluation(label="T-AB", tag="B", key="k", kind=Kind.STAGE, tables={"zste": t})
     want = "48.5 [45.4, 51.5]"
     assert zste_table({"T-AB": ev}).loc["3A", "T-AB"] == want
     assert set_comparison({"T-AB": ev}).loc["3A", "T-AB: held-out pairs"] == want
     assert list(set_comparison({"T-AB": ev}).index) == ["1A", "3A", "3C"]  # 3C kept, in order
-    outcome = pd.DataFrame([{"row": "T-AB", "evaluation": ev}])
+    outcome = pd.DataFrame([{"row": "T-AB", "kind": Kind.STAGE, "evaluation": ev}])
     assert ablation.table(outcome).loc["T-AB", "3A"] == want
     assert ablation.table(outcome).loc["chance", "3C"] == "16.7"
 
