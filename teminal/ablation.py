@@ -60,7 +60,8 @@ def plan(config: RunConfig) -> list[Row]:
             rows.append(Row(f"{'T-AB' if start == 'A' else 'T-B'} {setting_label(setting)}", params))
     if "tclap" in p.extra_rows:
         rows.append(Row("T-CLAP loss", _variant(b, loss="tclap", start_from="pretrained",
-                                                audio_head="pooled", order_lr=None)))
+                                                audio_head="pooled", order_lr=None,
+                                                mirror_share=None)))
     order = _variant(b, **dict(zip(SETTING_FIELDS, p.order_setting)), start_from="A",
                      loss="teminal", audio_head="order", epochs=p.order_epochs,
                      order_lr=p.order_lr)
@@ -70,6 +71,9 @@ def plan(config: RunConfig) -> list[Row]:
         other = "paper" if order.captions == "paraphrase" else "paraphrase"
         rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} {other} captions",
                         _variant(order, captions=other)))
+    if "order-head-binding" in p.extra_rows:  # issue 23: mirror-worded captions force binding
+        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} binding "
+                        f"{p.binding_share:g}", _variant(order, mirror_share=p.binding_share)))
     if config.zste.probe:
         rows.append(Row("probe:level-duration", probe=True))
     return rows
@@ -100,8 +104,9 @@ class Comparison:
 
 def comparisons(rows: list[Row]) -> list[Comparison]:
     """The README's main comparisons among ``rows``, matched by their parameters: T-AB vs T-B
-    (each setting with both starts) and the order-aware head vs the paper's head (same setting,
-    start and captions). (T-AB vs the pretrained baseline is 03_zste's.)"""
+    (each setting with both starts), the order-aware head vs the paper's head (same setting,
+    start and captions) and the binding recipe (``mirror_share`` set) vs the order-aware row
+    without it. (T-AB vs the pretrained baseline is 03_zste's.)"""
     trained = [r for r in rows if r.params is not None]
     pooled = [r for r in trained if r.params.audio_head == "pooled" and r.params.loss == "teminal"]
     out = []
@@ -113,8 +118,15 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
             if t.params.start_from == "pretrained" and _matches(t, **same):
                 out.append(Comparison(f"{r.name} vs {t.name}", r.name, t.name))
         for o in trained:
-            if o.params.audio_head == "order" and _matches(o, **same):
+            if o.params.audio_head == "order" and _matches(o, **same) \
+                    and o.params.mirror_share is None:
                 out.append(Comparison(f"{o.name} vs {r.name}", o.name, r.name))
+    order = [r for r in trained if r.params.audio_head == "order"]
+    for o in order:  # issue 23: the binding recipe vs the same order-aware row without it
+        for t in order:
+            if o.params.mirror_share is not None and t.params.mirror_share is None \
+                    and _matches(t, setting=o.params.setting, captions=o.params.captions):
+                out.append(Comparison(f"{o.name} vs {t.name}", o.name, t.name))
     return out
 
 
@@ -188,11 +200,15 @@ def table(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
 
 
 def phrasings(outcome: pd.DataFrame) -> pd.DataFrame:
-    """Rows × (task, held-out template): the mean score (%) under each held-out phrasing."""
-    cols = {r.row: r.evaluation.phrasings.set_index(["task", "template"])["value"].round(1)
+    """(task, family, word order, template) × rows: the mean score (%) under each held-out and
+    each training phrasing (``teminal.evaluate.phrasing_tables``; issue 23)."""
+    from .evaluate import with_family
+
+    index = ["task", "family", "order", "template"]
+    cols = {r.row: with_family(r.evaluation.phrasings).set_index(index)["value"].round(1)
             for r in outcome.itertuples()
             if r.evaluation.phrasings is not None and not r.evaluation.phrasings.empty}
-    return pd.DataFrame(cols).T
+    return pd.DataFrame(cols)
 
 
 def summary(outcome: pd.DataFrame) -> str:

@@ -30,7 +30,8 @@ REQUEST_KEYS = 512  # keys per cache request: bounds the float32 frames held at 
 CAPTION_COLUMNS = {
     "singles": ("caption",),
     "stage_a": ("caption_single", "caption_double"),
-    "stage_b": ("caption_f", "caption_r", "caption_o", "para_f", "para_r", "para_o"),
+    "stage_b": ("caption_f", "caption_r", "caption_o", "para_f", "para_r", "para_o",
+                "direct_f", "direct_r", "mirror_f", "mirror_r"),
 }
 """Caption columns of each manifest table (``para_*`` are read when the table has them)."""
 

@@ -25,7 +25,8 @@ PAIR_COLUMNS = ["pair", "i", "j", "draw", "clip_i", "clip_j", "clip_i2", "clip_j
                 "label_j"]  # clip_i2 / clip_j2: second clips of class i / j (SPEC §1)
 STAGE_A_COLUMNS = PAIR_COLUMNS + ["caption_single", "caption_double", "split"]
 STAGE_B_COLUMNS = PAIR_COLUMNS + ["phrasing", "caption_f", "caption_r", "caption_o",
-                                  "para_f", "para_r", "para_o", "split"]
+                                  "para_f", "para_r", "para_o", "direct_f", "direct_r",
+                                  "mirror_f", "mirror_r", "split"]
 INT_COLUMNS = ("pair", "i", "j", "draw", "target")
 FILES = {"singles": "singles.csv", "stage_a": "stage_a.csv", "stage_b": "stage_b.csv"}
 

@@ -52,7 +52,7 @@ class Evaluation:
     key: str
     tables: dict[str, pd.DataFrame]
     zero_shot: pd.DataFrame | None = None
-    phrasings: pd.DataFrame | None = None  # held-out phrasings template by template
+    phrasings: pd.DataFrame | None = None  # order tasks template by template (held-out, trained)
     aucs: pd.DataFrame | None = None  # the probe: AUC per task, split and statistic
     items: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     model: Backbone | None = None
@@ -197,7 +197,9 @@ def evaluate_model(S: Session, *, label: str, tag: str, model_key: str, model: B
                              n_boot=z.n_boot, seed=z.zste_seed, seen=z.seen, heldout=z.heldout)
         zero_shot = lib.zero_shot_table(model, bank, cache, data.manifests, data.classes,
                                         device=S.device)
-    phrasings = lib.phrasing_table(sets["zste_heldout"]) if "zste_heldout" in sets else None
+        phrasings = None if "zste_heldout" not in sets else lib.phrasing_tables(
+            model, bank, cache, data.manifests, data.classes, sets["zste_heldout"],
+            device=S.device, seed=z.zste_seed)
     items = {k: r.items for k, r in sets.items()}
     ev = Evaluation(label=label, tag=tag, key=key, model=model, zero_shot=zero_shot,
                     phrasings=phrasings, tables={k: r.table for k, r in sets.items()},
@@ -305,8 +307,10 @@ def set_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
 
 
 def phrasing_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
-    """(task, held-out template) × model: the mean score (%) under each held-out phrasing."""
-    cols = {label: ev.phrasings.set_index(["task", "template"])["value"].round(1)
+    """(task, family, word order, template) × model: the mean score (%) under each held-out and
+    each training phrasing (issue 23: a model that learned before/after reads both word orders)."""
+    index = ["task", "family", "order", "template"]
+    cols = {label: lib.with_family(ev.phrasings).set_index(index)["value"].round(1)
             for label, ev in results.items() if ev.phrasings is not None and not ev.phrasings.empty}
     return pd.DataFrame(cols)
 
