@@ -92,9 +92,10 @@ S.show(plots.zste_bars({k: r.tables["zste"] for k, r in results.items()}), "zste
 display(plots.nowrap(steps.set_comparison(results)))
 
 # %% [markdown]
-# The held-out phrasings one template at a time: a model that learned "the first class named
-# is heard first" rather than the meaning of "before" / "after" gets "{x} precedes {y}" right
-# and "{y} comes later than {x}" wrong.
+# The order tasks one template at a time, held-out and training phrasings, each with its word
+# order (direct: the first event named first; mirror: named second): a model that learned "the
+# first class named is heard first" rather than the meaning of "before" / "after" gets the
+# direct templates right and the mirror-worded ones ("{y} comes later than {x}") wrong.
 
 # %%
 display(steps.phrasing_comparison(results))

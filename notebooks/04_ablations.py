@@ -72,7 +72,8 @@ S.show(plots.ablation_heatmap(ablation.values(outcome)), "ablation_heatmap.png")
 display(plots.nowrap(ablation.table(outcome, set_name="zste_heldout")))
 
 # %% [markdown]
-# The same, one held-out template at a time.
+# Every order task one template at a time, held-out and training phrasings, both word orders
+# (direct: the first event named first; mirror: named second).
 
 # %%
 display(ablation.phrasings(outcome))

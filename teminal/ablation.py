@@ -41,12 +41,14 @@ class Row:
     def folder(self) -> str:
         """The checkpoint folder of a trained row, from its typed fields: ``abl-<stage>`` (with
         ``-order`` for the order-aware head), its α/β setting (TeminAL loss) and its caption
-        family, e.g. ``abl-T-B-1-0-1-0-1-paraphrase`` (``free_tag`` keeps two keys apart)."""
+        family (and its mirror-worded share), e.g. ``abl-T-B-1-0-1-0-1-paraphrase`` (``free_tag``
+        keeps two keys apart)."""
         p = self.params
         if p is None:
             raise ValueError(f"row {self.name!r} ({self.kind.value}) trains nothing")
         setting = ["-".join(f"{v:g}" for v in p.setting)] if p.loss == "teminal" else []
-        return "-".join(["abl", stage_role(p), *setting, p.captions])
+        binding = [f"mirror{p.mirror_share:g}"] if p.mirror_share is not None else []
+        return "-".join(["abl", stage_role(p), *setting, p.captions, *binding])
 
 
 def setting_label(setting: Setting) -> str:
@@ -79,7 +81,8 @@ def plan(config: RunConfig) -> list[Row]:
                             Kind.ABLATION_ROW, params))
     if "tclap" in p.extra_rows:
         rows.append(Row("T-CLAP loss", Kind.ABLATION_ROW, _variant(
-            b, loss="tclap", start_from="pretrained", audio_head="pooled", order_lr=None)))
+            b, loss="tclap", start_from="pretrained", audio_head="pooled", order_lr=None,
+            mirror_share=None)))
     order = order_head_params(config)
     if "order-head" in p.extra_rows:
         rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)}", Kind.ABLATION_ROW,
@@ -88,6 +91,10 @@ def plan(config: RunConfig) -> list[Row]:
         other = "paper" if order.captions == "paraphrase" else "paraphrase"
         rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} {other} captions",
                         Kind.ABLATION_ROW, _variant(order, captions=other)))
+    if "order-head-binding" in p.extra_rows:  # issue 23: mirror-worded captions force binding
+        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} binding "
+                        f"{p.binding_share:g}", Kind.ABLATION_ROW,
+                        _variant(order, mirror_share=p.binding_share)))
     if config.zste.probe:
         rows.append(Row("probe:level-duration", Kind.PROBE))
     return rows
@@ -118,8 +125,9 @@ class Comparison:
 
 def comparisons(rows: list[Row]) -> list[Comparison]:
     """The README's main comparisons among ``rows``, matched by their parameters: T-AB vs T-B
-    (each setting with both starts) and the order-aware head vs the paper's head (same setting,
-    start and captions). (T-AB vs the pretrained baseline is 03_zste's.)"""
+    (each setting with both starts), the order-aware head vs the paper's head (same setting,
+    start and captions) and the binding recipe (``mirror_share`` set) vs the order-aware row
+    without it. (T-AB vs the pretrained baseline is 03_zste's.)"""
     trained = [r for r in rows if r.params is not None]
     pooled = [r for r in trained if r.params.audio_head == "pooled" and r.params.loss == "teminal"]
     out = []
@@ -131,8 +139,15 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
             if t.params.start_from == "pretrained" and _matches(t, **same):
                 out.append(Comparison(f"{r.name} vs {t.name}", r.name, t.name))
         for o in trained:
-            if o.params.audio_head == "order" and _matches(o, **same):
+            if o.params.audio_head == "order" and _matches(o, **same) \
+                    and o.params.mirror_share is None:
                 out.append(Comparison(f"{o.name} vs {r.name}", o.name, r.name))
+    order = [r for r in trained if r.params.audio_head == "order"]
+    for o in order:  # issue 23: the binding recipe vs the same order-aware row without it
+        for t in order:
+            if o.params.mirror_share is not None and t.params.mirror_share is None \
+                    and _matches(t, setting=o.params.setting, captions=o.params.captions):
+                out.append(Comparison(f"{o.name} vs {t.name}", o.name, t.name))
     return out
 
 
@@ -165,12 +180,16 @@ def table(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:
 
 
 def phrasings(outcome: pd.DataFrame) -> pd.DataFrame:
-    """Rows × (task, held-out template): the mean score (%) under each held-out phrasing."""
-    cols = {r.row: r.evaluation.phrasings.set_index(["task", "template"])["value"]
+    """(task, family, word order, template) × rows: the mean score (%) under each held-out and
+    each training phrasing (``teminal.eval.evaluate.phrasing_tables``; issue 23)."""
+    from teminal.eval.evaluate import with_family
+
+    index = ["task", "family", "order", "template"]
+    cols = {r.row: with_family(r.evaluation.phrasings).set_index(index)["value"]
             .round(tables.DIGITS)
             for r in outcome.itertuples()
             if r.evaluation.phrasings is not None and not r.evaluation.phrasings.empty}
-    return pd.DataFrame(cols).T
+    return pd.DataFrame(cols)
 
 
 def summary(outcome: pd.DataFrame) -> str:

@@ -134,18 +134,55 @@ def ablation_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
                                         if e.kind is not Kind.PROBE}, "zste")
         df.index.name = "setting"
         parts.append(f"### {title}\n\n" + markdown(df.fillna("")))
-    by = {}
-    for r, ev in rows.items():
-        found_t = [t["phrasings"] for t in ev.tables.values() if "phrasings" in t]
-        if found_t:  # the mean over seeds of each template's score
-            by[name(r, ev)] = pd.concat(found_t).groupby(["task", "template"])["value"].mean()
+    by = {name(r, ev): _templates(ev) for r, ev in rows.items()}
+    by = {r: t for r, t in by.items() if t is not None}
     if by:
-        df = pd.DataFrame(by).T.map(lambda v: tables.number(v, missing=""))
+        held = {r: t[t.family == "held-out"].groupby(["task", "template"])["value"].mean()
+                for r, t in by.items()}
+        df = pd.DataFrame(held).T.map(lambda v: tables.number(v, missing=""))
         df.columns = [f"{task}: `{tpl}`" for task, tpl in df.columns]
         df.index.name = "setting"
         parts.append("### Ablations — held-out phrasings, template by template\n\n"
                      + markdown(df.fillna("")))
+        parts.append(order_templates(by))
     return parts
+
+
+def _templates(ev: Evaluated) -> pd.DataFrame | None:
+    """Every seed's per-template table (``family``, ``order`` filled for older runs), or None."""
+    from teminal.eval.evaluate import with_family
+
+    found = [with_family(t["phrasings"]) for t in ev.tables.values() if "phrasings" in t]
+    return pd.concat(found, ignore_index=True) if found else None
+
+
+ORDER_TEMPLATE_TASKS = ("3A-o", "3A-c", "3A-a", "5A")
+
+
+def order_templates(by: dict[str, pd.DataFrame]) -> str:
+    """Issue 23: every order task (3A-o, 3A-c, 3A-a, 5A) per row, phrasing family, word order
+    (``direct``: the first event named first; ``mirror``: named second) and template, on the
+    held-out pairs; the mean over seeds, with the lowest seed after ``≥`` when seeds differ."""
+    out = []
+    for row, t in by.items():
+        t = t[t.task.isin(ORDER_TEMPLATE_TASKS)]
+        per_seed = t.groupby(["family", "order", "template", "task"], sort=False)["value"]
+        mean, low, n = per_seed.mean(), per_seed.min(), per_seed.size()
+        cells = {k: tables.number(mean[k]) + (f" (≥ {tables.number(low[k])})" if n[k] > 1 else "")
+                 for k in mean.index}
+        for (family, order, template), group in pd.Series(cells).groupby(level=[0, 1, 2],
+                                                                         sort=False):
+            line = {"setting": row, "phrasing": family, "word order": order or "—",
+                    "template": f"`{template}`"}
+            line |= {task: group.get((family, order, template, task), "")
+                     for task in ORDER_TEMPLATE_TASKS}
+            out.append(line)
+    df = pd.DataFrame(out).set_index("setting")
+    df = df.sort_values(["phrasing", "word order"], kind="stable", key=lambda c: c.map(
+        {"held-out": 0, "trained": 1, "direct": 0, "mirror": 1, "—": 2}))
+    df = df.loc[list(by)]  # rows in ablation order, held-out phrasings first
+    return ("### Order tasks — template by template (held-out pairs)\n\n"
+            + markdown(df.fillna("")))
 
 
 def differences(found: dict, agg: Aggregator) -> str | None:

@@ -5,9 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from teminal.data.captions import (HELDOUT_FAMILY, POSITIONS, TRAINING_FAMILY, CaptionTemplates,
-                                   PhrasingFamily, check_disjoint, normalize, overlay_caption,
-                                   position_caption, sequence_caption)
+import pandas as pd
+
+from teminal.data.captions import (BINDING_FAMILY, HELDOUT_FAMILY, POSITIONS, TRAINING_FAMILY,
+                                   VALIDATION_FAMILY, CaptionTemplates, PhrasingFamily,
+                                   binding_captions, check_disjoint, normalize, overlay_caption,
+                                   position_caption, sequence_caption, split_by_word_order,
+                                   word_order)
 
 STOP = {"is"}  # a function word both families may share
 
@@ -131,7 +135,49 @@ def test_no_configuration_trains_on_evaluation_wording(path):
     check_wording(config.data)
     training = training_wording(templates(config.data), TRAINING_FAMILY)
     evaluation = evaluation_wording(ZsteTemplates(), HELDOUT_FAMILY, zero_shot_prompt=ZERO_SHOT_PROMPT)
-    assert len(training) == 6 + len(TRAINING_FAMILY.templates()) and len(evaluation) == 11
+    assert len(training) == 6 + len(TRAINING_FAMILY.templates()) + len(BINDING_FAMILY.sequence)
+    assert len(evaluation) == 11
     shared = [(t, e) for t in training.values() for e in evaluation.values()
               if word_runs(t) & word_runs(e)]
     assert shared == []
+
+
+def test_word_order_reads_where_the_events_are_named():
+    assert word_order("{x} before {y}") == "direct" and word_order("{y} after {x}") == "mirror"
+    assert word_order("first {x}, then {y}") == "direct"
+    assert word_order("{y} comes later than {x}") == "mirror"
+    with pytest.raises(ValueError, match="once each"):
+        word_order("{x} before {x}")
+
+
+def test_binding_family_is_balanced_and_holds_no_evaluation_word():
+    """Issue 23: as many mirror- as direct-worded training phrasings; every template still
+    means "x first" (the check above); no held-out key word, and the validation phrasings
+    (for choosing) are neither trained on nor held out."""
+    by = split_by_word_order(BINDING_FAMILY)
+    assert len(by["direct"]) == len(by["mirror"]) == 4
+    assert set(TRAINING_FAMILY.sequence) <= set(BINDING_FAMILY.sequence)
+    for t in BINDING_FAMILY.sequence + VALIDATION_FAMILY.sequence:
+        caption = sequence_caption(t, "AAA", "BBB")
+        first_named = caption.index("AAA") < caption.index("BBB")
+        assert first_named == (word_order(t) == "direct")
+    held = words(HELDOUT_FAMILY) - STOP - set(POSITIONS)
+    assert held & (words(BINDING_FAMILY) | words(VALIDATION_FAMILY)) == set()
+    assert words(VALIDATION_FAMILY) & words(BINDING_FAMILY) == set()
+    check_disjoint(BINDING_FAMILY, HELDOUT_FAMILY)
+    check_disjoint(BINDING_FAMILY, VALIDATION_FAMILY)
+    check_disjoint(VALIDATION_FAMILY, HELDOUT_FAMILY)
+    with pytest.raises(ValueError, match="mirror"):
+        split_by_word_order(PhrasingFamily(sequence=("{x} before {y}",), overlay=()))
+
+
+def test_binding_captions_invert_and_mirror():
+    rows = pd.DataFrame({"label_i": ["dog", "rain"] * 20, "label_j": ["rain", "dog"] * 20})
+    out = binding_captions(rows, seed=3)
+    direct = {sequence_caption(t, "dog", "rain") for t in split_by_word_order(BINDING_FAMILY)["direct"]}
+    mirror = {sequence_caption(t, "dog", "rain") for t in split_by_word_order(BINDING_FAMILY)["mirror"]}
+    assert set(out["direct_f"][::2]) <= direct and set(out["mirror_f"][::2]) <= mirror
+    assert len(set(out["mirror_f"][::2])) > 1  # drawn per row, not one template
+    for f, r in zip(out["mirror_f"], out["mirror_r"]):  # T: same wording, events swapped
+        assert r == f.replace("dog", "#").replace("rain", "dog").replace("#", "rain")
+    assert out == binding_captions(rows, seed=3) and out != binding_captions(rows, seed=4)

@@ -57,7 +57,9 @@ def _pair_rows(meta: pd.DataFrame, fold: int, split_of) -> tuple[list[dict], lis
             stage_b.append(dict(common, phrasing="before", draw=0, caption_f=f"{xi} before {xj}",
                                 caption_r=f"{xj} before {xi}", caption_o=f"{xi} while {xj}",
                                 para_f=f"{xi}, then {xj}", para_r=f"{xj}, then {xi}",
-                                para_o=f"{xi} and {xj} at the same time"))
+                                para_o=f"{xi} and {xj} at the same time",
+                                direct_f=f"first {xi}, then {xj}", direct_r=f"first {xj}, then {xi}",
+                                mirror_f=f"{xj} follows {xi}", mirror_r=f"{xi} follows {xj}"))
             stage_a.append(dict(common, caption_single=f"single sound of {xi}",
                                 caption_double=f"combined sound of {xi} and {xj}"))
     return stage_b, stage_a
@@ -248,6 +250,34 @@ def test_stage_b_rejects_bad_options(model, world):
     with pytest.raises(ValueError, match="para_f"):
         stages.StageBTask(weights=losses.StageBWeights(), captions="paraphrase", **old)
     stages.StageBTask(weights=losses.StageBWeights(), captions="paper", **old)  # still fine
+
+
+def test_mirror_share_picks_mirror_worded_captions_per_sample(model, world):
+    """Issue 23: share 1 → every sequential caption mirror-worded (r = T(f)), share 0 → all
+    direct; 0.5 → both within a batch, drawn anew per training step from the task's own
+    generator (checkpointed), one fixed draw on validation rows; the overlay keeps ``captions``."""
+    kw, w = task_kwargs(model, world, "stage_b"), losses.StageBWeights()
+    train = world.manifests.stage_b.query("split == 'train'").reset_index(drop=True)
+    rows = torch.arange(len(train))
+    for share, (f, r) in ((1.0, ("mirror_f", "mirror_r")), (0.0, ("direct_f", "direct_r"))):
+        task = stages.StageBTask(weights=w, captions="paraphrase", mirror_share=share, **kw)
+        ref_c = embed_text(model, list(train[f]) + list(train[r]) + list(train.para_o))
+        torch.testing.assert_close(task.embed(rows, split="train")[1], ref_c, rtol=1e-4, atol=1e-5)
+    half = stages.StageBTask(weights=w, captions="paraphrase", mirror_share=0.5, seed=1, **kw)
+    assert half.generators() == [half.generator]
+    draws = torch.stack([half.mirrored(rows, split="train") for _ in range(20)])  # (20, N)
+    assert 0.3 < draws.float().mean() < 0.7 and (draws != draws[0]).any()  # redrawn per step
+    val = torch.arange(half.n_val)
+    assert torch.equal(half.mirrored(val, split="val"), half.mirrored(val, split="val"))
+    half.generator.manual_seed(5)
+    a = half.text_rows(rows, split="train")
+    half.generator.manual_seed(5)
+    assert all(torch.equal(x, y) for x, y in zip(a, half.text_rows(rows, split="train")))
+    with pytest.raises(ValueError, match="mirror_share"):
+        stages.StageBTask(weights=w, mirror_share=1.5, **kw)
+    old = dict(kw, manifest=kw["manifest"].drop(columns=["mirror_f", "mirror_r"]))
+    with pytest.raises(ValueError, match="mirror_f"):
+        stages.StageBTask(weights=w, mirror_share=0.5, **old)
 
 
 # --------------------------------------------------------------------------- T-CLAP, replay

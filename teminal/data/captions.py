@@ -9,6 +9,13 @@
   never used in training and exists only for ZSTE (SPEC §4): its key words never occur in the
   training family, and ``check_disjoint`` proves no held-out caption equals a training one.
 
+- ``BINDING_FAMILY`` (issue 23, SPEC §1 "mirror-worded"): the training sequence phrasings split
+  by word order — ``direct`` ones name the first event first, ``mirror`` ones the second event
+  first (``word_order``) — in equal numbers, so a stage-B share of mirror-worded samples
+  (``stage_b.mirror_share``) is controlled exactly. ``VALIDATION_FAMILY``: phrasings used only
+  to *choose* a binding recipe on validation pairs (``teminal.eval.selection``), neither trained on
+  nor in the held-out family.
+
 Small factories turn a template into a caption: ``sequence_caption``, ``overlay_caption``,
 ``position_caption``, and ``pair_captions`` (the three of a stage-B row); ``stage_a_captions`` /
 ``stage_b_captions`` caption manifest rows (columns from :mod:`teminal.data.vocabulary`).
@@ -22,10 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from teminal.data.vocabulary import DOUBLE, SINGLE, STAGE_B
+from teminal.data.vocabulary import DOUBLE, FORWARD, REVERSED, SINGLE, STAGE_B
 
 PHRASINGS = ("before", "after")
 POSITIONS = ("first", "second")
+WORD_ORDERS = ("direct", "mirror")
+"""``direct``: the event heard first is named first (``"{x} before {y}"``); ``mirror``: the
+event heard second is named first (``"{y} after {x}"``)."""
 
 
 def placeholders(text: str, *, owner: str) -> set[str]:
@@ -44,6 +54,15 @@ def check_template(text: str, want: set[str], *, owner: str) -> None:
     if found != want:
         raise ValueError(f"{owner}={text!r} must use exactly the placeholders {sorted(want)}, "
                          f"found {sorted(found)}")
+
+
+def word_order(template: str) -> str:
+    """``"direct"`` when the sequence ``template`` names ``{x}`` (the first event) before ``{y}``,
+    ``"mirror"`` otherwise (SPEC §1): read from where the two fields stand, not from its words."""
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f in ("x", "y")]
+    if sorted(fields) != ["x", "y"]:
+        raise ValueError(f"word_order: {template!r} must name {{x}} and {{y}} once each")
+    return WORD_ORDERS[0] if fields[0] == "x" else WORD_ORDERS[1]
 
 
 def sequence_caption(template: str, first: str, second: str) -> str:
@@ -160,6 +179,36 @@ HELDOUT_FAMILY = PhrasingFamily(
 later than, together with, overlapping with, heard) never occur in ``TRAINING_FAMILY``."""
 
 
+BINDING_FAMILY = PhrasingFamily(
+    sequence=("{x} before {y}", "{x} followed by {y}", "{x}, then {y}", "first {x}, then {y}",
+              "{y} after {x}", "{y} follows {x}", "{y}, following {x}", "{y} once {x} is over"),
+    overlay=TRAINING_FAMILY.overlay,
+)
+"""Training phrasings that force binding (issue 23, SPEC §1): ``TRAINING_FAMILY``'s sequence
+phrasings plus two mirror-worded ones, four ``direct`` and four ``mirror`` (``word_order``), so
+with ``stage_b.mirror_share: 0.5`` the class named first is heard first in exactly half of the
+sequential samples and word order alone never predicts audio order. Drawn into the manifest
+columns ``direct_f/r`` and ``mirror_f/r``; none of its words is a held-out key word."""
+
+VALIDATION_FAMILY = PhrasingFamily(
+    sequence=("{x} leads into {y}", "{y} trails {x}"),
+    overlay=("{x} alongside {y}",),
+)
+"""Phrasings for choosing a binding recipe on validation pairs (``teminal.eval.selection``), one per
+word order: never trained on and disjoint from ``HELDOUT_FAMILY``, so the held-out family stays
+unseen by every choice (SPEC §4)."""
+
+
+def split_by_word_order(family: PhrasingFamily) -> dict[str, tuple[str, ...]]:
+    """The sequence templates of ``family`` by ``word_order`` (``WORD_ORDERS`` keys)."""
+    out = {w: tuple(t for t in family.sequence if word_order(t) == w) for w in WORD_ORDERS}
+    empty = [w for w, ts in out.items() if not ts]
+    if empty:
+        raise ValueError(f"the phrasing family has no {empty} sequence template: a share of "
+                         f"mirror-worded captions needs both word orders")
+    return out
+
+
 def normalize(text: str) -> str:
     """Lower case, punctuation removed, single spaces: "A, then B" and "a then b" are equal."""
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
@@ -223,6 +272,7 @@ def training_wording(templates: CaptionTemplates, family: PhrasingFamily, *,
     out = {f"{owner}.{param}": getattr(templates, field) for field, param in names.items()}
     for relation in ("sequence", "overlay", "position"):
         out |= {f"paraphrase.{relation}[{n}]": t for n, t in enumerate(getattr(family, relation))}
+    out |= {f"binding.sequence[{n}]": t for n, t in enumerate(BINDING_FAMILY.sequence)}
     return out
 
 
@@ -240,7 +290,8 @@ def stage_b_captions(rows: pd.DataFrame, t: CaptionTemplates, family: PhrasingFa
     """``rows`` [label_i, label_j] plus the stage-B captions (SPEC §1): ``phrasing`` (before /
     after, seeded per row); ``caption_f`` of ``a_i ⊕ a_j``, ``caption_r`` = T(f) (same phrasing,
     events swapped), ``caption_o`` = ``"x_i while x_j"``; ``para_f/r/o``: one draw per row from
-    ``family`` (r uses f's template with the events swapped)."""
+    ``family`` (r uses f's template with the events swapped); ``direct_f/r``, ``mirror_f/r``
+    (``binding_captions``)."""
     out = rows.copy()
     rng = np.random.default_rng([seed, 2])
     out["phrasing"] = np.where(rng.random(len(out)) < 0.5, "before", "after")
@@ -253,4 +304,22 @@ def stage_b_captions(rows: pd.DataFrame, t: CaptionTemplates, family: PhrasingFa
     for n, composite in enumerate(STAGE_B):  # f, r, o
         out[composite.caption] = [c[n] for c in paper]
         out[composite.paraphrase] = [c[n] for c in paraphrased]
+    return out.assign(**binding_captions(out, seed=seed))
+
+
+def binding_captions(rows: pd.DataFrame, *, seed: int,
+                     family: PhrasingFamily = BINDING_FAMILY) -> dict[str, list[str]]:
+    """Per row [label_i, label_j] one ``direct`` and one ``mirror`` template of ``family``
+    (seeded), each with its temporal inversion (SPEC §1: ``T`` swaps the events, keeps the
+    wording): ``direct_f`` / ``direct_r`` and ``mirror_f`` / ``mirror_r``
+    (``vocabulary.BINDING_COLUMNS``). Stage B picks one of the two per sample
+    (``stage_b.mirror_share``)."""
+    by_order = split_by_word_order(family)
+    rng = np.random.default_rng([seed, 5])
+    li, lj, out = rows["label_i"], rows["label_j"], {}
+    for order in WORD_ORDERS:
+        pick = [by_order[order][n] for n in rng.integers(len(by_order[order]), size=len(rows))]
+        out[getattr(FORWARD, order)] = [sequence_caption(s, x, y) for s, x, y in zip(pick, li, lj)]
+        out[getattr(REVERSED, order)] = [sequence_caption(s, y, x)
+                                         for s, x, y in zip(pick, li, lj)]
     return out

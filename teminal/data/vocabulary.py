@@ -46,6 +46,8 @@ class Composite:
     clips: tuple[str, ...]  # manifest clip columns, in audio_key order
     caption: str  # manifest column of its caption (the paper's templates)
     paraphrase: str | None = None  # manifest column of its training paraphrase (stage B)
+    direct: str | None = None  # binding (issue 23): a caption naming the first event first
+    mirror: str | None = None  # binding: one naming the second event first (same audio)
 
     def keys(self, rows: pd.DataFrame) -> list[str]:
         """[P] audio key of this composite of each manifest row."""
@@ -64,9 +66,11 @@ class Composite:
 
 
 FORWARD = Composite(name="forward", notation="a_i ⊕ a_j", block="f", relation="seq",
-                    clips=("clip_i", "clip_j"), caption="caption_f", paraphrase="para_f")
+                    clips=("clip_i", "clip_j"), caption="caption_f", paraphrase="para_f",
+                    direct="direct_f", mirror="mirror_f")
 REVERSED = Composite(name="reversed", notation="a_j ⊕ a_i", block="r", relation="seq",
-                     clips=("clip_j", "clip_i"), caption="caption_r", paraphrase="para_r")
+                     clips=("clip_j", "clip_i"), caption="caption_r", paraphrase="para_r",
+                     direct="direct_r", mirror="mirror_r")
 OVERLAY = Composite(name="overlay", notation="(a_i ⊕ a_i') ∧ (a_j ⊕ a_j')", block="o",
                     relation="mix", clips=("clip_i", "clip_i2", "clip_j", "clip_j2"),
                     caption="caption_o", paraphrase="para_o")
@@ -89,12 +93,17 @@ SINGLES_COLUMNS = ["clip", "target", "label", SINGLE_CAPTION, "split"]
 PAIR_COLUMNS = ["pair", "i", "j", "draw", "clip_i", "clip_j", "clip_i2", "clip_j2", "label_i",
                 "label_j"]  # clip_i2 / clip_j2: second clips of class i / j (SPEC §1)
 STAGE_A_COLUMNS = PAIR_COLUMNS + [c.caption for c in STAGE_A] + ["split"]
+BINDING_COLUMNS = tuple(getattr(c, order) for order in ("direct", "mirror")
+                        for c in STAGE_B if getattr(c, order))
+"""``direct_f``, ``direct_r``, ``mirror_f``, ``mirror_r``: one direct- and one mirror-worded
+sequence caption per stage-B row, each with its temporal inversion (``stage_b.mirror_share``)."""
 STAGE_B_COLUMNS = (PAIR_COLUMNS + ["phrasing"] + [c.caption for c in STAGE_B]
-                   + [c.paraphrase for c in STAGE_B] + ["split"])
+                   + [c.paraphrase for c in STAGE_B] + list(BINDING_COLUMNS) + ["split"])
 CAPTION_COLUMNS = {
     "singles": (SINGLE_CAPTION,),
     "stage_a": tuple(c.caption for c in STAGE_A),
-    "stage_b": tuple(c.caption for c in STAGE_B) + tuple(c.paraphrase for c in STAGE_B),
+    "stage_b": (tuple(c.caption for c in STAGE_B) + tuple(c.paraphrase for c in STAGE_B)
+                + BINDING_COLUMNS),
 }
 """Caption columns of each manifest table (``para_*`` are read when the table has them)."""
 

@@ -19,7 +19,7 @@ import torch
 
 from teminal.audio import Recipe
 from teminal.eval import probe, retrieval, three, zste
-from teminal.data.captions import HELDOUT_FAMILY
+from teminal.data.captions import BINDING_FAMILY, HELDOUT_FAMILY, word_order
 from teminal.data.clips import audio_key
 from teminal.data.manifest_files import Manifests
 from teminal.data.vocabulary import STAGE_A, STAGE_B
@@ -137,21 +137,64 @@ def zste_sets(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests
 
 def phrasing_table(result: ZsteResult, family=HELDOUT_FAMILY) -> pd.DataFrame:
     """Held-out phrasings one by one: the mean score (%) of each task's items under each
-    template it reads (3A-o / 3A-c: the sequence template; 3B: the overlay one; 5A: the
-    position one). A model that learned "first named = first heard" rather than the meaning of
+    template it reads (3A-o / 3A-c / 3A-a: the sequence template, with its ``word_order``; 3B:
+    the overlay one; 5A: the position one). A model that learned "first named = first heard" rather than the meaning of
     "before" gets one sequence template right and its mirror-worded one wrong."""
     combos = family_phrasings(family)
-    which = {"3A-o": "sequence", "3A-c": "sequence", "3B": "overlay", "5A": "position"}
     rows = []
-    for task, field in which.items():
+    for task, field in PHRASING_FIELDS.items():
         items = result.items.get(task)
         if items is None or items.empty:
             continue
         template = items["phrasing"].map(lambda k: getattr(combos[int(k)], field))
         for text, score in items.groupby(template)["score"]:
-            rows.append({"task": task, "template": text, "value": 100 * score.mean(),
-                         "items": len(score)})
+            order = word_order(text) if field == "sequence" else ""
+            rows.append({"task": task, "template": text, "order": order,
+                         "value": 100 * score.mean(), "items": len(score)})
     return pd.DataFrame(rows)
+
+
+def with_family(table: pd.DataFrame) -> pd.DataFrame:
+    """A ``phrasing_table`` with ``family`` and ``order`` columns; a table of a run evaluated
+    before issue 23 (held-out templates only, no such columns) gets ``"held-out"`` and each
+    sequence template's ``word_order``."""
+    out = table.copy()
+    if "family" not in out:
+        out["family"] = "held-out"
+    if "order" not in out:
+        seq = out["task"].map(PHRASING_FIELDS).eq("sequence")
+        out["order"] = [word_order(t) if s else "" for t, s in zip(out["template"], seq)]
+    return out
+
+
+PHRASING_FIELDS = {"3A-o": "sequence", "3A-c": "sequence", "3A-a": "sequence", "3B": "overlay",
+                   "5A": "position"}
+"""The template field each per-template task reads (``phrasing_table``)."""
+TRAINED_TASKS = ("3A", "3A-o", "3A-c", "3A-a")
+"""Order tasks scored template by template under the training phrasings (issue 23)."""
+
+
+def phrasing_tables(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests,
+                    class_names: list[str], heldout: ZsteResult, *, device: torch.device,
+                    seed: int) -> pd.DataFrame:
+    """Every order task template by template on the held-out pairs (issue 23): the held-out
+    family's (``heldout``, ``family="held-out"``) and the training phrasings'
+    (``trained_phrasings``), each with its ``word_order``."""
+    test = zste_inputs(backbone, bank, manifests, class_names, split="test")
+    trained = trained_phrasings(test, text_embedder(backbone, cache, device), seed=seed)
+    return pd.concat([phrasing_table(heldout).assign(family="held-out"), trained],
+                     ignore_index=True)
+
+
+def trained_phrasings(inputs: zste.ZsteInputs, embed, *, seed: int,
+                      family=BINDING_FAMILY) -> pd.DataFrame:
+    """The order tasks on ``inputs`` (the held-out pairs) under every *training* sequence
+    phrasing, template by template, both word orders (``phrasing_table``; column ``family`` =
+    ``"trained"``): beside the held-out family's table it separates "learned the templates"
+    from "learned before and after" (issue 23). No intervals (``n_boot=0``): a diagnostic."""
+    result = zste.evaluate_phrasings(inputs, embed, family=family, tasks=TRAINED_TASKS,
+                                     n_boot=0, seed=seed)
+    return phrasing_table(result, family).assign(family="trained")
 
 
 def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, manifests: Manifests,

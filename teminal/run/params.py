@@ -165,10 +165,20 @@ class StageBParams(Section):
     batch_size: int = Field(16, ge=2)
     lr: float = Field(0.001, gt=0)
     order_lr: float | None = Field(None, gt=0)  # the order module's own lr (None = lr)
+    # issue 23: share of sequential samples captioned mirror-worded ("{y} after {x}"), redrawn
+    # every step, the rest direct-worded ("{x} before {y}"; BINDING_FAMILY); None = `captions`
+    mirror_share: float | None = Field(None, ge=0, le=1)
 
     @property
     def setting(self) -> Setting:
         return (self.alpha_st, self.alpha_ct, self.alpha_so, self.alpha_co, self.beta)
+
+    @model_validator(mode="after")
+    def _mirror(self) -> "StageBParams":
+        if self.mirror_share is not None and self.loss != "teminal":
+            raise ValueError(f"mirror_share applies to the TeminAL loss; loss {self.loss!r} "
+                             f"takes the `captions` columns (-p stage_b.mirror_share=null)")
+        return self
 
 
 PROBE_FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
@@ -241,10 +251,12 @@ class AblationParams(Section):
 
     grid: list[Setting] = [(1, 1, 1, 1, 1)]
     starts: list[Literal["pretrained", "A"]] = ["A"]
-    extra_rows: list[Literal["tclap", "order-head", "order-head-other-captions"]] = []
+    extra_rows: list[Literal["tclap", "order-head", "order-head-other-captions",
+                             "order-head-binding"]] = []
     order_setting: Setting = (1, 1, 1, 1, 1)
     order_epochs: int = Field(2, ge=1)  # stage B epochs of the order-head row
     order_lr: float | None = Field(None, gt=0)  # the order module's lr in that row (None = lr)
+    binding_share: float = Field(0.5, ge=0, le=1)  # mirror_share of the order-head-binding row
 
 
 SECTIONS: dict[str, type[Section]] = {

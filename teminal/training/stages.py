@@ -27,7 +27,8 @@ from torch import Tensor
 
 from teminal import losses
 from teminal.data.clips import audio_key
-from teminal.data.vocabulary import REVERSED, SINGLE_CAPTION, STAGE_A, STAGE_B, TCLAP, Composite
+from teminal.data.vocabulary import (FORWARD, REVERSED, SINGLE_CAPTION, STAGE_A, STAGE_B, TCLAP,
+                                      Composite)
 from teminal.features import FeatureBank
 from teminal.models.base import Backbone
 
@@ -141,11 +142,15 @@ class _PairTask(abc.ABC):
         b = self.blocks[split]
         return b.i[rows], b.j[rows]
 
+    def text_rows(self, rows: Tensor, *, split: str) -> tuple[Tensor, ...]:
+        """Per text block, the bank rows [N] of the batch ``rows`` [N]."""
+        return tuple(block[rows] for block in self.blocks[split].text)
+
     def embed(self, rows: Tensor, *, split: str) -> tuple[Tensor, Tensor]:
         """z_a, z_c [bN, d]: the b blocks of the batch ``rows`` [N], block after block."""
         b, bb = self.blocks[split], self.backbone
         a_rows = torch.cat([block[rows] for block in b.audio])  # (bN,)
-        t_rows = torch.cat([block[rows] for block in b.text])  # (bN,)
+        t_rows = torch.cat(self.text_rows(rows, split=split))  # (bN,)
         return bb.audio_head(self.bank.pairs.take(a_rows)), bb.text_head(self.bank.text.take(t_rows))
 
     def generators(self) -> list[torch.Generator]:
@@ -204,17 +209,57 @@ class StageATask(_PairTask):
 
 class StageBTask(_PairTask):
     """TeminAL B: before / after / while (SPEC §3 stage B), weights by meaning or by block,
-    captions of the paper or of the training paraphrase family."""
+    captions of the paper or of the training paraphrase family.
+
+    ``mirror_share`` (issue 23; SPEC §1 "mirror-worded"): when set, the sequential blocks f and
+    r take their captions from ``mirror_f/r`` (the second event named first) for that share of
+    the samples and from ``direct_f/r`` otherwise, drawn anew at every training step from the
+    task's own generator (seeded by ``seed``, saved with ``last.pt``); validation rows keep one
+    seeded draw, so the validation loss compares across epochs. The r caption is always T of
+    the f caption (same wording, events swapped), so word order alone never predicts audio
+    order. The overlay block keeps the ``captions`` column."""
 
     composites = STAGE_B
 
     def __init__(self, *, weights: losses.StageBWeights, weights_by: str = "meaning",
-                 captions: str = "paper", **kw) -> None:
+                 captions: str = "paper", mirror_share: float | None = None, seed: int = 0,
+                 **kw) -> None:
         if weights_by not in losses.WEIGHTS_BY:
             raise ValueError(f"weights_by must be one of {losses.WEIGHTS_BY}, got {weights_by!r}")
-        self.weights, self.weights_by = weights, weights_by
+        if mirror_share is not None and not 0.0 <= mirror_share <= 1.0:
+            raise ValueError(f"mirror_share must lie in [0, 1] (-p stage_b.mirror_share), got "
+                             f"{mirror_share!r}")
+        self.weights, self.weights_by, self.mirror_share = weights, weights_by, mirror_share
         self.caption_columns = tuple(c.caption_column(captions) for c in self.composites)
+        if mirror_share is not None:  # f, r from the direct-worded draw; o unchanged
+            self.caption_columns = (FORWARD.direct, REVERSED.direct, self.caption_columns[2])
+        self.generator = torch.Generator().manual_seed(seed)
         super().__init__(**kw)
+        self.mirror = {}
+        if mirror_share is not None:
+            val = torch.Generator().manual_seed(seed + 1)
+            for split, df in self.frames.items():
+                f, r = (self.bank.text.rows(_column(df, c).astype(str))
+                        for c in (FORWARD.mirror, REVERSED.mirror))
+                fixed = torch.rand(len(df), generator=val) < mirror_share  # (M,) val draw
+                self.mirror[split] = (f, r, fixed)
+
+    def generators(self) -> list[torch.Generator]:
+        return super().generators() + ([self.generator] if self.mirror_share is not None else [])
+
+    def mirrored(self, rows: Tensor, *, split: str) -> Tensor:
+        """[N] bool: which samples of the batch ``rows`` take mirror-worded captions."""
+        if split == "train":
+            return torch.rand(len(rows), generator=self.generator) < self.mirror_share  # (N,)
+        return self.mirror[split][2][rows]
+
+    def text_rows(self, rows: Tensor, *, split: str) -> tuple[Tensor, ...]:
+        f, r, o = super().text_rows(rows, split=split)
+        if self.mirror_share is None:
+            return f, r, o
+        mf, mr, _ = self.mirror[split]
+        use = self.mirrored(rows, split=split)  # (N,)
+        return torch.where(use, mf[rows], f), torch.where(use, mr[rows], r), o
 
     def text_columns(self):
         return self.caption_columns

@@ -55,7 +55,7 @@ class Evaluation:
     kind: keys.Kind  # what was evaluated: the pretrained model, a stage, the probe
     tables: dict[str, pd.DataFrame]
     zero_shot: pd.DataFrame | None = None
-    phrasings: pd.DataFrame | None = None  # held-out phrasings template by template
+    phrasings: pd.DataFrame | None = None  # order tasks template by template (held-out, trained)
     aucs: pd.DataFrame | None = None  # the probe: AUC per task, split and statistic
     items: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     model: Backbone | None = None
@@ -212,7 +212,9 @@ def evaluate_model(S: Session, *, label: str, tag: str, kind: keys.Kind, model_k
                              triples=_three_events(S, model, cache))
         zero_shot = lib.zero_shot_table(model, bank, cache, data.manifests, data.classes,
                                         device=S.device)
-    phrasings = lib.phrasing_table(sets["zste_heldout"]) if "zste_heldout" in sets else None
+        phrasings = None if "zste_heldout" not in sets else lib.phrasing_tables(
+            model, bank, cache, data.manifests, data.classes, sets["zste_heldout"],
+            device=S.device, seed=z.zste_seed)
     items = {k: r.items for k, r in sets.items()}
     ev = Evaluation(label=label, tag=tag, key=key, kind=kind, model=model, zero_shot=zero_shot,
                     phrasings=phrasings, tables={k: r.table for k, r in sets.items()},

@@ -49,8 +49,10 @@ def set_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
 
 
 def phrasing_comparison(results: dict[str, Evaluation]) -> pd.DataFrame:
-    """(task, held-out template) × model: the mean score (%) under each held-out phrasing."""
-    cols = {label: ev.phrasings.set_index(["task", "template"])["value"].round(tables.DIGITS)
+    """(task, family, word order, template) × model: the mean score (%) under each held-out and
+    each training phrasing (issue 23: a model that learned before/after reads both word orders)."""
+    index = ["task", "family", "order", "template"]
+    cols = {label: lib.with_family(ev.phrasings).set_index(index)["value"].round(tables.DIGITS)
             for label, ev in results.items() if ev.phrasings is not None and not ev.phrasings.empty}
     return pd.DataFrame(cols)
 

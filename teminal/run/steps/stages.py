@@ -213,7 +213,8 @@ def build_task(S: Session, trained_or_params, model: Backbone | None = None, *,
                                    alpha_so=params.alpha_so, alpha_co=params.alpha_co,
                                    beta=params.beta)
     return stages.StageBTask(weights=weights, weights_by=params.weights_by,
-                             captions=params.captions, **common)
+                             captions=params.captions, mirror_share=params.mirror_share,
+                             seed=seed, **common)
 
 
 def stage_a(S: Session, params: StageAParams | None = None, *, seed: int | None = None,
