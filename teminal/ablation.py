@@ -92,8 +92,8 @@ def plan(config: RunConfig) -> list[Row]:
         rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} {other} captions",
                         Kind.ABLATION_ROW, _variant(order, captions=other)))
     if "order-head-binding" in p.extra_rows:  # issue 23: mirror-worded captions force binding
-        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} binding "
-                        f"{p.binding_share:g}", Kind.ABLATION_ROW,
+        rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)} binding",
+                        Kind.ABLATION_ROW,
                         _variant(order, mirror_share=p.binding_share)))
     if config.zste.probe:
         rows.append(Row("probe:level-duration", Kind.PROBE))

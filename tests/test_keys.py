@@ -59,7 +59,7 @@ def contexts(tmp: Path) -> dict[str, RunConfig]:
         "tclap": RunConfig.model_validate({"stage_b": {"loss": "tclap"}}),
         "order": RunConfig.model_validate({
             "stage_b": {"audio_head": "order"},
-            "ablations": {"extra_rows": ["order-head"]},
+            "ablations": {"extra_rows": ["order-head", "order-head-binding"]},
             "evaluate": {"models": ["pretrained", "B", "order-head", "tiny"],
                          "captioned_root": "/clotho", "compa_csv": "compa.csv",
                          "compa_audio_dir": "compa"}}),
@@ -124,7 +124,8 @@ def every_field() -> list[tuple[str, str]]:
 AFFECTS = {"data": {"pretrained", "A", "B", "probe"}, "model": {"pretrained", "A", "B"},
            "train": {"A", "B"}, "stage_a": {"A", "B"}, "stage_b": {"B"},
            "ablations": {"order-head"}, "evaluate": {"external"},
-           ("stage_a", "audio_head"): {"A"}}  # stage B starts from stage A with its own head
+           ("stage_a", "audio_head"): {"A"},  # stage B starts from stage A with its own head
+           ("ablations", "binding_share"): set()}  # the binding row's alone (in ``plan``)
 """Results every keyed field of a section must re-key (in some context): a stage's key follows
 the model it starts from, the data and the optimisation; ``zste`` re-keys evaluations or the
 probe, top-level ``seed`` the embedded backbone (``every_field`` checks each field anyway)."""
