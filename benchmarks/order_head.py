@@ -189,7 +189,8 @@ def setup(args, work: Path, device: torch.device, repeats: int) -> Setup:
                       channels=(w, 2 * w, 4 * w, 8 * w))
     pre = train.TrainConfig(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch_size,
                             lr=args.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
-                            schedule="cosine", seed=args.seed, bf16=False)
+                            grad_clip=1.0, schedule="cosine", warmup_steps=0, seed=args.seed,
+                            bf16=False, checkpoint_every_s=300.0)
     folder = work / f"pretrained-{config_hash([world.hash, asdict(tiny), asdict(pre)])[:10]}"
     tic = time.perf_counter()
     model = TinyClap(config=tiny).to(device)
@@ -252,6 +253,7 @@ def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
                       manifest=s.manifests.stage_a, n_classes=len(s.base.classes))
     cfg = train.TrainConfig(epochs=args.stage_a_epochs, batch_size=args.stage_a_batch_size,
                             lr=args.lr,
+                            optimizer="adam", weight_decay=0.0, grad_clip=1.0, warmup_steps=0,
                             schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
                             bf16=args.bf16)
     tic = time.perf_counter()
@@ -276,6 +278,7 @@ def run_variant(v: Variant, s: Setup, args, out: Path,
                       backbone=model, bank=s.bank, manifest=s.manifests.stage_b,
                       n_classes=len(s.base.classes))
     cfg = train.TrainConfig(epochs=v.epochs, batch_size=v.batch_size, lr=args.lr,
+                            optimizer="adam", weight_decay=0.0, grad_clip=1.0, warmup_steps=0,
                             schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
                             bf16=args.bf16)
 

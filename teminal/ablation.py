@@ -23,12 +23,9 @@ import mlflow
 import pandas as pd
 
 from . import tracking
-from .run import logged
+from .run import configs, logged
 from .run.params import RunConfig, Setting, StageBParams
 from .run.session import Session
-
-SETTING_FIELDS = ("alpha_st", "alpha_ct", "alpha_so", "alpha_co", "beta")
-
 
 @dataclass(frozen=True)
 class Row:
@@ -55,14 +52,14 @@ def plan(config: RunConfig) -> list[Row]:
     rows = [Row("pretrained")]
     for setting in p.grid:
         for start in p.starts:
-            params = _variant(b, **dict(zip(SETTING_FIELDS, setting)), start_from=start,
+            params = _variant(b, **configs.with_setting(setting), start_from=start,
                               loss="teminal", audio_head="pooled", order_lr=None)
             rows.append(Row(f"{'T-AB' if start == 'A' else 'T-B'} {setting_label(setting)}", params))
     if "tclap" in p.extra_rows:
         rows.append(Row("T-CLAP loss", _variant(b, loss="tclap", start_from="pretrained",
                                                 audio_head="pooled", order_lr=None)))
-    order = _variant(b, **dict(zip(SETTING_FIELDS, p.order_setting)), start_from="A",
-                     loss="teminal", audio_head="order", epochs=p.order_epochs,
+    order = _variant(b, **configs.with_setting(p.order_setting), start_from="A",
+                     loss="teminal", audio_head="order", steps=p.order_steps,
                      order_lr=p.order_lr)
     if "order-head" in p.extra_rows:
         rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)}", order))
@@ -82,10 +79,10 @@ def plan_table(rows: list[Row]) -> pd.DataFrame:
         p = r.params
         out.append({"row": r.name, "start": "" if p is None else p.start_from,
                     "loss": "" if p is None else p.loss,
-                    "setting": "" if p is None else setting_label(p.setting),
+                    "setting": "" if p is None else setting_label(configs.setting_of(p)),
                     "head": "" if p is None else p.audio_head,
                     "captions": "" if p is None else p.captions,
-                    "epochs": "" if p is None else p.epochs})
+                    "steps": "" if p is None else p.steps})
     return pd.DataFrame(out)
 
 
@@ -108,7 +105,7 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
     for r in pooled:
         if r.params.start_from != "A":
             continue
-        same = dict(setting=r.params.setting, captions=r.params.captions)
+        same = dict(setting=configs.setting_of(r.params), captions=r.params.captions)
         for t in pooled:
             if t.params.start_from == "pretrained" and _matches(t, **same):
                 out.append(Comparison(f"{r.name} vs {t.name}", r.name, t.name))
@@ -119,7 +116,7 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
 
 
 def _matches(row: Row, *, setting, captions) -> bool:
-    return row.params.setting == setting and row.params.captions == captions
+    return configs.setting_of(row.params) == setting and row.params.captions == captions
 
 
 def _trained_row(S: Session, row: Row, seed: int):

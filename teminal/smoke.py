@@ -52,7 +52,8 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 def _fit_config(*, epochs: int, batch_size: int, optimizer: str = "adam") -> train.TrainConfig:
     return train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=2e-3, optimizer=optimizer,
-                             schedule="cosine", seed=0, bf16=True, checkpoint_every_s=1e9)
+                             weight_decay=0.0, grad_clip=1.0, schedule="cosine", warmup_steps=0,
+                             seed=0, bf16=True, checkpoint_every_s=1e9)
 
 
 def smoke_fingerprint(*, work_dir: str | Path | None = None) -> dict:

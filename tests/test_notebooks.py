@@ -44,11 +44,12 @@ def test_parameters_cell_is_short_and_its_defaults_are_the_configs(path):
     assert len(source.splitlines()) <= 20
     values = parameters(source)  # literals only: nothing computed
     spec = NOTEBOOKS[path.stem]
-    assert list(values) == ["run_dir", "config", *spec.cell]
+    assert list(values) == ["run_dir", "config", *spec.names]
     assert values["run_dir"] == "" and values["config"] == ""
-    defaults = RunConfig().section(spec.section).model_dump(mode="json")
+    defaults = RunConfig().model_dump(mode="json")
     as_json = json.loads(json.dumps(values))  # tuples → lists, as the model dumps them
-    assert {k: as_json[k] for k in spec.cell} == {k: defaults[k] for k in spec.cell}
+    assert {name: as_json[name] for name in spec.names} == \
+        {name: defaults[section][name] for section, name in spec.cell}
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+from fit_configs import pretrain_fit_config
+
 from teminal import train
 from teminal.audio import Recipe, read_audio
 from teminal.data.clips import compose_key
@@ -57,8 +59,7 @@ def class_names(esc50_like) -> list[str]:
 
 
 def pretrain(model, singles, class_names, render, out_dir, **config):
-    config = train.TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, "optimizer": "adamw",
-                                  **config})
+    config = pretrain_fit_config(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, **config})
     return pretrain_tiny(model=model, singles=singles, render=render, class_names=class_names,
                          class_prompt=PROMPT, config=config, out_dir=out_dir,
                          device=torch.device("cpu"), fingerprint_extra={"data": "esc50-like"},
@@ -90,8 +91,8 @@ def test_a_finished_folder_is_reused(model, base_model, singles, class_names, es
         torch.testing.assert_close(a, b, msg=name)
     with pytest.raises(FileExistsError, match="another configuration"):
         pretrain_tiny(model=again, singles=singles, render=render, class_names=class_names,
-                      class_prompt="the sound of {x}", config=train.TrainConfig(
-                          epochs=2, batch_size=8, lr=1e-3, optimizer="adamw"),
+                      class_prompt="the sound of {x}", config=pretrain_fit_config(
+                          epochs=2, batch_size=8, lr=1e-3),
                       out_dir=tmp_path / "pre", device=torch.device("cpu"),
                       fingerprint_extra={"data": "esc50-like"}, progress=False)
 

@@ -2,6 +2,8 @@
 state once, as a plain line; 0 prints nothing."""
 import torch
 
+from fit_configs import fit_config
+
 from teminal import progress, train
 
 
@@ -31,10 +33,10 @@ def test_training_bar_is_labelled_with_what_trains(monkeypatch, capsys, tmp_path
     monkeypatch.setenv(progress.ENV, "text")
     model = Head()
     train.fit(task=LinearTask(model), model=model, params=list(model.parameters()),
-              config=train.TrainConfig(epochs=2, batch_size=16, lr=0.05), out_dir=tmp_path / "a",
+              config=fit_config(), out_dir=tmp_path / "a",
               device=torch.device("cpu"), label="A")
     train.fit(task=LinearTask(model), model=model, params=list(model.parameters()),
-              config=train.TrainConfig(epochs=2, batch_size=16, lr=0.05), out_dir=tmp_path / "p",
+              config=fit_config(), out_dir=tmp_path / "p",
               device=torch.device("cpu"), metric_prefix="pretrain/")
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["A", "pretrain"], lines

@@ -20,7 +20,7 @@ from typing import Any
 from .params import RunConfig, StageAParams, StageBParams
 
 TOP_LEVEL = ("name", "seed", "seeds", "device", "deterministic")
-SHARED_SECTIONS = ("data", "model", "train", "zste")
+SHARED_SECTIONS = ("data", "model", "pretrain", "train", "zste")
 """Sections every training or evaluation result depends on (the stage sections are chosen per
 run, ``ablations`` only describes the notebook that plans rows)."""
 STAGE_SECTIONS = ("stage_a", "stage_b")
@@ -31,8 +31,12 @@ def _section(name: str, section) -> dict[str, Any]:
 
 
 def start_of(config: RunConfig, params: StageBParams) -> StageAParams | None:
-    """The stage A a stage-B run starts from (the configured one with the row's audio head),
-    or None for a start from the pretrained model (T-B, T-CLAP)."""
+    """The stage A a stage-B run starts from, or None for a start from the pretrained model
+    (T-B, T-CLAP). The rule: T-AB continues stage A's audio head, so its stage A is the
+    configured ``stage_a`` with the stage-B row's ``audio_head`` (the ablation's order-head
+    row trains an order-head stage A). In a configuration the two heads must agree
+    (``RunConfig`` refuses otherwise); the rule matters for ablation rows, and the stage A's
+    effective head is what ``stage_a.audio_head`` logs."""
     if params.start_from != "A":
         return None
     return config.stage_a.model_copy(update={"audio_head": params.audio_head})

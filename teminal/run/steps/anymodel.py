@@ -13,12 +13,12 @@ from __future__ import annotations
 import mlflow
 
 from ... import retrieval, tracking
-from ...ablation import SETTING_FIELDS
 from ...eval.adapters.backbone import BackboneModel
 from ...eval.card import card_figure, card_markdown
 from ...eval.compa import read_compa_order
 from ...eval.specs import RUN_ROWS, load_model
 from ...eval.suite import EvalData, EvalOptions, ModelReport, eval_data, evaluate_any, with_triples
+from .. import configs
 from ..params import StageBParams
 from ..session import Session
 from .data import load_data
@@ -51,8 +51,9 @@ def options(S: Session) -> EvalOptions:
 def order_head_params(S: Session) -> StageBParams:
     """The ablation's order-aware row (``ablations.order_setting``, from stage A)."""
     a = S.config.ablations
-    update = dict(zip(SETTING_FIELDS, a.order_setting), start_from="A", loss="teminal",
-                  audio_head="order", epochs=a.order_epochs, order_lr=a.order_lr)
+    update = configs.with_setting(a.order_setting) | dict(
+        start_from="A", loss="teminal", audio_head="order", steps=a.order_steps,
+        order_lr=a.order_lr)
     return StageBParams.model_validate(S.config.stage_b.model_dump() | update)
 
 

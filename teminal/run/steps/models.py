@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-from ... import determinism, gates, tracking, train
+from ... import determinism, gates, tracking
 from ...cache import TrunkCache
 from ...features import FeatureBank, build_bank
 from ...models import build_backbone
 from ...models.base import Backbone
-from ...models.tiny import TinyClap, TinyConfig
+from ...models.tiny import TinyClap
 from ...pretrain import pretrain_tiny
+from .. import configs
 from ..layout import workdir, write_json
 from ..session import Session
 from .data import RunData, load_data
@@ -27,7 +28,7 @@ PRETRAINED = "pretrained"
 
 def pretrained_key(S: Session, data: RunData) -> str:
     """What the pretrained baseline depends on: the backbone and, for the embedded one, the
-    data it is pretrained on, the recipe and every pretraining parameter."""
+    data it is pretrained on, the recipe, the ``model`` and ``pretrain`` sections."""
     m = S.config.model
     if m.backbone != "tiny":
         if "msclap-key" not in S.caches:  # hashing 0.8 GB of weights once per notebook is enough
@@ -37,15 +38,9 @@ def pretrained_key(S: Session, data: RunData) -> str:
         return S.caches["msclap-key"]
     return tracking.config_hash({
         "backbone": "tiny", "model": m.model_dump(mode="json"), "seed": S.config.seed,
+        "pretrain": S.config.pretrain.model_dump(mode="json"),
         "manifests": data.manifests.hashes, "base": data.base.fingerprint,
         "recipe": data.params.model_dump(mode="json")})
-
-
-def _tiny_config(S: Session, data: RunData, audio_head: str = "pooled") -> TinyConfig:
-    m = S.config.model
-    w = m.tiny_width
-    return TinyConfig(sample_rate=data.base.sample_rate, seed=S.config.seed, hop=m.tiny_hop,
-                      channels=(w, 2 * w, 4 * w, 8 * w), audio_head=audio_head)
 
 
 def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
@@ -60,12 +55,12 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
     if meta and meta.get("finished"):
         print(f"this run already holds a pretrained backbone ({folder.name}/model.pt)")
         return pretrained_model(S), meta.get("history", [])
-    m = S.config.model
-    model = TinyClap(config=_tiny_config(S, data)).to(S.device)
-    config = train.TrainConfig(epochs=m.pretrain_epochs, batch_size=m.pretrain_batch_size,
-                               lr=m.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
-                               schedule="cosine", seed=S.config.seed, bf16=S.config.train.bf16,
-                               checkpoint_every_s=S.config.train.checkpoint_every_s)
+    model = TinyClap(config=configs.tiny_config(S.config.model, sample_rate=data.base.sample_rate,
+                                                seed=S.config.seed)).to(S.device)
+    singles = data.manifests.singles
+    config, budget = configs.pretrain_config(S.config.pretrain, S.config.train, seed=S.config.seed,
+                                             n_train=int((singles["split"] == "train").sum()))
+    budget.log(prefix="pretrain/")
     key = pretrained_key(S, data)
     with S.phase("pretraining"):
         result = pretrain_tiny(
@@ -76,6 +71,7 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
         model.save(folder / "model.pt")
     write_json(folder / "meta.json", {"role": PRETRAINED, "tag": PRETRAINED, "key": key,
                                       "kind": "pretrained", "audio_head": "pooled",
+                                      "steps": budget.total_steps, "epochs": budget.epochs,
                                       "history": result.history, "finished": True})
     S.models.clear()
     return pretrained_model(S), result.history
@@ -163,8 +159,8 @@ def check_pretrained(S: Session, zero_shot) -> None:
               f"(chance {chance:.1f} %): the backbone learned nothing usable; every later "
               "number would be noise")
     if S.config.model.backbone == "tiny":
-        fix = ("train longer (model.pretrain_epochs), lower model.pretrain_batch_size, or use "
-               "more data")
+        fix = ("train longer (-p pretrain.steps=…), lower pretrain.batch_size, or use more "
+               "data")
         mlflow.set_tags({"teminal.failed_reason": reason})
         meta = S.layout.read_meta(PRETRAINED) or {}
         write_json(S.layout.checkpoint(PRETRAINED) / "meta.json",

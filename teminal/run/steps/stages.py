@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import mlflow
 
-from ... import losses, stages, tracking, train
+from ... import stages, tracking, train
 from ...models.base import Backbone
 from ...models.heads import OrderAwareAudioHead
-from .. import logged
+from .. import configs, logged
 from ..layout import write_json
 from ..params import StageAParams, StageBParams
 from ..session import Session
@@ -61,16 +61,6 @@ def stage_label(kind: str, params: StageAParams | StageBParams) -> str:
 def _role(label: str) -> str:
     """A folder name for a label: ``T-AB+order-head`` → ``T-AB-order``."""
     return label.replace("+order-head", "-order")
-
-
-def train_config(S: Session, params: StageAParams | StageBParams, *,
-                 seed: int) -> train.TrainConfig:
-    t = S.config.train
-    return train.TrainConfig(
-        epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, optimizer=t.optimizer,
-        weight_decay=t.weight_decay, grad_clip=t.grad_clip, schedule=t.schedule,
-        warmup_steps=t.warmup_steps, seed=seed, checkpoint_every_s=t.checkpoint_every_s,
-        bf16=t.bf16)
 
 
 def _key(S: Session, data: RunData, kind: str, params, start_key: str, seed: int) -> str:
@@ -179,11 +169,14 @@ def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, 
              "params": params.model_dump(mode="json")}
     if S.layout.read_meta(tag) is None:  # claims the folder: a resume finds it by its key
         write_json(out / "meta.json", about | {"finished": False})
+    config, budget = configs.stage_config(S.config.train, params, seed=seed, n_train=task.n_train,
+                                          where=f"stage {tag}")
+    budget.log()
     with S.phase("training"):
         order_lr = getattr(params, "order_lr", None)
         result = train.fit(task=task, model=model, params=_param_groups(model, params.lr, order_lr),
-                           config=train_config(S, params, seed=seed), out_dir=out,
-                           device=S.device, fingerprint_extra={"key": key}, label=label)
+                           config=config, out_dir=out, device=S.device,
+                           fingerprint_extra={"key": key}, label=label)
     for name, seconds in getattr(result, "timings", {}).items():
         S.layout.add_phase(S.notebook, name, seconds)
     model.load_head_state_dict(train.load_checkpoint_head(out / "best.pt"))
@@ -207,16 +200,12 @@ def build_task(S: Session, trained_or_params, model: Backbone | None = None, *,
     common = dict(backbone=model, bank=bank, n_classes=len(data.classes),
                   replay=_replay(S, bank, data, params.batch_size, seed))
     if isinstance(params, StageAParams):
-        weights = losses.StageAWeights(alpha_same=params.alpha_same,
-                                       alpha_diff=params.alpha_diff, beta=params.beta_a)
-        return stages.StageATask(weights=weights, manifest=data.manifests.stage_a, **common)
+        return stages.StageATask(weights=configs.stage_a_weights(params),
+                                 manifest=data.manifests.stage_a, **common)
     common["manifest"] = data.manifests.stage_b
     if params.loss == "tclap":
         return stages.TclapTask(lam=params.tclap_lambda, captions=params.captions, **common)
-    weights = losses.StageBWeights(alpha_st=params.alpha_st, alpha_ct=params.alpha_ct,
-                                   alpha_so=params.alpha_so, alpha_co=params.alpha_co,
-                                   beta=params.beta)
-    return stages.StageBTask(weights=weights, weights_by=params.weights_by,
+    return stages.StageBTask(weights=configs.stage_b_weights(params), weights_by=params.weights_by,
                              captions=params.captions, **common)
 
 
@@ -251,7 +240,12 @@ def stage_b(S: Session, params: StageBParams | None = None, *, seed: int | None 
     data = load_data(S)
     label = label or stage_label("B", params)
     if params.start_from == "A":
-        start = stage_a(S, logged.start_of(S.config, params), seed=seed)
+        first = logged.start_of(S.config, params)
+        if first.audio_head != S.config.stage_a.audio_head:  # the rule of logged.start_of
+            print(f"{label}: T-AB continues stage A's audio head, so its stage A trains with "
+                  f"audio_head {first.audio_head!r} (stage_a.audio_head is "
+                  f"{S.config.stage_a.audio_head!r}; logged as stage_a.audio_head)")
+        start = stage_a(S, first, seed=seed)
         start_key, start_tag = start.key, start.tag
     else:
         start, start_key, start_tag = None, pretrained_key(S, data), PRETRAINED
