@@ -34,7 +34,7 @@ config = ""                   # standalone only: params/<name>.yaml (empty: the 
 backbone = "tiny"             # "tiny" | "msclap-2022" | "msclap-2023"
 msclap_weights = ""           # msclap: local weights ("": download)
 tiny_width = 16               # tiny: channels of the first CNN block
-steps = 24                    # tiny: pretraining optimizer steps
+optimizer_steps = 24          # tiny: pretraining optimizer steps
 batch_size = 16               # tiny: clips per batch
 lr = 0.002                    # tiny: pretraining learning rate
 

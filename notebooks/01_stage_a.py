@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
 config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
-steps = 6                     # optimizer steps (epochs derived)
+optimizer_steps = 6           # optimizer steps (epochs derived)
 batch_size = 16               # pairs per batch (paper: 256)
 lr = 0.001                    # learning rate (paper: 1e-4)
 alpha_same = 1.0              # α_same

@@ -59,7 +59,7 @@ def plan(config: RunConfig) -> list[Row]:
         rows.append(Row("T-CLAP loss", _variant(b, loss="tclap", start_from="pretrained",
                                                 audio_head="pooled", order_lr=None)))
     order = _variant(b, **configs.with_setting(p.order_setting), start_from="A",
-                     loss="teminal", audio_head="order", steps=p.order_steps,
+                     loss="teminal", audio_head="order", optimizer_steps=p.order_steps,
                      order_lr=p.order_lr)
     if "order-head" in p.extra_rows:
         rows.append(Row(f"T-AB+order-head {setting_label(p.order_setting)}", order))
@@ -82,7 +82,7 @@ def plan_table(rows: list[Row]) -> pd.DataFrame:
                     "setting": "" if p is None else setting_label(configs.setting_of(p)),
                     "head": "" if p is None else p.audio_head,
                     "captions": "" if p is None else p.captions,
-                    "steps": "" if p is None else p.steps})
+                    "optimizer_steps": "" if p is None else p.optimizer_steps})
     return pd.DataFrame(out)
 
 

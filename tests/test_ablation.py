@@ -21,7 +21,7 @@ def test_paper_grid_gives_table2_rows():
     assert names[0] == "pretrained" and names[-1] == "probe:level-duration"
     assert {r.params.start_from for r in b_rows} == {"pretrained", "A"}
     order = next(r for r in rows if r.name.startswith("T-AB+order-head"))
-    assert order.params.audio_head == "order" and order.params.steps == 7
+    assert order.params.audio_head == "order" and order.params.optimizer_steps == 7
     assert order.params.start_from == "A"
     tclap = next(r for r in rows if r.name == "T-CLAP loss")
     assert tclap.params.loss == "tclap" and tclap.params.start_from == "pretrained"
@@ -103,8 +103,8 @@ def test_mlflow_filters_rows_by_their_logged_parameters(tmp_path):
         == {r.name for r in rows if r.params is not None and r.params.start_from == "pretrained"}
     t_b = next(r for r in rows if r.name == "T-B (0,0,0,0,1)")
     t_ab = next(r for r in rows if r.name == "T-AB (0,0,0,0,1)")
-    assert "stage_a.steps" not in logged.for_stage(c, t_b.params)  # T-B has no stage A
-    assert logged.for_stage(c, t_ab.params)["stage_a.steps"] == c.stage_a.steps
+    assert "stage_a.optimizer_steps" not in logged.for_stage(c, t_b.params)  # T-B has no stage A
+    assert logged.for_stage(c, t_ab.params)["stage_a.optimizer_steps"] == c.stage_a.optimizer_steps
     for name in ("pretrained", "probe:level-duration"):
         run = mlflow.MlflowClient().search_runs(
             [exp], filter_string=f"tags.`teminal.ablation_row` = '{name}'")[0]

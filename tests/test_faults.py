@@ -213,7 +213,7 @@ def test_a_model_with_non_finite_weights_is_not_evaluated():
     ("stage_b.lr=inf", r"stage_b.lr: Input should be a finite number"),
     ("stage_a.lr=-.inf", r"stage_a.lr: Input should be a finite number"),
     ("pretrain.lr=nan", r"pretrain.lr: Input should be a finite number"),
-    ("steps=true", r"pretrain: steps: expected a number, got True"),
+    ("optimizer_steps=true", r"pretrain: optimizer_steps: expected a number, got True"),
     ("seed=false", r"seed: expected a number"),
     ("name=../../x", r"name: name must be a plain folder name"),
     ("name=a/b", r"name: name must be a plain folder name"),
@@ -225,7 +225,7 @@ def test_bad_values_are_refused_naming_the_parameter(item, match):
 
 def test_duplicated_yaml_key_is_an_error_naming_it(tmp_path):
     path = tmp_path / "twice.yaml"
-    path.write_text("stage_a:\n  steps: 3\nstage_b:\n  steps: 2\nstage_a:\n  lr: 0.1\n")
+    path.write_text("stage_a:\n  optimizer_steps: 3\nstage_b:\n  lr: 0.2\nstage_a:\n  lr: 0.1\n")
     with pytest.raises(ConfigError, match=r"twice.yaml: duplicated key 'stage_a' \(line 5\)"):
         load_config(path)
 

@@ -55,7 +55,7 @@ def _session(root: Path) -> Session:
 
 
 def _stage(S: Session, fail_at_call=None) -> stages.Trained:
-    params = StageAParams(steps=12, batch_size=16, lr=0.05)  # 4 epochs × 3 steps
+    params = StageAParams(optimizer_steps=12, batch_size=16, lr=0.05)  # 4 epochs × 3 steps
     model = _Model(dropout=0.3)
     with tracking.run(run_name="A"):
         return stages._fit(S, role="A", key="key-of-stage-a", label="A", model=model,

@@ -56,7 +56,7 @@ pytestmark = pytest.mark.slow
 def _overrides(esc50: Path, weights: Path, tokenizer: Path) -> list[str]:
     return ["device=cpu", "data.dataset=folder", f"data.data_root={esc50}", "data.download=false",
             f"model.msclap_weights={weights}", f"model.msclap_tokenizer={tokenizer}",
-            "model.eval_batch_size=8", "stage_a.steps=1", "stage_b.steps=1",
+            "model.eval_batch_size=8", "stage_a.optimizer_steps=1", "stage_b.optimizer_steps=1",
             "stage_a.batch_size=16", "stage_b.batch_size=16", "zste.n_boot=20",
             "ablations.grid=[[1, 0, 1, 0, 1]]", "ablations.starts=[A]",
             "ablations.order_steps=1"]

@@ -61,23 +61,25 @@ def test_override_values_are_typed_like_yaml(text, value):
 
 
 def test_bare_override_sets_every_section_that_has_it():
-    config, notes = apply_overrides(RunConfig(), ["steps=30", "dataset=folder", "data_root=/x"])
-    assert config.pretrain.steps == config.stage_a.steps == config.stage_b.steps == 30
+    config, notes = apply_overrides(RunConfig(), ["optimizer_steps=30", "dataset=folder",
+                                                    "data_root=/x"])
+    assert config.pretrain.optimizer_steps == config.stage_a.optimizer_steps == config.stage_b.optimizer_steps == 30
     assert config.data.dataset == "folder"
-    assert notes[0] == "-p steps=30 → pretrain.steps, stage_a.steps, stage_b.steps"
+    assert notes[0] == ("-p optimizer_steps=30 → pretrain.optimizer_steps, "
+                        "stage_a.optimizer_steps, stage_b.optimizer_steps")
 
 
 def test_qualified_override_sets_one_section():
-    config, _ = apply_overrides(RunConfig(), ["stage_b.steps=5"])
-    assert config.stage_b.steps == 5 and config.stage_a.steps == RunConfig().stage_a.steps
+    config, _ = apply_overrides(RunConfig(), ["stage_b.optimizer_steps=5"])
+    assert config.stage_b.optimizer_steps == 5 and config.stage_a.optimizer_steps == RunConfig().stage_a.optimizer_steps
 
 
 @pytest.mark.parametrize("item,match", [
-    ("step=3", r"unknown parameter — did you mean 'steps'"),
-    ("stage_c.steps=3", "unknown section"),
-    ("stage_b.step=3", "did you mean stage_b.steps"),
-    ("steps", "expected name=value"),
-    ("steps=three", "stage_a.steps"),
+    ("optimizer_step=3", r"unknown parameter — did you mean 'optimizer_steps'"),
+    ("stage_c.optimizer_steps=3", "unknown section"),
+    ("stage_b.optimizer_step=3", "did you mean stage_b.optimizer_steps"),
+    ("optimizer_steps", "expected name=value"),
+    ("optimizer_steps=three", "stage_a.optimizer_steps"),
     ("pairing=random", "pairing"),
     ("device=tpu", "device"),
     ("dataset=folder", "data_root"),
@@ -88,16 +90,16 @@ def test_bad_overrides_are_named(item, match):
 
 
 def test_notebook_cell_goes_through_the_same_validation():
-    config = with_cell(RunConfig(), "02_stage_b", {"steps": 4, "captions": "paper"})
-    assert config.stage_b.steps == 4 and config.stage_b.captions == "paper"
+    config = with_cell(RunConfig(), "02_stage_b", {"optimizer_steps": 4, "captions": "paper"})
+    assert config.stage_b.optimizer_steps == 4 and config.stage_b.captions == "paper"
     with pytest.raises(ConfigError, match=r"02_stage_b parameters cell: stage_b.captions"):
         with_cell(RunConfig(), "02_stage_b", {"captions": "poetry"})
     with pytest.raises(ConfigError, match="not a parameter of this notebook"):
         with_cell(RunConfig(), "02_stage_b", {"tiny_width": 8})
     # 00_pretrained_baseline's cell sets fields of two sections, each in its own
-    config = with_cell(RunConfig(), "00_pretrained_baseline", {"steps": 9, "tiny_width": 8})
-    assert (config.pretrain.steps, config.model.tiny_width) == (9, 8)
-    assert config.stage_a.steps == RunConfig().stage_a.steps
+    config = with_cell(RunConfig(), "00_pretrained_baseline", {"optimizer_steps": 9, "tiny_width": 8})
+    assert (config.pretrain.optimizer_steps, config.model.tiny_width) == (9, 8)
+    assert config.stage_a.optimizer_steps == RunConfig().stage_a.optimizer_steps
 
 
 def test_every_cell_field_belongs_to_its_section():
@@ -141,8 +143,8 @@ def test_every_parameter_is_explained_where_it_is_declared():
     assert _fields_without_a_comment() == []
 
 
-@pytest.mark.parametrize("old,new", [("stage_a.epochs", "stage_a.steps"),
-                                     ("model.pretrain_epochs", "pretrain.steps"),
+@pytest.mark.parametrize("old,new", [("stage_a.epochs", "stage_a.optimizer_steps"),
+                                     ("model.pretrain_epochs", "pretrain.optimizer_steps"),
                                      ("model.pretrain_lr", "pretrain.lr"),
                                      ("ablations.order_epochs", "ablations.order_steps")])
 def test_a_renamed_parameter_names_the_new_one(old, new, tmp_path):
@@ -174,7 +176,8 @@ def test_pretraining_reads_its_own_section():
     from teminal.run import configs
 
     p = RunConfig().pretrain.model_copy(update={"optimizer": "adam", "weight_decay": 0.5,
-                                                "schedule": "constant", "lr": 0.3, "steps": 7})
+                                                "schedule": "constant", "lr": 0.3,
+                                                "optimizer_steps": 7})
     config, budget = configs.pretrain_config(p, RunConfig().train, seed=3, n_train=20)
     assert (config.optimizer, config.weight_decay, config.schedule, config.lr) == \
         ("adam", 0.5, "constant", 0.3)

@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 
 def describe(err: ValidationError, source: str) -> str:
-    """One line per problem: ``source: stage_b.steps: Input should be … (got 'x')``."""
+    """One line per problem: ``source: stage_b.optimizer_steps: Input should be … (got 'x')``."""
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -45,7 +45,7 @@ def describe(err: ValidationError, source: str) -> str:
 
 
 def _renamed(name: str) -> str:
-    """`` renamed: use 'pretrain.steps' …`` for an old ``section.name`` (``params.RENAMED``),
+    """`` renamed: use 'pretrain.optimizer_steps' …`` for an old ``section.name`` (``params.RENAMED``),
     else ""."""
     if name not in RENAMED:
         return ""
@@ -54,7 +54,7 @@ def _renamed(name: str) -> str:
 
 
 def _renamed_bare(name: str) -> str:
-    """The message for a bare old name (``epochs`` → stage_a.steps, stage_b.steps), or ""."""
+    """The message for a bare old name (``epochs`` → stage_a.optimizer_steps, stage_b.optimizer_steps), or ""."""
     hits = [(new, why) for old, (new, why) in RENAMED.items() if old.split(".", 1)[1] == name]
     if not hits:
         return ""
@@ -144,7 +144,8 @@ def parse_value(text: str) -> Any:
 
 def resolve_name(name: str) -> list[tuple[str, str]]:
     """``section.field`` → [(section, field)]; a bare ``field`` → every section declaring it
-    (``steps`` sets pretrain.steps, stage_a.steps and stage_b.steps); a top-level name → [("", name)]."""
+    (``optimizer_steps`` sets it in pretrain, stage_a and stage_b); a top-level name →
+    [("", name)]."""
     if "." in name:
         section, field = name.split(".", 1)
         if section not in SECTIONS:
@@ -175,7 +176,7 @@ def apply_overrides(config: RunConfig, overrides: Iterable[str]) -> tuple[RunCon
     notes = []
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"-p {item!r}: expected name=value (e.g. -p stage_a.steps=30)")
+            raise ConfigError(f"-p {item!r}: expected name=value (e.g. -p stage_a.optimizer_steps=30)")
         name, text = item.split("=", 1)
         value = parse_value(text)
         targets = resolve_name(name.strip())

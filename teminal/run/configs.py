@@ -2,11 +2,12 @@
 into what the library takes (SPEC §1–§3). Every step builds its library configs here, so a
 parameter's path is ``params/*.yaml`` → ``RunConfig`` section → one function below → library.
 
-Training budgets (``steps`` of ``pretrain``, ``stage_a``, ``stage_b``, ``ablations.order_steps``)
-are optimizer steps; ``budget`` derives the whole epochs ``train.fit`` runs:
-``epochs = ceil(steps / steps_per_epoch)`` with ``steps_per_epoch = n_train // batch_size``
-(``fit`` drops the last partial batch), so a run makes ``epochs × steps_per_epoch ≥ steps``
-steps — exactly ``steps`` when it is a multiple (the defaults are, on the embedded world).
+Training budgets (``optimizer_steps`` of ``pretrain``, ``stage_a``, ``stage_b``;
+``ablations.order_steps``) are optimizer steps; ``budget`` derives the whole epochs
+``train.fit`` runs: ``epochs = ceil(steps / steps_per_epoch)`` with ``steps_per_epoch =
+n_train // batch_size`` (``fit`` drops the last partial batch), so a run makes ``epochs ×
+steps_per_epoch ≥ steps`` steps — exactly ``steps`` when it is a multiple (the defaults are, on
+the embedded worlds).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from .params import (DataParams, ModelParams, PretrainParams, Setting, StageAPar
 class Budget:
     """A training budget in optimizer steps and the whole epochs that realise it."""
 
-    steps: int  # asked (the section's ``steps``)
+    steps: int  # asked (the section's ``optimizer_steps``)
     steps_per_epoch: int  # training rows // batch size
 
     @property
@@ -69,7 +70,8 @@ def _fit_config(*, b: Budget, batch_size: int, lr: float, opt, shared: TrainPara
 def stage_config(shared: TrainParams, stage: StageAParams | StageBParams, *, seed: int,
                  n_train: int, where: str) -> tuple[train.TrainConfig, Budget]:
     """Stage A / B: the stage's budget, batch and lr with the shared ``train`` section."""
-    b = budget(steps=stage.steps, n_train=n_train, batch_size=stage.batch_size, where=where)
+    b = budget(steps=stage.optimizer_steps, n_train=n_train, batch_size=stage.batch_size,
+               where=where)
     return _fit_config(b=b, batch_size=stage.batch_size, lr=stage.lr, opt=shared,
                        shared=shared, seed=seed), b
 
@@ -78,7 +80,8 @@ def pretrain_config(p: PretrainParams, shared: TrainParams, *, seed: int,
                     n_train: int) -> tuple[train.TrainConfig, Budget]:
     """Pretraining: everything from the ``pretrain`` section; ``bf16`` and
     ``checkpoint_every_s`` from ``train``."""
-    b = budget(steps=p.steps, n_train=n_train, batch_size=p.batch_size, where="pretraining")
+    b = budget(steps=p.optimizer_steps, n_train=n_train, batch_size=p.batch_size,
+               where="pretraining")
     return _fit_config(b=b, batch_size=p.batch_size, lr=p.lr, opt=p, shared=shared,
                        seed=seed), b
 

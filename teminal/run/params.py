@@ -93,7 +93,7 @@ class PretrainParams(Section):
     """00_pretrained_baseline, tiny backbone only: CLAP-style pretraining on the training
     singles (SPEC §2; msclap's published weights need none). Not in the paper."""
 
-    steps: int = Field(24, ge=1)  # optimizer steps (smoke world: 8 epochs × 3); default.yaml: 120
+    optimizer_steps: int = Field(24, ge=1)  # optimizer steps (smoke world: 8 epochs × 3); default.yaml: 120
     batch_size: int = Field(16, ge=2)  # clips per batch (false negatives of one class masked)
     lr: float = Field(0.002, gt=0)  # peak learning rate
     optimizer: Optimizer = "adamw"  # whole audio CNN + text head train: AdamW
@@ -120,7 +120,7 @@ class TrainParams(Section):
 class StageAParams(Section):
     """01_stage_a: TeminAL A, one sound vs two (SPEC §3, paper eq. 8–9, 22–26)."""
 
-    steps: int = Field(6, ge=1)  # optimizer steps (smoke world: 2 epochs × 3); default.yaml: 136
+    optimizer_steps: int = Field(6, ge=1)  # optimizer steps (smoke world: 2 epochs × 3); default.yaml: 136
     batch_size: int = Field(16, ge=2)  # pairs per batch, 2N × 2N logits (paper B.5: 256)
     lr: float = Field(0.001, gt=0)  # heads' learning rate (paper B.5: 1e-4 on msclap)
     alpha_same: float = Field(1.0, ge=0)  # α_same: negatives sharing a class with the anchor (paper B.3: 1)
@@ -143,7 +143,7 @@ class StageBParams(Section):
     captions: Literal["paper", "paraphrase"] = "paraphrase"  # paper: before/after/while only | a family of phrasings
     tclap_lambda: float = Field(0.5, ge=0)  # T-CLAP: λ in L = L_c + λ L_t (T-CLAP: 0.5)
     audio_head: Literal["pooled", "order"] = "pooled"  # this stage's head; T-AB trains its stage A with this head too
-    steps: int = Field(6, ge=1)  # optimizer steps (smoke world: 2 epochs × 3); default.yaml: 204
+    optimizer_steps: int = Field(6, ge=1)  # optimizer steps (smoke world: 2 epochs × 3); default.yaml: 204
     batch_size: int = Field(16, ge=2)  # pairs per batch, 3N × 3N logits (paper B.5: 256)
     lr: float = Field(0.001, gt=0)  # heads' learning rate (paper B.5: 1e-4 on msclap)
     order_lr: float | None = Field(None, gt=0)  # the order module's own lr (None = lr)
@@ -226,11 +226,11 @@ TOP_LEVEL = ("name", "seed", "seeds", "device", "deterministic", "notebooks")
 _STEPS = "budgets are optimizer steps: steps = epochs × the logged budget/steps_per_epoch"
 _OWN = "pretraining has its own section"
 RENAMED: dict[str, tuple[str, str]] = {
-    "model.pretrain_epochs": ("pretrain.steps", _STEPS),
+    "model.pretrain_epochs": ("pretrain.optimizer_steps", _STEPS),
     "model.pretrain_batch_size": ("pretrain.batch_size", _OWN),
     "model.pretrain_lr": ("pretrain.lr", _OWN),
-    "stage_a.epochs": ("stage_a.steps", _STEPS),
-    "stage_b.epochs": ("stage_b.steps", _STEPS),
+    "stage_a.epochs": ("stage_a.optimizer_steps", _STEPS),
+    "stage_b.epochs": ("stage_b.optimizer_steps", _STEPS),
     "ablations.order_epochs": ("ablations.order_steps", _STEPS),
 }
 """Old ``section.name`` → (new name, why): given in YAML or ``-p``, an old name is an error
@@ -263,13 +263,13 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         "renormalize")),
     "00_pretrained_baseline": NotebookSpec("model", _cell(
         "model", "backbone", "msclap_weights", "tiny_width") + _cell(
-        "pretrain", "steps", "batch_size", "lr")),
+        "pretrain", "optimizer_steps", "batch_size", "lr")),
     "01_stage_a": NotebookSpec("stage_a", _cell(
-        "stage_a", "steps", "batch_size", "lr", "alpha_same", "alpha_diff", "beta_a",
+        "stage_a", "optimizer_steps", "batch_size", "lr", "alpha_same", "alpha_diff", "beta_a",
         "audio_head")),
     "02_stage_b": NotebookSpec("stage_b", _cell(
         "stage_b", "start_from", "loss", "alpha_st", "alpha_ct", "alpha_so", "alpha_co", "beta",
-        "weights_by", "captions", "audio_head", "steps", "batch_size", "lr", "order_lr")),
+        "weights_by", "captions", "audio_head", "optimizer_steps", "batch_size", "lr", "order_lr")),
     "03_zste": NotebookSpec("zste", _cell("zste", "models", "n_boot", "seen", "heldout", "probe")),
     "04_ablations": NotebookSpec("ablations", _cell(
         "ablations", "grid", "starts", "extra_rows", "order_setting", "order_steps", "order_lr")),

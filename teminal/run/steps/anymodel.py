@@ -52,7 +52,7 @@ def order_head_params(S: Session) -> StageBParams:
     """The ablation's order-aware row (``ablations.order_setting``, from stage A)."""
     a = S.config.ablations
     update = configs.with_setting(a.order_setting) | dict(
-        start_from="A", loss="teminal", audio_head="order", steps=a.order_steps,
+        start_from="A", loss="teminal", audio_head="order", optimizer_steps=a.order_steps,
         order_lr=a.order_lr)
     return StageBParams.model_validate(S.config.stage_b.model_dump() | update)
 
