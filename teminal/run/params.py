@@ -33,13 +33,17 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 """A run name: a plain folder name (it becomes ``runs/<name>-<time>``), no path separators."""
 
 Optimizer = Literal["adam", "adamw"]
-Schedule = Literal["constant", "cosine"]
+Schedule = Literal["constant", "cosine"]  # per step after warmup: constant | cosine decay to 0
+AudioHead = Literal["pooled", "order"]  # pooled: the paper's head | order: order-aware (frames)
+Dataset = Literal["embedded", "esc50", "folder"]  # embedded world | ESC-50 | ESC-50-shaped folder
+BackboneName = Literal["tiny", "msclap-2022", "msclap-2023"]
+ExtraRow = Literal["tclap", "order-head", "order-head-other-captions"]
 
 
 class DataParams(Section):
     """00_data_synthesis: the base set, the pairs and how composites sound (SPEC §1)."""
 
-    dataset: Literal["embedded", "esc50", "folder"] = "embedded"  # embedded world | ESC-50 | an ESC-50-shaped folder
+    dataset: Dataset = "embedded"  # the base set (Dataset above)
     data_root: str = ""  # esc50: where ESC-50 lives ("" = <workdir>/data/ESC-50); folder: required
     download: bool = False  # esc50: fetch it when data_root holds no copy (needs network)
     allow_partial: bool = False  # continue without missing / damaged clips
@@ -50,15 +54,15 @@ class DataParams(Section):
     world_clip_seconds: float = Field(0.5, gt=0)  # embedded world: clip length (s)
     world_sample_rate: int = Field(16000, ge=8000)  # embedded world: sample rate (Hz)
     world_seed: int = 0  # embedded world: generator seed
-    pairing: Literal["folds", "paper"] = "folds"  # folds: held out on clips and pairs; paper: one clip per class, split by pair (B.5)
+    pairing: Literal["folds", "paper"] = "folds"  # held out: clips and pairs | 1 clip/class (B.5)
     test_fold: int | None = None  # folds: the evaluation fold (None = the highest)
-    val_fold: int | None = None  # folds: fold of validation singles (None = the one below test_fold)
-    test_fraction: float = Field(0.3, gt=0, lt=1)  # unordered class pairs held out for evaluation (paper: 0.3)
-    val_fraction: float = Field(0.1, ge=0, lt=1)  # of the training pairs, kept for val/loss (paper: none)
+    val_fold: int | None = None  # folds: validation singles' fold (None = the one below test_fold)
+    test_fraction: float = Field(0.3, gt=0, lt=1)  # class pairs held out to evaluate (paper: 0.3)
+    val_fraction: float = Field(0.1, ge=0, lt=1)  # training pairs kept for val/loss (paper: none)
     train_repeats: int = Field(1, ge=1)  # folds: clip draws per unordered training pair
     eval_repeats: int = Field(1, ge=1)  # folds: clip draws per unordered evaluation pair
     pair_seed: int = 0  # clip draws, phrasings, pair splits
-    level_rms: float | None = Field(0.1, gt=0)  # parts brought to this RMS before combining (None = off)
+    level_rms: float | None = Field(0.1, gt=0)  # parts brought to this RMS to combine (None = off)
     renormalize: bool = True  # composite brought back to level_rms after combining
     peak_limit: float | None = Field(0.99, gt=0)  # composite scaled down to this peak (None = off)
     tile_overlay: bool = True  # overlay looped to the length of the concatenation
@@ -68,7 +72,7 @@ class DataParams(Section):
     caption_before: str = "{x} before {y}"  # stage B, x heard first (paper)
     caption_after: str = "{y} after {x}"  # stage B, x heard first (paper)
     caption_while: str = "{x} while {y}"  # stage B overlay (paper)
-    caption_class: str = "a recording of {x}"  # single clips: pretraining, replay (not ZSTE's wording)
+    caption_class: str = "a recording of {x}"  # singles: pretraining, replay (not ZSTE's wording)
 
     @model_validator(mode="after")
     def _root_needed(self) -> "DataParams":
@@ -81,7 +85,7 @@ class DataParams(Section):
 class ModelParams(Section):
     """00_pretrained_baseline: the backbone every stage starts from (SPEC §2)."""
 
-    backbone: Literal["tiny", "msclap-2022", "msclap-2023"] = "tiny"  # tiny: pretrained here; paper: msclap-2022
+    backbone: BackboneName = "tiny"  # tiny: pretrained here (no weights exist); paper: msclap-2022
     msclap_weights: str = ""  # local CLAP_weights_<version>.pth ("" = msclap's hub download)
     msclap_tokenizer: str = ""  # local tokenizer folder ("" = from the hub)
     eval_batch_size: int = Field(256, ge=1)  # clips per trunk pass (cache, zero-shot)
@@ -93,12 +97,12 @@ class PretrainParams(Section):
     """00_pretrained_baseline, tiny backbone only: CLAP-style pretraining on the training
     singles (SPEC §2; msclap's published weights need none). Not in the paper."""
 
-    optimizer_steps: int = Field(24, ge=1)  # optimizer steps (smoke world: 8 epochs × 3); default.yaml: 120
+    optimizer_steps: int = Field(24, ge=1)  # the budget (smoke: 8 epochs × 3; default.yaml: 120)
     batch_size: int = Field(16, ge=2)  # clips per batch (false negatives of one class masked)
     lr: float = Field(0.002, gt=0)  # peak learning rate
     optimizer: Optimizer = "adamw"  # whole audio CNN + text head train: AdamW
-    weight_decay: float = Field(1e-4, ge=0)  # decoupled weight decay (adamw)
-    schedule: Schedule = "cosine"  # per step after warmup: constant | cosine to 0
+    weight_decay: float = Field(1e-4, ge=0)  # weight decay (decoupled with adamw)
+    schedule: Schedule = "cosine"  # learning-rate schedule (see Schedule)
     warmup_steps: int = Field(0, ge=0)  # linear warmup steps
     grad_clip: float = Field(1.0, ge=0)  # max global gradient norm (0 = off)
 
@@ -112,21 +116,21 @@ class TrainParams(Section):
     grad_clip: float = Field(1.0, ge=0)  # max global gradient norm, 0 = off (paper: off)
     schedule: Schedule = "cosine"  # per step after warmup (paper: constant)
     warmup_steps: int = Field(0, ge=0)  # linear warmup steps (paper: 0)
-    replay_weight: float = Field(0.0, ge=0)  # λ_replay: class-caption InfoNCE on singles (SPEC §3; not in the paper)
-    checkpoint_every_s: float = Field(300.0, gt=0)  # last.pt at most this often (and at the end); changes no result
+    replay_weight: float = Field(0.0, ge=0)  # λ_replay: singles' InfoNCE (SPEC §3; paper: none)
+    checkpoint_every_s: float = Field(300.0, gt=0)  # last.pt at most this often; no result changes
     bf16: bool = False  # bf16 autocast on CUDA / CPUs with native bf16 (smoke: off, exact fp32)
 
 
 class StageAParams(Section):
     """01_stage_a: TeminAL A, one sound vs two (SPEC §3, paper eq. 8–9, 22–26)."""
 
-    optimizer_steps: int = Field(6, ge=1)  # optimizer steps (smoke world: 2 epochs × 3); default.yaml: 136
+    optimizer_steps: int = Field(6, ge=1)  # the budget (smoke: 2 epochs × 3; default.yaml: 136)
     batch_size: int = Field(16, ge=2)  # pairs per batch, 2N × 2N logits (paper B.5: 256)
     lr: float = Field(0.001, gt=0)  # heads' learning rate (paper B.5: 1e-4 on msclap)
-    alpha_same: float = Field(1.0, ge=0)  # α_same: negatives sharing a class with the anchor (paper B.3: 1)
-    alpha_diff: float = Field(1.0, ge=0)  # α_diff: negatives sharing no class (paper B.3: 1)
-    beta_a: float = Field(1.0, ge=0)  # β_A: weight of text→audio, L_A = L_a2t + β_A L_t2a (paper B.3: 1)
-    audio_head: Literal["pooled", "order"] = "pooled"  # pooled: the paper's head; order: order-aware, reads frames
+    alpha_same: float = Field(1.0, ge=0)  # α_same: negatives sharing the anchor's class (B.3: 1)
+    alpha_diff: float = Field(1.0, ge=0)  # α_diff: negatives sharing no class (B.3: 1)
+    beta_a: float = Field(1.0, ge=0)  # β_A in L_A = L_a2t + β_A L_t2a (paper B.3: 1)
+    audio_head: AudioHead = "pooled"  # the trained audio head (paper: pooled)
 
 
 class StageBParams(Section):
@@ -134,16 +138,16 @@ class StageBParams(Section):
 
     start_from: Literal["A", "pretrained"] = "A"  # A: T-AB (paper's headline) | pretrained: T-B
     loss: Literal["teminal", "tclap"] = "teminal"  # TeminAL B | T-CLAP (a reading of its abstract)
-    alpha_st: float = Field(1.0, ge=0)  # α_st: reversed captions of the same pair (paper: 0 or 1, Table 3: 1)
-    alpha_ct: float = Field(1.0, ge=0)  # α_ct: reversed captions of other pairs (paper: 0 or 1)
-    alpha_so: float = Field(1.0, ge=0)  # α_so: overlay captions of the same pair (paper: 0 or 1)
-    alpha_co: float = Field(1.0, ge=0)  # α_co: overlay captions of other pairs (paper: 0 or 1)
-    beta: float = Field(1.0, ge=0)  # β: weight of text→audio, L_B = L_a2t + β L_t2a (paper: 1)
-    weights_by: Literal["meaning", "block"] = "meaning"  # "same pair" = same unordered classes | same batch row (paper eq. 4)
-    captions: Literal["paper", "paraphrase"] = "paraphrase"  # paper: before/after/while only | a family of phrasings
+    alpha_st: float = Field(1.0, ge=0)  # α_st: the same pair's reversed caption (paper: 0 or 1)
+    alpha_ct: float = Field(1.0, ge=0)  # α_ct: other pairs' reversed captions (paper: 0 or 1)
+    alpha_so: float = Field(1.0, ge=0)  # α_so: the same pair's overlay caption (paper: 0 or 1)
+    alpha_co: float = Field(1.0, ge=0)  # α_co: other pairs' overlay captions (paper: 0 or 1)
+    beta: float = Field(1.0, ge=0)  # β in L_B = L_a2t + β L_t2a (paper: 1; Table 3 T-AB: all 1)
+    weights_by: Literal["meaning", "block"] = "meaning"  # same pair = same classes | row (eq. 4)
+    captions: Literal["paper", "paraphrase"] = "paraphrase"  # paper: before/after/while | family
     tclap_lambda: float = Field(0.5, ge=0)  # T-CLAP: λ in L = L_c + λ L_t (T-CLAP: 0.5)
-    audio_head: Literal["pooled", "order"] = "pooled"  # this stage's head; T-AB trains its stage A with this head too
-    optimizer_steps: int = Field(6, ge=1)  # optimizer steps (smoke world: 2 epochs × 3); default.yaml: 204
+    audio_head: AudioHead = "pooled"  # also the head of T-AB's stage A (logged.start_of)
+    optimizer_steps: int = Field(6, ge=1)  # the budget (smoke: 2 epochs × 3; default.yaml: 204)
     batch_size: int = Field(16, ge=2)  # pairs per batch, 3N × 3N logits (paper B.5: 256)
     lr: float = Field(0.001, gt=0)  # heads' learning rate (paper B.5: 1e-4 on msclap)
     order_lr: float | None = Field(None, gt=0)  # the order module's own lr (None = lr)
@@ -171,14 +175,14 @@ class ZsteParams(Section):
 class EvaluateParams(Section):
     """05_evaluate_model: any audio–language model on the same items (SPEC §2, §4)."""
 
-    models: list[str] = ["pretrained", "B"]  # run rows (pretrained, A, B, order-head) or model specs
+    models: list[str] = ["pretrained", "B"]  # run rows (pretrained, A, B, order-head) or specs
     n_boot: int = Field(200, ge=0)  # bootstrap resamples of the 95 % intervals
     seen: bool = True  # also the seen-combinations set (pairing folds)
     heldout: bool = True  # also the held-out phrasings
     triples: int = Field(20, ge=0)  # 3C: at most this many held-out class triples (0 = no 3C)
     triple_template: str = "{x} before {y} before {z}"  # 3C candidates, x heard first
     batch: int = Field(32, ge=1)  # clips rendered and embedded per call
-    captioned: Literal["none", "clotho", "audiocaps"] = "none"  # retrieval set layout (paper Table 1)
+    captioned: Literal["none", "clotho", "audiocaps"] = "none"  # retrieval set (paper Table 1)
     captioned_root: str = ""  # its local folder (Clotho / AudioCaps layout, teminal.retrieval)
     captioned_split: str = ""  # its split ("" = evaluation / test)
     compa_csv: str = ""  # CompA-order benchmark CSV ("" = not scored)
@@ -208,12 +212,12 @@ class EvaluateParams(Section):
 class AblationParams(Section):
     """04_ablations: the paper's Table 2 grid × starts, plus extra rows (SPEC §5)."""
 
-    grid: list[Setting] = [(1, 1, 1, 1, 1)]  # (α_st, α_ct, α_so, α_co, β) rows (paper: losses.TABLE2_GRID)
-    starts: list[Literal["pretrained", "A"]] = ["A"]  # T-B and/or T-AB for each grid setting (paper: both)
-    extra_rows: list[Literal["tclap", "order-head", "order-head-other-captions"]] = []  # rows beyond the grid
+    grid: list[Setting] = [(1, 1, 1, 1, 1)]  # settings (paper: the 4 of losses.TABLE2_GRID)
+    starts: list[Literal["pretrained", "A"]] = ["A"]  # T-B and/or T-AB per setting (paper: both)
+    extra_rows: list[ExtraRow] = []  # rows beyond the grid
     order_setting: Setting = (1, 1, 1, 1, 1)  # α/β of the order-aware head's T-AB row
-    order_steps: int = Field(6, ge=1)  # stage B optimizer steps of the order-head row; default.yaml: 340
-    order_lr: float | None = Field(None, gt=0)  # the order module's lr in that row (None = stage_b.lr)
+    order_steps: int = Field(6, ge=1)  # the order-head row's budget (default.yaml: 340)
+    order_lr: float | None = Field(None, gt=0)  # its order module's lr (None = stage_b.lr)
 
 
 SECTIONS: dict[str, type[Section]] = {
