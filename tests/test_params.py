@@ -183,3 +183,26 @@ def test_pretraining_reads_its_own_section():
         ("adam", 0.5, "constant", 0.3)
     assert (config.batch_size, config.seed, config.bf16) == (p.batch_size, 3, RunConfig().train.bf16)
     assert (budget.steps_per_epoch, budget.epochs, budget.total_steps) == (1, 7, 7)
+
+
+@pytest.mark.parametrize("steps,n_train,batch,epochs,total", [
+    (6, 56, 16, 2, 6),  # the smoke world's stage A: 3 steps per epoch, exactly the budget
+    (7, 56, 16, 3, 9),  # not a multiple: whole epochs, at least the budget
+    (120, 72, 64, 120, 120),  # a 72-clip folder: one step per epoch, 120 epochs
+])
+def test_a_step_budget_runs_whole_epochs(steps, n_train, batch, epochs, total):
+    from teminal.run import configs
+
+    b = configs.budget(steps=steps, n_train=n_train, batch_size=batch, where="stage A")
+    assert (b.steps_per_epoch, b.epochs, b.total_steps) == (n_train // batch, epochs, total)
+    stage = RunConfig().stage_a.model_copy(update={"optimizer_steps": steps, "batch_size": batch})
+    config, _ = configs.stage_config(RunConfig().train, stage, seed=0, n_train=n_train, where="A")
+    assert config.epochs == epochs
+
+
+def test_a_split_smaller_than_one_batch_has_no_budget():
+    from teminal.gates import SanityError
+    from teminal.run import configs
+
+    with pytest.raises(SanityError, match=r"stage A: the training split 'train' has 10 rows"):
+        configs.budget(steps=6, n_train=10, batch_size=16, where="stage A")
