@@ -1,7 +1,9 @@
 """The notebook layer: the only code that takes a notebook session.
 
-- ``params``  typed parameter groups; the one place defaults live
+- ``params``  typed parameter groups, one commented line each; the one place defaults live
+- ``section`` the validation every parameter group shares
 - ``config``  reading, overriding (``-p``) and writing configurations
+- ``configs`` parameter groups → library configs (``TrainConfig``, loss weights, …), for every step
 - ``layout``  the run folder: what earlier steps decided, checkpoints, evaluations
 - ``session`` ``start()``: configuration + run folder + device + MLflow run of a notebook
 - ``steps``   what notebooks call: prepare data, pretrain, train a stage, evaluate
