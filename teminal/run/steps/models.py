@@ -159,8 +159,8 @@ def check_pretrained(S: Session, zero_shot) -> None:
               f"(chance {chance:.1f} %): the backbone learned nothing usable; every later "
               "number would be noise")
     if S.config.model.backbone == "tiny":
-        fix = ("train longer (-p pretrain.steps=…), lower pretrain.batch_size, or use more "
-               "data")
+        fix = ("train longer (-p pretrain.optimizer_steps=…), lower pretrain.batch_size, or use "
+               "more data")
         mlflow.set_tags({"teminal.failed_reason": reason})
         meta = S.layout.read_meta(PRETRAINED) or {}
         write_json(S.layout.checkpoint(PRETRAINED) / "meta.json",
