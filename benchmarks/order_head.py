@@ -195,7 +195,7 @@ def setup(args, work: Path, device: torch.device, repeats: int) -> Setup:
     tic = time.perf_counter()
     model = TinyClap(config=tiny).to(device)
     result = pretrain_tiny(model=model, singles=manifests.singles, render=render_key,
-                           class_names=list(base.classes), class_prompt=CLASS_PROMPT, config=pre,
+                           class_names=list(base.classes), class_prompt=CLASS_PROMPT, config=pre, keep="best",
                            out_dir=folder, device=device, progress=False)
     model.save(folder / "model.pt")
     timings["pretrain_s"] = time.perf_counter() - tic

@@ -81,7 +81,7 @@ def _smoke(work: Path, device: torch.device) -> dict:
     model = TinyClap(config=TinyConfig(sample_rate=base.sample_rate, seed=0, **TINY)).to(device)
     pretrain_tiny(model=model, singles=manifests.singles, render=render_key,
                   class_names=list(base.classes), class_prompt=CLASS_PROMPT,
-                  config=_fit_config(epochs=2, batch_size=8, optimizer="adamw"),
+                  config=_fit_config(epochs=2, batch_size=8, optimizer="adamw"), keep="best",
                   out_dir=work / "pretrained", device=device, progress=False)
     model.save(work / "pretrained" / "model.pt")
     out["pretrained"] = state_digest(model.state_dict())

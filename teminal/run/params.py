@@ -105,6 +105,7 @@ class PretrainParams(Section):
     schedule: Schedule = "cosine"  # learning-rate schedule (see Schedule)
     warmup_steps: int = Field(0, ge=0)  # linear warmup steps
     grad_clip: float = Field(1.0, ge=0)  # max global gradient norm (0 = off)
+    keep: Literal["best", "last"] = "best"  # the lowest pretrain/val/loss | the last step's model
 
 
 class TrainParams(Section):

@@ -66,7 +66,7 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
         result = pretrain_tiny(
             model=model, singles=data.manifests.singles, render=data.renderer(model.sample_rate),
             class_names=data.classes, class_prompt=data.params.caption_class, config=config,
-            out_dir=folder, device=S.device, fingerprint_extra={"key": key})
+            keep=S.config.pretrain.keep, out_dir=folder, device=S.device, fingerprint_extra={"key": key})
     with S.phase("checkpoint writes"):
         model.save(folder / "model.pt")
     write_json(folder / "meta.json", {"role": PRETRAINED, "tag": PRETRAINED, "key": key,
@@ -159,8 +159,9 @@ def check_pretrained(S: Session, zero_shot) -> None:
               f"(chance {chance:.1f} %): the backbone learned nothing usable; every later "
               "number would be noise")
     if S.config.model.backbone == "tiny":
-        fix = ("train longer (-p pretrain.optimizer_steps=…), lower pretrain.batch_size, or use "
-               "more data")
+        fix = ("train longer (-p pretrain.optimizer_steps=…), lower pretrain.batch_size, keep "
+               "the last step's model when pretrain/val/loss is lowest early (-p "
+               "pretrain.keep=last), or use more data")
         mlflow.set_tags({"teminal.failed_reason": reason})
         meta = S.layout.read_meta(PRETRAINED) or {}
         write_json(S.layout.checkpoint(PRETRAINED) / "meta.json",
