@@ -17,20 +17,17 @@ notebook's cell shows which field is ``NOTEBOOKS``.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from .section import STRICT, NonNeg, Section, no_bool_for_numbers
+from .section import (STRICT, NonNeg, Section, check_device, check_name, check_order,
+                      check_seeds, no_bool_for_numbers)
 
 Setting = tuple[NonNeg, NonNeg, NonNeg, NonNeg, NonNeg]
 """A stage-B weight setting ``(α_st, α_ct, α_so, α_co, β)`` in the order of
 ``losses.StageBWeights`` (SPEC §3 table; the paper's Table 2 grid is ``losses.TABLE2_GRID``)."""
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
-"""A run name: a plain folder name (it becomes ``runs/<name>-<time>``), no path separators."""
 
 Optimizer = Literal["adam", "adamw"]
 Schedule = Literal["constant", "cosine"]  # per step after warmup: constant | cosine decay to 0
@@ -312,30 +309,10 @@ class RunConfig(BaseModel):
     def _strict_numbers(cls, data: Any) -> Any:
         return no_bool_for_numbers(cls, data)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME.fullmatch(v) or ".." in v:
-            raise ValueError("name must be a plain folder name (letters, digits, '.', '_', "
-                             "'-'; no '/' or '..')")
-        return v
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        ok = v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
-        if not ok:
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}")
-        return v
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: int | list[int]) -> int | list[int]:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"seeds must be a count ≥ 1 or a list of seeds, got {v}")
-        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
-            raise ValueError(f"seeds must be a non-empty list of distinct seeds, got {v}")
-        return v
+    _name = field_validator("name")(lambda cls, v: check_name(v))
+    _device = field_validator("device")(lambda cls, v: check_device(v))
+    _seeds = field_validator("seeds")(lambda cls, v: check_seeds(v))
+    _notebooks = field_validator("notebooks")(lambda cls, v: check_order(v, PIPELINE))
 
     @property
     def training_seeds(self) -> tuple[int, ...]:
@@ -344,22 +321,6 @@ class RunConfig(BaseModel):
         if isinstance(self.seeds, list):
             return tuple(self.seeds)
         return tuple(self.seed + k for k in range(self.seeds))
-
-    @field_validator("notebooks")
-    @classmethod
-    def _notebooks(cls, v: list[str]) -> list[str]:
-        unknown = [nb for nb in v if nb not in NOTEBOOKS]
-        if unknown:
-            raise ValueError(f"unknown notebooks {unknown}; choose from {list(PIPELINE)}")
-        if not v:
-            raise ValueError("notebooks is empty")
-        twice = sorted({nb for nb in v if v.count(nb) > 1})
-        if twice:
-            raise ValueError(f"notebooks {twice} listed more than once")
-        ordered = [nb for nb in PIPELINE if nb in v]
-        if ordered != list(v):
-            raise ValueError(f"notebooks must keep the pipeline order {ordered}")
-        return list(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
