@@ -178,7 +178,8 @@ def test_pretraining_reads_its_own_section():
     p = RunConfig().pretrain.model_copy(update={"optimizer": "adam", "weight_decay": 0.5,
                                                 "schedule": "constant", "lr": 0.3,
                                                 "optimizer_steps": 7})
-    config, budget = configs.pretrain_config(p, RunConfig().train, seed=3, n_train=20)
+    config, budget = configs.pretrain_config(p=p, shared=RunConfig().train, seed=3,
+                                             n_train=20)
     assert (config.optimizer, config.weight_decay, config.schedule, config.lr) == \
         ("adam", 0.5, "constant", 0.3)
     assert (config.batch_size, config.seed, config.bf16) == (p.batch_size, 3, RunConfig().train.bf16)
@@ -196,7 +197,8 @@ def test_a_step_budget_runs_whole_epochs(steps, n_train, batch, epochs, total):
     b = configs.budget(steps=steps, n_train=n_train, batch_size=batch, where="stage A")
     assert (b.steps_per_epoch, b.epochs, b.total_steps) == (n_train // batch, epochs, total)
     stage = RunConfig().stage_a.model_copy(update={"optimizer_steps": steps, "batch_size": batch})
-    config, _ = configs.stage_config(RunConfig().train, stage, seed=0, n_train=n_train, where="A")
+    config, _ = configs.stage_config(shared=RunConfig().train, stage=stage, seed=0,
+                                     n_train=n_train, where="A")
     assert config.epochs == epochs
 
 

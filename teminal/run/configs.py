@@ -67,7 +67,7 @@ def _fit_config(*, b: Budget, batch_size: int, lr: float, opt, shared: TrainPara
         checkpoint_every_s=shared.checkpoint_every_s)
 
 
-def stage_config(shared: TrainParams, stage: StageAParams | StageBParams, *, seed: int,
+def stage_config(*, shared: TrainParams, stage: StageAParams | StageBParams, seed: int,
                  n_train: int, where: str) -> tuple[train.TrainConfig, Budget]:
     """Stage A / B: the stage's budget, batch and lr with the shared ``train`` section."""
     b = budget(steps=stage.optimizer_steps, n_train=n_train, batch_size=stage.batch_size,
@@ -76,7 +76,7 @@ def stage_config(shared: TrainParams, stage: StageAParams | StageBParams, *, see
                        shared=shared, seed=seed), b
 
 
-def pretrain_config(p: PretrainParams, shared: TrainParams, *, seed: int,
+def pretrain_config(*, p: PretrainParams, shared: TrainParams, seed: int,
                     n_train: int) -> tuple[train.TrainConfig, Budget]:
     """Pretraining: everything from the ``pretrain`` section; ``bf16`` and
     ``checkpoint_every_s`` from ``train``."""

@@ -58,8 +58,9 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
     model = TinyClap(config=configs.tiny_config(S.config.model, sample_rate=data.base.sample_rate,
                                                 seed=S.config.seed)).to(S.device)
     singles = data.manifests.singles
-    config, budget = configs.pretrain_config(S.config.pretrain, S.config.train, seed=S.config.seed,
-                                             n_train=int((singles["split"] == "train").sum()))
+    config, budget = configs.pretrain_config(
+        p=S.config.pretrain, shared=S.config.train, seed=S.config.seed,
+        n_train=int((singles["split"] == "train").sum()))
     budget.log(prefix="pretrain/")
     key = pretrained_key(S, data)
     with S.phase("pretraining"):

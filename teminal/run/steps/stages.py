@@ -169,8 +169,8 @@ def _fit(S: Session, *, role: str, key: str, label: str, model: Backbone, task, 
              "params": params.model_dump(mode="json")}
     if S.layout.read_meta(tag) is None:  # claims the folder: a resume finds it by its key
         write_json(out / "meta.json", about | {"finished": False})
-    config, budget = configs.stage_config(S.config.train, params, seed=seed, n_train=task.n_train,
-                                          where=f"stage {tag}")
+    config, budget = configs.stage_config(shared=S.config.train, stage=params, seed=seed,
+                                          n_train=task.n_train, where=f"stage {tag}")
     budget.log()
     with S.phase("training"):
         order_lr = getattr(params, "order_lr", None)
