@@ -27,6 +27,7 @@ from .run import configs, logged
 from .run.params import RunConfig, Setting, StageBParams
 from .run.session import Session
 
+
 @dataclass(frozen=True)
 class Row:
     """One ablation row: its name in the table, and the stage-B parameters it trains (None for
