@@ -34,10 +34,13 @@ import order_head as oh  # noqa: E402
 from _common import write_json  # noqa: E402
 
 from teminal.eval import evaluate as evaluation, selection, zste
-from teminal import losses, train  # noqa: E402
+from teminal import losses  # noqa: E402
+from teminal.training.checkpoints import load_checkpoint_head  # noqa: E402
+from teminal.training.config import TrainConfig  # noqa: E402
+from teminal.training.fit import fit  # noqa: E402
 from teminal.data.captions import HELDOUT_FAMILY, VALIDATION_FAMILY  # noqa: E402
 from teminal.features import embed_texts  # noqa: E402
-from teminal.stages import StageBTask  # noqa: E402
+from teminal.training.stages import StageBTask  # noqa: E402
 
 TEST_TASKS = ("1A", "3A", "3A-o", "3A-c", "3B")
 PHRASED = ("3A", "3A-o", "3A-c", "3A-a", "5A")
@@ -70,11 +73,13 @@ def train_b(model, s: oh.Setup, base, *, share_: float | None, seed: int, epochs
     task = StageBTask(weights=losses.StageBWeights(), weights_by="meaning", captions="paraphrase",
                       mirror_share=share_, seed=seed, backbone=model, bank=s.bank,
                       manifest=s.manifests.stage_b, n_classes=len(s.base.classes))
-    cfg = train.TrainConfig(epochs=epochs, batch_size=batch, lr=base.lr, schedule=base.schedule,
-                            seed=seed, checkpoint_every_s=1e9, bf16=base.bf16)
-    train.fit(task=task, model=model, config=cfg, out_dir=out, device=s.device, progress=False,
-              params=oh.groups(model, base.lr, base.lr, text_lr))
-    return train.load_checkpoint_head(out / "best.pt")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=base.lr, optimizer="adam",
+                      weight_decay=0.0, grad_clip=1.0, schedule=base.schedule, warmup_steps=0,
+                      seed=seed,
+                      checkpoint_every_s=1e9, bf16=base.bf16)
+    fit(task=task, model=model, config=cfg, out_dir=out, device=s.device, progress=False,
+        params=oh.groups(model, base.lr, base.lr, text_lr))
+    return load_checkpoint_head(out / "best.pt")
 
 
 def per_template(model, s: oh.Setup, inputs, family, *, tasks=PHRASED) -> dict:

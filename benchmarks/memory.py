@@ -39,8 +39,10 @@ def main(argv=None) -> int:
     runs = [(int(k), int(b)) for k in args.classes.split(",") for b in args.eval_batch_sizes.split(",")]
     for k, batch in runs:
         overrides = ["dataset=folder", f"data_root={folder}", "pairing=paper", f"classes={k}",
-                     "tiny_hop=441", "pretrain_epochs=8", "pretrain_batch_size=32", "epochs=1",
-                     "batch_size=16", "device=cpu", f"eval_batch_size={batch}"]
+                     "tiny_hop=441", "pretrain.optimizer_steps=8", "pretrain.batch_size=32",
+                     "stage_a.optimizer_steps=1", "stage_b.optimizer_steps=1",
+                     "stage_a.batch_size=16", "stage_b.batch_size=16", "device=cpu",
+                     f"eval_batch_size={batch}"]
         run_dir, wall, rss = run("params/default.yaml", overrides, ["--until", args.until])
         table = profile(run_dir)
         pairs = json.loads((run_dir / "data.json").read_text())

@@ -193,12 +193,13 @@ def setup(args, work: Path, device: torch.device, repeats: int) -> Setup:
                       channels=(w, 2 * w, 4 * w, 8 * w))
     pre = TrainConfig(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch_size,
                       lr=args.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
-                      schedule="cosine", seed=args.seed, bf16=False)
+                      grad_clip=1.0, schedule="cosine", warmup_steps=0, seed=args.seed,
+                      bf16=False, checkpoint_every_s=300.0)
     folder = work / f"pretrained-{config_hash([world.hash, asdict(tiny), asdict(pre)])[:10]}"
     tic = time.perf_counter()
     model = TinyClap(config=tiny).to(device)
     result = pretrain_tiny(model=model, singles=manifests.singles, render=render_key,
-                           class_names=list(base.classes), class_prompt=CLASS_PROMPT, config=pre,
+                           class_names=list(base.classes), class_prompt=CLASS_PROMPT, config=pre, keep="best",
                            out_dir=folder, device=device, progress=False)
     model.save(folder / "model.pt")
     timings["pretrain_s"] = time.perf_counter() - tic
@@ -255,7 +256,9 @@ def stage_a(v: Variant, s: Setup, args, out: Path) -> dict:
     task = StageATask(weights=losses.StageAWeights(), backbone=model, bank=s.bank,
                       manifest=s.manifests.stage_a, n_classes=len(s.base.classes))
     cfg = TrainConfig(epochs=args.stage_a_epochs, batch_size=args.stage_a_batch_size,
-                      lr=args.lr, schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
+                      lr=args.lr,
+                      optimizer="adam", weight_decay=0.0, grad_clip=1.0, warmup_steps=0,
+                      schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
                       bf16=args.bf16)
     tic = time.perf_counter()
     fit(task=task, model=model, params=model.trainable_parameters(), config=cfg,
@@ -279,6 +282,7 @@ def run_variant(v: Variant, s: Setup, args, out: Path,
                       backbone=model, bank=s.bank, manifest=s.manifests.stage_b,
                       n_classes=len(s.base.classes))
     cfg = TrainConfig(epochs=v.epochs, batch_size=v.batch_size, lr=args.lr,
+                      optimizer="adam", weight_decay=0.0, grad_clip=1.0, warmup_steps=0,
                       schedule=args.schedule, seed=v.seed, checkpoint_every_s=1e9,
                       bf16=args.bf16)
 

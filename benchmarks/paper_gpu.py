@@ -123,7 +123,8 @@ def check_sizes(m: Manifests, *, batch_size: int) -> None:
 
 def fit_stage(task, bb, *, args, out_dir: Path, device: torch.device, tag: str) -> dict:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-4,
-                         optimizer="adam", seed=args.seed, bf16=args.bf16)
+                         optimizer="adam", weight_decay=0.0, grad_clip=1.0, schedule="cosine",
+                         warmup_steps=0, seed=args.seed, bf16=args.bf16, checkpoint_every_s=300.0)
     result = fit(task=task, model=bb, params=bb.trainable_parameters(), config=config,
                  out_dir=out_dir, device=device, metric_prefix=f"{tag}/", progress=False)
     bb.load_head_state_dict(load_checkpoint_head(out_dir / "best.pt"))

@@ -31,17 +31,17 @@
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
 config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
-dataset = "embedded"          # "embedded" world | "esc50" (the real one) | "folder" (any ESC-50-shaped)
-data_root = ""                # folder: required; esc50: empty: data/ESC-50
-classes = None                # a class subset: a count or a list of names (None: all)
-world_classes = 10            # embedded world: sound classes
-world_clips_per_class = 10    # embedded world: clips per class, over 5 folds
+dataset = "embedded"          # "embedded" | "esc50" | "folder"
+data_root = ""                # folder: required; esc50: empty means data/ESC-50
+classes = None                # a class subset: a count or names (None: all)
+world_classes = 10            # embedded world: classes
+world_clips_per_class = 10    # embedded world: clips per class
 world_clip_seconds = 0.5      # embedded world: clip length (s)
-pairing = "folds"             # "folds": held out on clips and class pairs | "paper": 1 clip/class, 70/30
-test_fraction = 0.3           # unordered class pairs held out for evaluation
-train_repeats = 1             # folds: clip draws per unordered training pair
-level_rms = 0.1               # RMS of every part and composite (None: off: loudness leaks)
-renormalize = True            # composite back to level_rms after combining (SPEC §1)
+pairing = "folds"             # "folds" | "paper"
+test_fraction = 0.3           # class pairs held out for evaluation
+train_repeats = 1             # folds: clip draws per training pair
+level_rms = 0.1               # RMS of parts and composites (None: off)
+renormalize = True            # composite back to level_rms
 
 # %%
 from IPython.display import display

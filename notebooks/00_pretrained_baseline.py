@@ -31,12 +31,12 @@
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
 config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
-backbone = "tiny"             # "tiny" (pretrained here) | "msclap-2022" | "msclap-2023"
-msclap_weights = ""           # msclap: a local CLAP_weights_<version>.pth (empty: msclap's download)
-pretrain_epochs = 8           # tiny: CLAP-style pretraining epochs
-pretrain_batch_size = 16      # tiny: clips per batch
-pretrain_lr = 0.002           # tiny: learning rate (AdamW, cosine)
-tiny_width = 16               # tiny: channels of the first CNN block (doubling per block)
+backbone = "tiny"             # "tiny" | "msclap-2022" | "msclap-2023"
+msclap_weights = ""           # msclap: local weights ("": download)
+tiny_width = 16               # tiny: channels of the first CNN block
+optimizer_steps = 24          # tiny: pretraining optimizer steps
+batch_size = 16               # tiny: clips per batch
+lr = 0.002                    # tiny: pretraining learning rate
 
 # %%
 from IPython.display import display

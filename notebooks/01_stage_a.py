@@ -26,13 +26,13 @@
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
 config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
-epochs = 2                    # training epochs
+optimizer_steps = 6           # optimizer steps (epochs derived)
 batch_size = 16               # pairs per batch (paper: 256)
-lr = 0.001                    # learning rate (paper: 1e-4 on msclap)
-alpha_same = 1.0              # α_same: negatives sharing a class with the anchor
-alpha_diff = 1.0              # α_diff: negatives sharing no class
-beta_a = 1.0                  # β_A: weight of the text→audio direction
-audio_head = "pooled"         # "pooled" (the paper's head) | "order" (order-aware, reads frames)
+lr = 0.001                    # learning rate (paper: 1e-4)
+alpha_same = 1.0              # α_same
+alpha_diff = 1.0              # α_diff
+beta_a = 1.0                  # β_A
+audio_head = "pooled"         # "pooled" | "order"
 
 # %%
 from IPython.display import display

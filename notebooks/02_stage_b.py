@@ -27,20 +27,20 @@
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
 config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
-start_from = "A"              # "A": from stage A (T-AB) | "pretrained" (T-B)
-loss = "teminal"              # "teminal" (TNCE, SPEC §3) | "tclap" (the T-CLAP baseline)
-alpha_st = 1.0                # α_st: the same pair's reversed caption (and its overlay's, for o)
-alpha_ct = 1.0                # α_ct: other pairs' reversed captions
-alpha_so = 1.0                # α_so: the same pair's overlay caption
-alpha_co = 1.0                # α_co: other pairs' overlay captions
-beta = 1.0                    # β: weight of the text→audio direction
-weights_by = "meaning"        # "meaning" (unordered class pair) | "block" (the paper's batch rows)
-captions = "paraphrase"       # "paraphrase" (a family of phrasings) | "paper" (before/after/while)
-audio_head = "pooled"         # "pooled" (the paper's head) | "order" (order-aware, reads frames)
-epochs = 2                    # training epochs
+start_from = "A"              # "A" (T-AB) | "pretrained" (T-B)
+loss = "teminal"              # "teminal" | "tclap"
+alpha_st = 1.0                # α_st
+alpha_ct = 1.0                # α_ct
+alpha_so = 1.0                # α_so
+alpha_co = 1.0                # α_co
+beta = 1.0                    # β
+weights_by = "meaning"        # "meaning" | "block"
+captions = "paraphrase"       # "paraphrase" | "paper"
+audio_head = "pooled"         # "pooled" | "order"
+optimizer_steps = 6           # optimizer steps (epochs derived)
 batch_size = 16               # pairs per batch (paper: 256)
-lr = 0.001                    # learning rate (paper: 1e-4 on msclap)
-order_lr = None               # the order-aware module's own learning rate (None: lr)
+lr = 0.001                    # learning rate (paper: 1e-4)
+order_lr = None               # the order module's lr (None: lr)
 
 # %%
 from IPython.display import display

@@ -42,9 +42,9 @@
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
 config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
-models = ["pretrained", "B"]  # "pretrained", "A" (stage A), "B" (stage B as configured)
-n_boot = 200                  # bootstrap resamples of the 95 % intervals
-seen = True                   # also the seen-combinations set (pairing "folds")
+models = ["pretrained", "B"]  # "pretrained", "A", "B"
+n_boot = 200                  # bootstrap resamples
+seen = True                   # also the seen-combinations set
 heldout = True                # also the held-out phrasings
 probe = True                  # also the level/duration probe
 

@@ -28,12 +28,12 @@
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
 config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
-grid = [(1, 1, 1, 1, 1)]      # settings (α_st, α_ct, α_so, α_co, β); the paper's Table 2 has four
+grid = [(1, 1, 1, 1, 1)]      # (α_st, α_ct, α_so, α_co, β) settings
 starts = ["A"]                # "pretrained" (T-B) and/or "A" (T-AB)
-extra_rows = []               # "tclap", "order-head", "order-head-other-captions"
-order_setting = (1, 1, 1, 1, 1)  # α/β of the order-aware head's T-AB row
-order_epochs = 2              # stage B epochs of the order-head row
-order_lr = None               # the order module's own learning rate in that row (None: lr)
+extra_rows = []               # "tclap", "order-head", …
+order_setting = (1, 1, 1, 1, 1)  # the order-head row's α/β
+order_steps = 6               # the order-head row's optimizer steps
+order_lr = None               # its order module's lr (None: lr)
 
 # %%
 from IPython.display import display

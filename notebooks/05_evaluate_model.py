@@ -27,12 +27,12 @@
 # %% tags=["parameters"]
 run_dir = ""                  # a pipeline run folder; empty: a new standalone run under runs/
 config = ""                   # standalone only: params/<name>.yaml (empty: the smoke defaults)
-models = ["pretrained", "B"]  # run rows (pretrained, A, B, order-head) or adapter specs
-n_boot = 200                  # bootstrap resamples of the 95 % intervals
-triples = 20                  # 3C: at most this many held-out class triples (0: no 3C)
-captioned = "none"            # retrieval set layout: "none", "clotho", "audiocaps"
+models = ["pretrained", "B"]  # run rows or adapter specs
+n_boot = 200                  # bootstrap resamples
+triples = 20                  # 3C: held-out class triples (0: none)
+captioned = "none"            # "none" | "clotho" | "audiocaps"
 captioned_root = ""           # its local folder
-compa_csv = ""                # CompA-order benchmark CSV ("": not scored)
+compa_csv = ""                # CompA-order CSV ("": not scored)
 compa_audio_dir = ""          # its CompA_order_files folder
 
 # %%

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .eval import tables
+from .run import configs
 from .run.keys import Kind, stage_role
 from .run.params import RunConfig, Setting, StageBParams
-
-SETTING_FIELDS = ("alpha_st", "alpha_ct", "alpha_so", "alpha_co", "beta")
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Row:
         p = self.params
         if p is None:
             raise ValueError(f"row {self.name!r} ({self.kind.value}) trains nothing")
-        setting = ["-".join(f"{v:g}" for v in p.setting)] if p.loss == "teminal" else []
+        setting = ["-".join(f"{v:g}" for v in configs.setting_of(p))] if p.loss == "teminal" else []
         binding = [f"mirror{p.mirror_share:g}"] if p.mirror_share is not None else []
         return "-".join(["abl", stage_role(p), *setting, p.captions, *binding])
 
@@ -64,8 +63,9 @@ def order_head_params(config: RunConfig) -> StageBParams:
     """The order-aware row's stage B (``ablations.order_setting``, from stage A): the
     ablation's ``T-AB+order-head`` row and 05_evaluate_model's ``order-head``."""
     a = config.ablations
-    return _variant(config.stage_b, **dict(zip(SETTING_FIELDS, a.order_setting)),
-                    start_from="A", loss="teminal", audio_head="order", epochs=a.order_epochs,
+    return _variant(config.stage_b, **configs.with_setting(a.order_setting),
+                    start_from="A", loss="teminal", audio_head="order",
+                    optimizer_steps=a.order_steps,
                     order_lr=a.order_lr)
 
 
@@ -75,7 +75,7 @@ def plan(config: RunConfig) -> list[Row]:
     rows = [Row("pretrained", Kind.PRETRAINED)]
     for setting in p.grid:
         for start in p.starts:
-            params = _variant(b, **dict(zip(SETTING_FIELDS, setting)), start_from=start,
+            params = _variant(b, **configs.with_setting(setting), start_from=start,
                               loss="teminal", audio_head="pooled", order_lr=None)
             rows.append(Row(f"{'T-AB' if start == 'A' else 'T-B'} {setting_label(setting)}",
                             Kind.ABLATION_ROW, params))
@@ -107,10 +107,10 @@ def plan_table(rows: list[Row]) -> pd.DataFrame:
         p = r.params
         out.append({"row": r.name, "start": "" if p is None else p.start_from,
                     "loss": "" if p is None else p.loss,
-                    "setting": "" if p is None else setting_label(p.setting),
+                    "setting": "" if p is None else setting_label(configs.setting_of(p)),
                     "head": "" if p is None else p.audio_head,
                     "captions": "" if p is None else p.captions,
-                    "epochs": "" if p is None else p.epochs})
+                    "optimizer_steps": "" if p is None else p.optimizer_steps})
     return pd.DataFrame(out)
 
 
@@ -134,7 +134,7 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
     for r in pooled:
         if r.params.start_from != "A":
             continue
-        same = dict(setting=r.params.setting, captions=r.params.captions)
+        same = dict(setting=configs.setting_of(r.params), captions=r.params.captions)
         for t in pooled:
             if t.params.start_from == "pretrained" and _matches(t, **same):
                 out.append(Comparison(f"{r.name} vs {t.name}", r.name, t.name))
@@ -146,13 +146,13 @@ def comparisons(rows: list[Row]) -> list[Comparison]:
     for o in order:  # issue 23: the binding recipe vs the same order-aware row without it
         for t in order:
             if o.params.mirror_share is not None and t.params.mirror_share is None \
-                    and _matches(t, setting=o.params.setting, captions=o.params.captions):
+                    and _matches(t, setting=configs.setting_of(o.params), captions=o.params.captions):
                 out.append(Comparison(f"{o.name} vs {t.name}", o.name, t.name))
     return out
 
 
 def _matches(row: Row, *, setting, captions) -> bool:
-    return row.params.setting == setting and row.params.captions == captions
+    return configs.setting_of(row.params) == setting and row.params.captions == captions
 
 
 def values(outcome: pd.DataFrame, *, set_name: str = "zste") -> pd.DataFrame:

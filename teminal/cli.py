@@ -9,9 +9,10 @@ pipelines.
     .venv/bin/teminal report runs/<run> [--out results.md] [--check README.md]
     .venv/bin/teminal evaluate [runs/<run>] --model SPEC [--model SPEC ...] [-p name=value ...]
 
-``-p`` values are typed like YAML (``-p epochs=3``, ``-p classes=[dog, rain, crow]``,
-``-p level_rms=null``); a bare name sets every section that has it (``epochs`` → stage_a.epochs
-and stage_b.epochs), ``section.name`` one of them; an unknown name is an error naming it.
+``-p`` values are typed like YAML (``-p stage_a.optimizer_steps=30``, ``-p classes=[dog, rain,
+crow]``, ``-p level_rms=null``); a bare name sets every section that has it (``lr`` →
+pretrain.lr, stage_a.lr and stage_b.lr), ``section.name`` one of them; an unknown name is an
+error naming it, a renamed one an error naming its new name.
 ``rerun`` takes the same ``-p`` (validated the same way) on the run's recorded configuration.
 The hints it prints name the commands by their path (``teminal.hints``): they work without
 activating the virtual environment.
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run_p = sub.add_parser("run", help="run the notebook pipeline on a params/*.yaml file")
     run_p.add_argument("params", help="e.g. params/default.yaml")
     run_p.add_argument("-p", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                       help="override one parameter (repeatable), e.g. -p epochs=3")
+                       help="override one parameter (repeatable), e.g. -p stage_a.lr=3e-4")
     run_p.add_argument("--notebooks", default="", help="comma list of notebooks to run")
     run_p.add_argument("--from", dest="start", default="", help="first notebook to run")
     run_p.add_argument("--until", default="", help="last notebook to run")

@@ -34,6 +34,6 @@ def check_finite_loss(values: list[float], *, first_step: int, where: str, split
     raise NonFiniteLoss(
         f"{where}: the {split} loss is {values[bad]} at {at} ({settings}); training stopped "
         "there and nothing of this epoch was saved. Likely cause: a learning rate too high for "
-        "this stage (lower it: -p stage_a.lr / stage_b.lr / model.pretrain_lr / "
+        "this stage (lower it: -p stage_a.lr / stage_b.lr / pretrain.lr / "
         "ablations.order_lr), no gradient clipping (-p train.grad_clip), bf16 overflow "
         "(-p train.bf16=false), or non-finite input data")

@@ -342,7 +342,7 @@ def evaluate(*, models: list[str], run_dir: str | Path = "", config: RunConfig |
                             source=source, overrides=list(overrides), tracking_uri=tracking_uri)
     layout, record, base = _open(run_dir, tracking_uri)
     cfg = with_models(config or base)
-    cell = NOTEBOOKS[EVALUATE_NOTEBOOK].cell
+    cell = NOTEBOOKS[EVALUATE_NOTEBOOK].names
     changed = {k for k, v in cfg.model_dump().items() if k != "evaluate" and v != base.model_dump()[k]}
     changed |= {f"evaluate.{k}" for k, v in cfg.evaluate.model_dump().items()
                 if k not in cell and v != getattr(base.evaluate, k)}

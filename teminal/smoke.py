@@ -55,7 +55,8 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 def _fit_config(*, epochs: int, batch_size: int, optimizer: str = "adam") -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=2e-3, optimizer=optimizer,
-                       schedule="cosine", seed=0, bf16=True, checkpoint_every_s=1e9)
+                       weight_decay=0.0, grad_clip=1.0, schedule="cosine", warmup_steps=0,
+                       seed=0, bf16=True, checkpoint_every_s=1e9)
 
 
 def smoke_fingerprint(*, work_dir: str | Path | None = None) -> dict:
@@ -83,7 +84,7 @@ def _smoke(work: Path, device: torch.device) -> dict:
     model = TinyClap(config=TinyConfig(sample_rate=base.sample_rate, seed=0, **TINY)).to(device)
     pretrain_tiny(model=model, singles=manifests.singles, render=render_key,
                   class_names=list(base.classes), class_prompt=CLASS_PROMPT,
-                  config=_fit_config(epochs=2, batch_size=8, optimizer="adamw"),
+                  config=_fit_config(epochs=2, batch_size=8, optimizer="adamw"), keep="best",
                   out_dir=work / "pretrained", device=device, progress=False)
     model.save(work / "pretrained" / "model.pt")
     out["pretrained"] = state_digest(model.state_dict())

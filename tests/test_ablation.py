@@ -4,7 +4,9 @@ import pytest
 from teminal import ablation, losses
 from teminal.run.config import ConfigError, apply_overrides
 from teminal.run.keys import Kind
-from teminal.run.params import PAPER_GRID, RunConfig
+from teminal.run.params import RunConfig
+
+PAPER_GRID = [s.weights.setting for s in losses.TABLE2_GRID]  # SPEC §5 Table 2
 
 
 def config(**ablations) -> RunConfig:
@@ -13,23 +15,27 @@ def config(**ablations) -> RunConfig:
 
 def test_paper_grid_gives_table2_rows():
     rows = ablation.plan(config(grid=PAPER_GRID, starts=["pretrained", "A"],
-                                extra_rows=["tclap", "order-head"], order_epochs=7))
+                                extra_rows=["tclap", "order-head"], order_steps=7))
     names = [r.name for r in rows]
     b_rows = [r for r in rows if r.params is not None]
     assert len(b_rows) == 4 * 2 + 2  # Table 2 × {T-B, T-AB} + T-CLAP + order head
     assert names[0] == "pretrained" and names[-1] == "probe:level-duration"
     assert {r.params.start_from for r in b_rows} == {"pretrained", "A"}
     order = next(r for r in rows if r.name.startswith("T-AB+order-head"))
-    assert order.params.audio_head == "order" and order.params.epochs == 7
+    assert order.params.audio_head == "order" and order.params.optimizer_steps == 7
     assert order.params.start_from == "A"
     tclap = next(r for r in rows if r.name == "T-CLAP loss")
     assert tclap.params.loss == "tclap" and tclap.params.start_from == "pretrained"
     assert len(set(names)) == len(names)
 
 
-def test_the_grid_matches_the_papers_table2():
-    grid = [tuple(s.weights.__dict__[k] for k in ablation.SETTING_FIELDS) for s in losses.TABLE2_GRID]
-    assert grid == [tuple(float(v) for v in s) for s in PAPER_GRID]
+def test_the_grid_is_the_papers_table2_in_weight_order():
+    """SPEC §5: the four settings in (α_st, α_ct, α_so, α_co, β) order, the order of
+    ``StageBWeights``'s fields (one home; a row's stage-B fields are set through it)."""
+    assert losses.SETTING_FIELDS == ("alpha_st", "alpha_ct", "alpha_so", "alpha_co", "beta")
+    assert PAPER_GRID == [(0, 0, 0, 0, 1), (1, 0, 1, 0, 1), (0, 1, 0, 1, 1), (1, 1, 1, 1, 1)]
+    row = ablation.plan(config(grid=[(0.5, 0, 2, 0, 1)]))[1]
+    assert (row.params.alpha_st, row.params.alpha_so, row.params.beta) == (0.5, 2, 1)
 
 
 def test_configured_row_equals_the_configured_stage_b():
@@ -116,8 +122,8 @@ def test_mlflow_filters_rows_by_their_logged_parameters(tmp_path):
         == {r.name for r in rows if r.params is not None and r.params.start_from == "pretrained"}
     t_b = next(r for r in rows if r.name == "T-B (0,0,0,0,1)")
     t_ab = next(r for r in rows if r.name == "T-AB (0,0,0,0,1)")
-    assert "stage_a.epochs" not in logged.for_stage(c, t_b.params)  # T-B has no stage A
-    assert logged.for_stage(c, t_ab.params)["stage_a.epochs"] == c.stage_a.epochs
+    assert "stage_a.optimizer_steps" not in logged.for_stage(c, t_b.params)  # T-B has no stage A
+    assert logged.for_stage(c, t_ab.params)["stage_a.optimizer_steps"] == c.stage_a.optimizer_steps
     for name in ("pretrained", "probe:level-duration"):
         run = mlflow.MlflowClient().search_runs(
             [exp], filter_string=f"tags.`teminal.ablation_row` = '{name}'")[0]

@@ -129,7 +129,8 @@ def test_no_configuration_trains_on_evaluation_wording(path):
     from teminal.data.captions import training_wording, word_runs
     from teminal.eval.retrieval import ZERO_SHOT_PROMPT
     from teminal.run.config import load_config
-    from teminal.run.steps.data import check_wording, templates
+    from teminal.run.configs import templates
+    from teminal.run.steps.data import check_wording
     from teminal.eval.tasks import ZsteTemplates, evaluation_wording
     config = load_config(path)
     check_wording(config.data)

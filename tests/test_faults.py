@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 from test_cache import SINGLES, Renderer, _cache
+from fit_configs import fit_config
 from test_train import Head, LinearTask
 
 from teminal import gates, integrity
@@ -25,7 +26,6 @@ from teminal.integrity import IntegrityError
 from teminal.models.tiny import TinyClap, TinyConfig
 from teminal.run.config import ConfigError, apply_overrides, load_config
 from teminal.run.params import RunConfig
-from teminal.training.config import TrainConfig
 from teminal.training.fit import fit
 from teminal.warn import TeminalWarning
 
@@ -102,9 +102,9 @@ def test_concurrent_writers_keep_one_consistent_index(tmp_path):
 def test_damaged_checkpoint_stops_the_run_naming_it(tmp_path):
     out = tmp_path / "ck"
     model = Head()
-    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.05, schedule="constant")
+    cfg = fit_config(epochs=1, schedule="constant")
     fit(task=LinearTask(model), model=model, params=list(model.parameters()), config=cfg,
-        out_dir=out, device=torch.device("cpu"), progress=False)
+              out_dir=out, device=torch.device("cpu"), progress=False)
     raw = bytearray((out / "last.pt").read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     (out / "last.pt").write_bytes(bytes(raw))
@@ -187,11 +187,10 @@ def test_stereo_file_whose_channels_cancel_is_an_error_naming_it(tmp_path):
 
 def test_non_finite_loss_stops_training_at_that_step(tmp_path):
     model = Head()
-    cfg = TrainConfig(epochs=3, batch_size=16, lr=float("inf"), schedule="constant",
-                      grad_clip=0.0)
+    cfg = fit_config(epochs=3, lr=float("inf"), schedule="constant", grad_clip=0.0)
     with pytest.raises(gates.NonFiniteLoss, match=r"stage ck, epoch 1.*optimizer step 2 \(lr=inf"):
         fit(task=LinearTask(model), model=model, params=list(model.parameters()),
-            config=cfg, out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
+                  config=cfg, out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
     assert not list((tmp_path / "ck").glob("*.pt"))  # nothing saved
 
 
@@ -215,8 +214,8 @@ def test_a_model_with_non_finite_weights_is_not_evaluated():
 @pytest.mark.parametrize("item, match", [
     ("stage_b.lr=inf", r"stage_b.lr: Input should be a finite number"),
     ("stage_a.lr=-.inf", r"stage_a.lr: Input should be a finite number"),
-    ("model.pretrain_lr=nan", r"model.pretrain_lr: Input should be a finite number"),
-    ("epochs=true", r"stage_a: epochs: expected a number, got True"),
+    ("pretrain.lr=nan", r"pretrain.lr: Input should be a finite number"),
+    ("optimizer_steps=true", r"pretrain: optimizer_steps: expected a number, got True"),
     ("seed=false", r"seed: expected a number"),
     ("name=../../x", r"name: name must be a plain folder name"),
     ("name=a/b", r"name: name must be a plain folder name"),
@@ -228,7 +227,7 @@ def test_bad_values_are_refused_naming_the_parameter(item, match):
 
 def test_duplicated_yaml_key_is_an_error_naming_it(tmp_path):
     path = tmp_path / "twice.yaml"
-    path.write_text("stage_a:\n  epochs: 3\nstage_b:\n  epochs: 2\nstage_a:\n  lr: 0.1\n")
+    path.write_text("stage_a:\n  optimizer_steps: 3\nstage_b:\n  lr: 0.2\nstage_a:\n  lr: 0.1\n")
     with pytest.raises(ConfigError, match=r"twice.yaml: duplicated key 'stage_a' \(line 5\)"):
         load_config(path)
 

@@ -59,7 +59,7 @@ KEY = keys.Key({"stage": "a"})
 
 
 def _stage(S: Session, fail_at_call=None) -> stages.Trained:
-    params = StageAParams(epochs=4, batch_size=16, lr=0.05)
+    params = StageAParams(optimizer_steps=12, batch_size=16, lr=0.05)  # 4 epochs × 3 steps
     model = _Model(dropout=0.3)
     with tracking.run(run_name="A"):
         return stages._fit(S, role="A", key=KEY, label="A", model=model,

@@ -42,7 +42,7 @@ def _printed(path: Path) -> str:
 
 
 def test_sigkill_during_stage_a_then_resume_continues_in_the_same_folder():
-    proc, run_dir = _start("--until", "01_stage_a", "-p", "stage_a.epochs=40",
+    proc, run_dir = _start("--until", "01_stage_a", "-p", "stage_a.optimizer_steps=120",
                            "-p", "train.checkpoint_every_s=0.001")
     last = run_dir / "checkpoints" / "A" / "last.pt"
     deadline = time.time() + 900

@@ -123,7 +123,7 @@ def every_field() -> list[tuple[str, str]]:
 
 AFFECTS = {"data": {"pretrained", "A", "B", "probe"}, "model": {"pretrained", "A", "B"},
            "train": {"A", "B"}, "stage_a": {"A", "B"}, "stage_b": {"B"},
-           "ablations": {"order-head"}, "evaluate": {"external"},
+           "ablations": {"order-head"}, "evaluate": {"external"}, "pretrain": {"pretrained", "A", "B"},
            ("stage_a", "audio_head"): {"A"},  # stage B starts from stage A with its own head
            ("ablations", "binding_share"): set()}  # the binding row's alone (in ``plan``)
 """Results every keyed field of a section must re-key (in some context): a stage's key follows

@@ -19,7 +19,7 @@ def test_new_run_dir_never_reuses_a_folder(tmp_path):
 
 def test_config_is_recorded_once_and_read_back(tmp_path):
     layout = RunLayout(tmp_path / "run")
-    config, _ = apply_overrides(RunConfig(), ["epochs=3"])
+    config, _ = apply_overrides(RunConfig(), ["optimizer_steps=3"])
     layout.write_config(config)
     assert layout.read_config() == config
     layout.write_config(config)  # the same record again: fine

@@ -44,11 +44,12 @@ def test_parameters_cell_is_short_and_its_defaults_are_the_configs(path):
     assert len(source.splitlines()) <= 20
     values = parameters(source)  # literals only: nothing computed
     spec = NOTEBOOKS[path.stem]
-    assert list(values) == ["run_dir", "config", *spec.cell]
+    assert list(values) == ["run_dir", "config", *spec.names]
     assert values["run_dir"] == "" and values["config"] == ""
-    defaults = RunConfig().section(spec.section).model_dump(mode="json")
+    defaults = RunConfig().model_dump(mode="json")
     as_json = json.loads(json.dumps(values))  # tuples → lists, as the model dumps them
-    assert {k: as_json[k] for k in spec.cell} == {k: defaults[k] for k in spec.cell}
+    assert {name: as_json[name] for name in spec.names} == \
+        {name: defaults[section][name] for section, name in spec.cell}
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
@@ -88,3 +89,22 @@ def test_kernelspec_is_the_one_jupyterlab_saves(path):
     nb = nbformat.read(str(path), as_version=4)
     assert nb.metadata["kernelspec"]["display_name"] == installed == notebook_tools.KERNEL["display_name"]
     assert jupytext.read(notebook_tools.twin(path)).metadata["kernelspec"]["display_name"] == installed
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_no_import_shadows_a_cell_parameter(path):
+    """``session.start`` reads the cell's names from the notebook's globals after the imports:
+    an import of the same name (``from teminal.run import steps``) would silently replace a
+    parameter (a cell variable ``steps`` would arrive as the module)."""
+    import ast
+
+    nb = read(path)
+    cell = parameters_cell(nb)
+    imported = set()
+    for c in nb.cells:
+        if c.cell_type != "code" or c.source == cell:
+            continue
+        for node in ast.walk(ast.parse(c.source)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    assert imported & set(NOTEBOOKS[path.stem].names) == set()

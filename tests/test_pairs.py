@@ -352,7 +352,7 @@ def _manifests_of(config_path, tmp_path, **override):
     from teminal.data import base_set
     from teminal.data.synth_world import make_world
     from teminal.run.config import load_config
-    from teminal.run.steps.data import pairing, templates, world_config
+    from teminal.run.configs import pairing, templates, world_config
 
     p = load_config(config_path).data.model_copy(update=override)
     base = base_set.load(make_world(tmp_path / "world", world_config(p)))

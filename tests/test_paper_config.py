@@ -46,9 +46,9 @@ K = 9  # classes: pairing "paper" at test_fraction 0.3 holds out 11 ≥ 10 unord
 SIZE_AND_DEVICE = (  # (section, field) the rehearsal may change; everything else is paper.yaml
     ("", "device"), ("data", "dataset"), ("data", "data_root"), ("data", "download"),
     ("model", "msclap_weights"), ("model", "msclap_tokenizer"), ("model", "eval_batch_size"),
-    ("stage_a", "epochs"), ("stage_a", "batch_size"), ("stage_b", "epochs"),
+    ("stage_a", "steps"), ("stage_a", "batch_size"), ("stage_b", "steps"),
     ("stage_b", "batch_size"), ("zste", "n_boot"), ("ablations", "grid"),
-    ("ablations", "starts"), ("ablations", "order_epochs"))
+    ("ablations", "starts"), ("ablations", "order_steps"))
 
 pytestmark = pytest.mark.slow
 
@@ -56,9 +56,10 @@ pytestmark = pytest.mark.slow
 def _overrides(esc50: Path, weights: Path, tokenizer: Path) -> list[str]:
     return ["device=cpu", "data.dataset=folder", f"data.data_root={esc50}", "data.download=false",
             f"model.msclap_weights={weights}", f"model.msclap_tokenizer={tokenizer}",
-            "model.eval_batch_size=8", "epochs=1", "batch_size=16", "zste.n_boot=20",
+            "model.eval_batch_size=8", "stage_a.optimizer_steps=1", "stage_b.optimizer_steps=1",
+            "stage_a.batch_size=16", "stage_b.batch_size=16", "zste.n_boot=20",
             "ablations.grid=[[1, 0, 1, 0, 1]]", "ablations.starts=[A]",
-            "ablations.order_epochs=1"]
+            "ablations.order_steps=1"]
 
 
 def make_spelling_bert_tokenizer(folder: Path) -> Path:

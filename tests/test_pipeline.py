@@ -243,5 +243,5 @@ def test_cli_exit_code_on_bad_params(tmp_path, capsys):
     bad.write_text("data:\n  not_a_param: 1\n")
     assert cli.main(["run", str(bad)]) == 1
     assert "data.not_a_param: unknown parameter" in capsys.readouterr().err
-    assert cli.main(["run", str(ROOT / "params" / "ci.yaml"), "-p", "epoch=3"]) == 1
-    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert cli.main(["run", str(ROOT / "params" / "ci.yaml"), "-p", "optimizer_step=3"]) == 1
+    assert "did you mean 'optimizer_steps'" in capsys.readouterr().err

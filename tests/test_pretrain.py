@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
+from fit_configs import pretrain_fit_config
+
 from teminal.audio import Recipe, read_audio
 from teminal.data.clips import compose_key
 from teminal.gates import SanityError
 from teminal.models.tiny import TinyClap, TinyConfig
 from teminal.training.checkpoints import load_checkpoint_head
-from teminal.training.config import TrainConfig
 from teminal.training.pretrain import Augment, PretrainTask, pretrain_tiny
 
 SR = 8000
@@ -57,11 +58,10 @@ def class_names(esc50_like) -> list[str]:
     return list(meta.category.str.replace("_", " "))
 
 
-def pretrain(model, singles, class_names, render, out_dir, **config):
-    config = TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, "optimizer": "adamw",
-                            **config})
+def pretrain(model, singles, class_names, render, out_dir, keep="best", **config):
+    config = pretrain_fit_config(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, **config})
     return pretrain_tiny(model=model, singles=singles, render=render, class_names=class_names,
-                         class_prompt=PROMPT, config=config, out_dir=out_dir,
+                         class_prompt=PROMPT, config=config, keep=keep, out_dir=out_dir,
                          device=torch.device("cpu"), fingerprint_extra={"data": "esc50-like"},
                          progress=False)
 
@@ -91,10 +91,31 @@ def test_a_finished_folder_is_reused(model, base_model, singles, class_names, es
         torch.testing.assert_close(a, b, msg=name)
     with pytest.raises(FileExistsError, match="another configuration"):
         pretrain_tiny(model=again, singles=singles, render=render, class_names=class_names,
-                      class_prompt="the sound of {x}", config=TrainConfig(
-                          epochs=2, batch_size=8, lr=1e-3, optimizer="adamw"),
+                      class_prompt="the sound of {x}", keep="best", config=pretrain_fit_config(
+                          epochs=2, batch_size=8, lr=1e-3),
                       out_dir=tmp_path / "pre", device=torch.device("cpu"),
                       fingerprint_extra={"data": "esc50-like"}, progress=False)
+
+
+def test_keep_chooses_the_checkpoint_left_in_the_model(model, base_model, singles, class_names,
+                                                       esc50_like, tmp_path):
+    """pretrain.keep: "best" loads best.pt (lowest val loss), "last" the last step's last.pt (a
+    small folder's val loss can be lowest after step 1 while its top-1 still rises)."""
+    from teminal.integrity import load_torch, save_torch
+
+    pretrain(model, singles, class_names, Render(esc50_like), tmp_path / "pre")
+    best = load_torch(tmp_path / "pre" / "best.pt", weights_only=False)
+    best["head"] = {k: v + 1 if v.is_floating_point() else v for k, v in best["head"].items()}
+    save_torch(best, tmp_path / "pre" / "best.pt")  # now surely unlike last.pt
+    for keep in ("best", "last"):
+        again = copy.deepcopy(base_model)
+        pretrain(again, singles, class_names, Render(esc50_like), tmp_path / "pre", keep=keep)
+        kept = load_checkpoint_head(tmp_path / "pre" / f"{keep}.pt")
+        for name, value in kept.items():
+            torch.testing.assert_close(again.state_dict()[name], value, msg=f"{keep}: {name}")
+    with pytest.raises(ValueError, match="keep must be one of"):
+        pretrain(copy.deepcopy(base_model), singles, class_names, Render(esc50_like),
+                 tmp_path / "pre", keep="median")
 
 
 def test_training_singles_fewer_than_a_batch_are_refused(model, singles, class_names, esc50_like, tmp_path):

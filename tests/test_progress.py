@@ -2,8 +2,9 @@
 state once, as a plain line; 0 prints nothing."""
 import torch
 
+from fit_configs import fit_config
+
 from teminal import progress
-from teminal.training.config import TrainConfig
 from teminal.training.fit import fit
 
 
@@ -33,11 +34,11 @@ def test_training_bar_is_labelled_with_what_trains(monkeypatch, capsys, tmp_path
     monkeypatch.setenv(progress.ENV, "text")
     model = Head()
     fit(task=LinearTask(model), model=model, params=list(model.parameters()),
-        config=TrainConfig(epochs=2, batch_size=16, lr=0.05), out_dir=tmp_path / "a",
-        device=torch.device("cpu"), label="A")
+              config=fit_config(), out_dir=tmp_path / "a",
+              device=torch.device("cpu"), label="A")
     fit(task=LinearTask(model), model=model, params=list(model.parameters()),
-        config=TrainConfig(epochs=2, batch_size=16, lr=0.05), out_dir=tmp_path / "p",
-        device=torch.device("cpu"), metric_prefix="pretrain/")
+              config=fit_config(), out_dir=tmp_path / "p",
+              device=torch.device("cpu"), metric_prefix="pretrain/")
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["A", "pretrain"], lines
     assert all("100%" in line and "2/2" in line for line in lines)

@@ -38,14 +38,14 @@ def run(*args: str) -> tuple[int, Path]:
 
 def test_partial_run_with_overrides_records_the_final_parameters(capsys):
     code, run_dir = run("--notebooks", "00_data_synthesis", "-p", "world_classes=12",
-                        "-p", "stage_b.epochs=5")
+                        "-p", "stage_b.optimizer_steps=5")
     assert code == 0
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["data"]["world_classes"] == 12 and config["stage_b"]["epochs"] == 5
+    assert config["data"]["world_classes"] == 12 and config["stage_b"]["steps"] == 5
     assert config["notebooks"] == ["00_data_synthesis"]
     record = json.loads((run_dir / "pipeline.json").read_text())
     assert list(record["notebooks"]) == ["00_data_synthesis"] and record["status"] == "FINISHED"
-    assert record["overrides"] == ["world_classes=12", "stage_b.epochs=5"]
+    assert record["overrides"] == ["world_classes=12", "stage_b.optimizer_steps=5"]
     assert "-p world_classes=12 → data.world_classes" in capsys.readouterr().out
 
 
@@ -67,15 +67,15 @@ def test_gate_evaluation_set_under_ten_pairs(capsys):
 
 
 def test_gate_training_split_smaller_than_one_batch(capsys):
-    code, _ = run("--notebooks", "00_pretrained_baseline", "-p", "pretrain_batch_size=4096")
+    code, _ = run("--notebooks", "00_pretrained_baseline", "-p", "pretrain.batch_size=4096")
     assert code == 1
     err = failure(capsys)
     assert "SanityError" in err and "4096" in err and "batch_size" in err
 
 
 def test_gate_pretraining_that_learned_nothing(capsys):
-    code, run_dir = run("--notebooks", "00_pretrained_baseline", "-p", "pretrain_lr=1e-9",
-                        "-p", "pretrain_epochs=1")
+    code, run_dir = run("--notebooks", "00_pretrained_baseline", "-p", "pretrain.lr=1e-9",
+                        "-p", "pretrain.optimizer_steps=1")
     assert code == 1
     assert "pretraining failed (SPEC §6)" in failure(capsys)
     record = json.loads((run_dir / "pipeline.json").read_text())

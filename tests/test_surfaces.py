@@ -48,8 +48,8 @@ def test_report_on_a_failed_run_without_a_reason_names_the_status(tmp_path):
 
 def test_rerun_validates_p_like_run(tmp_path, capsys):
     run_dir = fake_run(tmp_path)
-    assert cli.main(["rerun", str(run_dir), "00_pretrained_baseline", "-p", "epoch=1"]) == 1
-    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert cli.main(["rerun", str(run_dir), "00_pretrained_baseline", "-p", "optimizer_step=1"]) == 1
+    assert "did you mean 'optimizer_steps'" in capsys.readouterr().err
     assert not (run_dir / "notebooks").exists() and not (run_dir / "reruns").exists()
 
 

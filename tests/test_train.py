@@ -4,6 +4,7 @@ import math
 import mlflow
 import pytest
 import torch
+from fit_configs import fit_config
 from mlflow.tracking import MlflowClient
 from torch import nn
 
@@ -69,8 +70,7 @@ def store(tmp_path):
 def _fit(out, epochs, store=None, *, model=None, task=None, **config):
     model = model or Head()
     task = task or LinearTask(model)
-    config = TrainConfig(**{"epochs": epochs, "batch_size": 16, "lr": 0.05,
-                            "schedule": "constant", **config})
+    config = fit_config(**{"epochs": epochs, "schedule": "constant", **config})
     kw = dict(task=task, model=model, params=list(model.parameters()), config=config,
               out_dir=out, device=torch.device("cpu"), progress=False)
     if store is None:
@@ -168,9 +168,9 @@ def test_parameter_groups_get_their_own_learning_rates(tmp_path):
     start = {k: v.clone() for k, v in model.state_dict().items()}
     groups = [{"params": list(model.lin.parameters())},  # TrainConfig.lr
               {"params": list(model.out.parameters()), "lr": 0.0}]  # frozen by its own lr
-    config = TrainConfig(epochs=2, batch_size=16, lr=0.05, schedule="cosine", warmup_steps=3)
+    config = fit_config(schedule="cosine", warmup_steps=3)
     fit(task=LinearTask(model), model=model, params=groups, config=config,
-        out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
+              out_dir=tmp_path / "ck", device=torch.device("cpu"), progress=False)
     assert not torch.equal(model.lin.weight, start["lin.weight"])
     assert torch.equal(model.out.weight, start["out.weight"])
     saved = torch.load(tmp_path / "ck" / "last.pt", weights_only=False)["optimizer"]["param_groups"]
@@ -209,7 +209,7 @@ def test_metrics_logged_in_one_batch_per_epoch(store, monkeypatch):
 
     monkeypatch.setattr(MlflowClient, "log_batch", counting)
     model = Head()
-    config = TrainConfig(epochs=2, batch_size=16, lr=0.05)
+    config = fit_config()
     with tracking.run(run_name="m", tracking_uri=f"sqlite:///{store}/mlflow.db") as active:
         fit(task=LinearTask(model), model=model, params=list(model.parameters()),
             config=config, out_dir=store / "m", device=torch.device("cpu"),
@@ -252,11 +252,11 @@ def test_exception_ends_run_failed(store):
                                          ("schedule", "step"), ("checkpoint_every_s", -1.0)])
 def test_bad_config_is_named(field, value):
     with pytest.raises(ValueError, match=field):
-        TrainConfig(**{field: value})
+        fit_config(**{field: value})
 
 
 def test_cosine_schedule_ends_at_zero():
-    f = lr_lambda(TrainConfig(schedule="cosine", warmup_steps=2), total_steps=10)
+    f = lr_lambda(fit_config(schedule="cosine", warmup_steps=2), total_steps=10)
     assert f(0) == pytest.approx(0.5) and f(2) == pytest.approx(1.0) and math.isclose(f(10), 0.0, abs_tol=1e-9)
 
 

@@ -24,9 +24,9 @@ Conventions shared by every function:
   negatives included (weight 0).
 
 Public API: :func:`weighted_info_nce`, :func:`logits`, :func:`false_negative_mask`,
-:func:`stage_b_events`, :func:`stage_a_events`, :class:`StageBWeights`, :data:`TABLE2_GRID`,
-:data:`WEIGHTS_BY`, :func:`stage_b_log_weights`, :func:`stage_b_loss`, :class:`StageAWeights`,
-:func:`stage_a_log_weights`, :func:`stage_a_loss`, :func:`info_nce`,
+:func:`stage_b_events`, :func:`stage_a_events`, :class:`StageBWeights`, :data:`SETTING_FIELDS`,
+:data:`TABLE2_GRID`, :data:`WEIGHTS_BY`, :func:`stage_b_log_weights`, :func:`stage_b_loss`,
+:class:`StageAWeights`, :func:`stage_a_log_weights`, :func:`stage_a_loss`, :func:`info_nce`,
 :func:`tclap_temporal_loss`, :func:`tclap_loss`.
 
 Where things live: :mod:`.core` (weighted InfoNCE, logits, false negatives, event ids),
@@ -38,11 +38,12 @@ from __future__ import annotations
 
 from .core import false_negative_mask, logits, stage_a_events, stage_b_events, weighted_info_nce
 from .stage_a import StageAWeights, stage_a_log_weights, stage_a_loss
-from .stage_b import (TABLE2_GRID, WEIGHTS_BY, StageBWeights, Table2Setting, stage_b_log_weights,
-                      stage_b_loss)
+from .stage_b import (SETTING_FIELDS, TABLE2_GRID, WEIGHTS_BY, StageBWeights, Table2Setting,
+                      stage_b_log_weights, stage_b_loss)
 from .tclap import info_nce, tclap_loss, tclap_temporal_loss
 
 __all__ = [
+    "SETTING_FIELDS",
     "TABLE2_GRID",
     "WEIGHTS_BY",
     "StageAWeights",

@@ -5,7 +5,7 @@ A stage-B batch is ``[f; r; o]`` (forward, reversed, overlay) of N class pairs; 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 
 import torch
 from torch import Tensor
@@ -32,6 +32,22 @@ class StageBWeights:
 
     def __post_init__(self) -> None:
         _validate_non_negative(self)
+
+    @classmethod
+    def from_setting(cls, setting) -> "StageBWeights":
+        """``(α_st, α_ct, α_so, α_co, β)`` (a configuration's ``Setting``) → weights."""
+        if len(setting) != len(SETTING_FIELDS):
+            raise ValueError(f"a setting is {SETTING_FIELDS}, got {tuple(setting)}")
+        return cls(**dict(zip(SETTING_FIELDS, (float(v) for v in setting))))
+
+    @property
+    def setting(self) -> tuple[float, ...]:
+        """``(α_st, α_ct, α_so, α_co, β)``: how configurations and table rows spell it."""
+        return astuple(self)
+
+
+SETTING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StageBWeights))
+"""The order of a setting tuple ``(α_st, α_ct, α_so, α_co, β)`` (SPEC §3, §5 Table 2)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,7 +12,7 @@ YAML layout (every key optional; the defaults are the smoke configuration)::
     device: auto
     notebooks: [00_data_synthesis, ...]   # a subset, in pipeline order
     data: {dataset: embedded, world_classes: 30, ...}
-    model: {...}; train: {...}; stage_a: {...}; stage_b: {...}; zste: {...}; ablations: {...}
+    model: {...}; pretrain: {...}; train: {...}; stage_a: {...}; stage_b: {...}; zste: {...}; …
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 from pydantic import ValidationError
 
-from .params import NOTEBOOKS, SECTIONS, TOP_LEVEL, RunConfig
+from .params import NOTEBOOKS, RENAMED, SECTIONS, TOP_LEVEL, RunConfig
 
 
 class ConfigError(ValueError):
@@ -31,17 +31,34 @@ class ConfigError(ValueError):
 
 
 def describe(err: ValidationError, source: str) -> str:
-    """One line per problem: ``source: stage_b.epochs: Input should be … (got 'x')``."""
+    """One line per problem: ``source: stage_b.optimizer_steps: Input should be … (got 'x')``."""
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
         got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = f"unknown parameter{_suggest(e['loc'])}"
+            msg = _renamed(where) or f"unknown parameter{_suggest(e['loc'])}"
             got = ""
         lines.append(f"{source}: {where}: {msg}{got}")
     return "\n".join(lines)
+
+
+def _renamed(name: str) -> str:
+    """`` renamed: use 'pretrain.optimizer_steps' …`` for an old ``section.name`` (``params.RENAMED``),
+    else ""."""
+    if name not in RENAMED:
+        return ""
+    new, why = RENAMED[name]
+    return f"renamed: use {new!r} ({why})"
+
+
+def _renamed_bare(name: str) -> str:
+    """The message for a bare old name (``epochs`` → stage_a.optimizer_steps, stage_b.optimizer_steps), or ""."""
+    hits = [(new, why) for old, (new, why) in RENAMED.items() if old.split(".", 1)[1] == name]
+    if not hits:
+        return ""
+    return f"renamed: use {', '.join(new for new, _ in hits)} ({hits[0][1]})"
 
 
 def _suggest(loc: tuple) -> str:
@@ -127,11 +144,14 @@ def parse_value(text: str) -> Any:
 
 def resolve_name(name: str) -> list[tuple[str, str]]:
     """``section.field`` → [(section, field)]; a bare ``field`` → every section declaring it
-    (``epochs`` sets stage_a.epochs and stage_b.epochs); a top-level name → [("", name)]."""
+    (``optimizer_steps`` sets it in pretrain, stage_a and stage_b); a top-level name →
+    [("", name)]."""
     if "." in name:
         section, field = name.split(".", 1)
         if section not in SECTIONS:
             raise ConfigError(f"-p {name}: unknown section {section!r}; sections are {list(SECTIONS)}")
+        if name in RENAMED:
+            raise ConfigError(f"-p {name}: {_renamed(name)}")
         if field not in SECTIONS[section].model_fields:
             close = difflib.get_close_matches(field, list(SECTIONS[section].model_fields), n=1)
             hint = f" — did you mean {section}.{close[0]}?" if close else ""
@@ -140,6 +160,8 @@ def resolve_name(name: str) -> list[tuple[str, str]]:
     if name in TOP_LEVEL:
         return [("", name)]
     found = [(s, name) for s, model in SECTIONS.items() if name in model.model_fields]
+    if not found and _renamed_bare(name):
+        raise ConfigError(f"-p {name}: {_renamed_bare(name)}")
     if not found:
         every = list(TOP_LEVEL) + [f for m in SECTIONS.values() for f in m.model_fields]
         close = difflib.get_close_matches(name, every, n=1)
@@ -154,7 +176,7 @@ def apply_overrides(config: RunConfig, overrides: Iterable[str]) -> tuple[RunCon
     notes = []
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"-p {item!r}: expected name=value (e.g. -p epochs=3)")
+            raise ConfigError(f"-p {item!r}: expected name=value (e.g. -p stage_a.optimizer_steps=30)")
         name, text = item.split("=", 1)
         value = parse_value(text)
         targets = resolve_name(name.strip())
@@ -168,15 +190,15 @@ def with_cell(config: RunConfig, notebook: str, values: Mapping[str, Any]) -> Ru
     """``config`` with a notebook's parameters cell applied to its section."""
     spec = NOTEBOOKS[notebook]
     raw = config.model_dump(mode="json")
+    where = {name: section for section, name in spec.cell}
     for key, value in values.items():
-        if key not in spec.cell:
+        if key not in where:
             raise ConfigError(f"{notebook}: {key!r} is not a parameter of this notebook's cell")
-        raw[spec.section][key] = value
+        raw[where[key]][key] = value
     return validate(raw, source=f"{notebook} parameters cell")
 
 
 def cell_values(config: RunConfig, notebook: str) -> dict[str, Any]:
     """The values of a notebook's cell parameters in ``config`` (what the runner injects)."""
-    spec = NOTEBOOKS[notebook]
-    section = config.section(spec.section).model_dump(mode="json")
-    return {k: section[k] for k in spec.cell}
+    raw = config.model_dump(mode="json")
+    return {name: raw[section][name] for section, name in NOTEBOOKS[notebook].cell}

@@ -93,8 +93,7 @@ def _order_head(b: StageBParams) -> bool:
 ONLY_WHEN: dict[str, dict[str, Callable[[Any], bool]]] = {
     "data": {f: _embedded for f in ("world_classes", "world_clips_per_class",
                                     "world_clip_seconds", "world_sample_rate", "world_seed")},
-    "model": {**{f: _tiny for f in ("pretrain_epochs", "pretrain_batch_size", "pretrain_lr",
-                                    "tiny_width", "tiny_hop")},
+    "model": {**{f: _tiny for f in ("tiny_width", "tiny_hop")},
               **{f: _msclap for f in ("msclap_weights", "msclap_tokenizer")}},
     "stage_b": {**{f: _teminal_loss for f in ("alpha_st", "alpha_ct", "alpha_so", "alpha_co",
                                               "beta", "weights_by")},
@@ -190,8 +189,8 @@ def pretrained(config: RunConfig, inputs: Inputs) -> Key:
     if config.model.backbone != "tiny":
         model.pop("msclap_weights")  # its content is ``inputs.weights``
         return _hash("pretrained", model=model, weights=inputs.weights)
-    return _hash("pretrained", model=model, seed=config.seed, data=_data(config, inputs),
-                 bf16=config.train.bf16)
+    return _hash("pretrained", model=model, pretrain=fields(config.pretrain, "pretrain"),
+                 seed=config.seed, data=_data(config, inputs), bf16=config.train.bf16)
 
 
 def stage_a(config: RunConfig, params: StageAParams, *, seed: int, inputs: Inputs) -> Key:
@@ -202,8 +201,12 @@ def stage_a(config: RunConfig, params: StageAParams, *, seed: int, inputs: Input
 
 
 def start_of(config: RunConfig, params: StageBParams) -> StageAParams | None:
-    """The stage A a stage B starts from (the configured one with its audio head), or None for
-    a start from the pretrained model (T-B, T-CLAP)."""
+    """The stage A a stage-B run starts from, or None for a start from the pretrained model
+    (T-B, T-CLAP). The rule: T-AB continues stage A's audio head, so its stage A is the
+    configured ``stage_a`` with the stage-B row's ``audio_head`` (the ablation's order-head
+    row trains an order-head stage A). In a configuration the two heads must agree
+    (``RunConfig`` refuses otherwise); the rule matters for ablation rows, and the stage A's
+    effective head is what ``stage_a.audio_head`` logs."""
     if params.start_from != "A":
         return None
     return config.stage_a.model_copy(update={"audio_head": params.audio_head})

@@ -21,7 +21,7 @@ from .keys import start_of
 from .params import RunConfig, StageAParams, StageBParams
 
 TOP_LEVEL = ("name", "seed", "seeds", "device", "deterministic")
-SHARED_SECTIONS = ("data", "model", "train", "zste")
+SHARED_SECTIONS = ("data", "model", "pretrain", "train", "zste")
 """Sections every training or evaluation result depends on (the stage sections are chosen per
 run, ``ablations`` only describes the notebook that plans rows)."""
 STAGE_SECTIONS = ("stage_a", "stage_b")

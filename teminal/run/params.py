@@ -1,75 +1,46 @@
-"""Typed run parameters: the one place their defaults live (SPEC §1–§5).
+"""Typed run parameters: the one place their defaults and their explanations live (SPEC §1–§6).
 
-A run configuration (``params/*.yaml``) is a ``RunConfig``: a few top-level fields and one
-section per notebook. Every section is a pydantic model with ``extra="forbid"``, ``Literal``
-options and real lists, so a YAML file, a command-line ``-p name=value`` and a notebook's
-parameters cell go through the same validation, and an unknown or ill-typed value is an error
-naming it. **The defaults are the smoke configuration**: what nbval runs and what a notebook
-opened on its own uses; ``params/default.yaml`` (``make run``) and ``params/paper.yaml``
-override them.
+Read it top to bottom: one section per step, one line per parameter, its default and what it
+does (with the paper's value where the paper gives one). A run configuration
+(``params/*.yaml``) is a ``RunConfig``: a few top-level fields and these sections. YAML, ``-p
+section.name=value`` and a notebook's parameters cell go through the same validation
+(``run/section.py``): an unknown or ill-typed value is an error naming it. **The defaults are
+the smoke configuration** (what nbval runs and a notebook opened on its own uses);
+``params/default.yaml`` (``make run``) and ``params/paper.yaml`` override them.
 
-Which notebook owns which section, and which of its fields appear in the notebook's
-parameters cell, is ``NOTEBOOKS`` below; a test checks every cell against it.
+Training budgets are **optimizer steps**: a stage runs ``epochs = ceil(steps /
+steps_per_epoch)`` whole epochs (``steps_per_epoch = training rows // batch_size``), so a small
+data set gets as many updates as a large one; both numbers are logged (``run/configs.py``).
+The library configs (``train.TrainConfig``, the loss weights, ``TinyConfig``) are built from
+these sections in ``run/configs.py`` only. Renamed parameters are in ``RENAMED``; which
+notebook's cell shows which field is ``NOTEBOOKS``.
 """
 from __future__ import annotations
 
-import re
-import types
-import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-NonNeg = Annotated[float, Field(ge=0)]
+from .section import (STRICT, NonNeg, Section, check_device, check_name, check_order,
+                      check_seeds, no_bool_for_numbers)
+
 Setting = tuple[NonNeg, NonNeg, NonNeg, NonNeg, NonNeg]
-"""(α_st, α_ct, α_so, α_co, β) of stage B (SPEC §3, paper Table 2)."""
+"""A stage-B weight setting ``(α_st, α_ct, α_so, α_co, β)`` in the order of
+``losses.StageBWeights`` (SPEC §3 table; the paper's Table 2 grid is ``losses.TABLE2_GRID``)."""
 
-PAPER_GRID: list[Setting] = [(0, 0, 0, 0, 1), (1, 0, 1, 0, 1), (0, 1, 0, 1, 1), (1, 1, 1, 1, 1)]
-"""The paper's Table 2 grid (SPEC §5)."""
-
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
-"""A run name: a plain folder name (it becomes ``runs/<name>-<time>``), no path separators."""
-
-
-def _takes_bool(annotation: Any) -> bool:
-    """Whether a field's type admits a bool (``bool``, ``bool | None``, …)."""
-    if annotation is bool:
-        return True
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return any(_takes_bool(a) for a in typing.get_args(annotation))
-    return False
-
-
-def _no_bool_for_numbers(model: type[BaseModel], data: Any) -> Any:
-    """Refuse ``true``/``false`` for a number (pydantic would take ``true`` as 1): ``-p
-    epochs=true`` is an error naming the parameter, not one epoch."""
-    if isinstance(data, dict):
-        for name, value in data.items():
-            f = model.model_fields.get(name)
-            if f is not None and isinstance(value, bool) and not _takes_bool(f.annotation):
-                raise ValueError(f"{name}: expected a number, got {value!r}")
-    return data
-
-
-class Section(BaseModel):
-    """A group of parameters: unknown names and ill-typed values are errors; NaN and ±inf
-    are refused everywhere; a bool is never taken for a number."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
-                              allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _strict_numbers(cls, data: Any) -> Any:
-        return _no_bool_for_numbers(cls, data)
+Optimizer = Literal["adam", "adamw"]
+Schedule = Literal["constant", "cosine"]  # per step after warmup: constant | cosine decay to 0
+AudioHead = Literal["pooled", "order"]  # pooled: the paper's head | order: order-aware (frames)
+Dataset = Literal["embedded", "esc50", "folder"]  # embedded world | ESC-50 | ESC-50-shaped folder
+BackboneName = Literal["tiny", "msclap-2022", "msclap-2023"]
+ExtraRow = Literal["tclap", "order-head", "order-head-other-captions", "order-head-binding"]
 
 
 class DataParams(Section):
     """00_data_synthesis: the base set, the pairs and how composites sound (SPEC §1)."""
 
-    dataset: Literal["embedded", "esc50", "folder"] = "embedded"
+    dataset: Dataset = "embedded"  # the base set (Dataset above)
     data_root: str = ""  # esc50: where ESC-50 lives ("" = <workdir>/data/ESC-50); folder: required
     download: bool = False  # esc50: fetch it when data_root holds no copy (needs network)
     allow_partial: bool = False  # continue without missing / damaged clips
@@ -77,28 +48,28 @@ class DataParams(Section):
     class_seed: int | None = None  # with a count: draw the classes with this seed (None = first K)
     world_classes: int = Field(10, ge=3)  # embedded world: sound classes
     world_clips_per_class: int = Field(10, ge=2)  # embedded world: clips per class over 5 folds
-    world_clip_seconds: float = Field(0.5, gt=0)  # embedded world: clip length
+    world_clip_seconds: float = Field(0.5, gt=0)  # embedded world: clip length (s)
     world_sample_rate: int = Field(16000, ge=8000)  # embedded world: sample rate (Hz)
     world_seed: int = 0  # embedded world: generator seed
-    pairing: Literal["folds", "paper"] = "folds"  # SPEC §1
+    pairing: Literal["folds", "paper"] = "folds"  # held out: clips and pairs | 1 clip/class (B.5)
     test_fold: int | None = None  # folds: the evaluation fold (None = the highest)
-    val_fold: int | None = None  # fold of validation singles (None = the one below test_fold)
-    test_fraction: float = Field(0.3, gt=0, lt=1)  # unordered class pairs held out for evaluation
-    val_fraction: float = Field(0.1, ge=0, lt=1)  # of the training class pairs, kept for val/loss
+    val_fold: int | None = None  # folds: validation singles' fold (None = the one below test_fold)
+    test_fraction: float = Field(0.3, gt=0, lt=1)  # class pairs held out to evaluate (paper: 0.3)
+    val_fraction: float = Field(0.1, ge=0, lt=1)  # training pairs kept for val/loss (paper: none)
     train_repeats: int = Field(1, ge=1)  # folds: clip draws per unordered training pair
     eval_repeats: int = Field(1, ge=1)  # folds: clip draws per unordered evaluation pair
     pair_seed: int = 0  # clip draws, phrasings, pair splits
-    level_rms: float | None = Field(0.1, gt=0)  # parts brought to this RMS (None = off)
+    level_rms: float | None = Field(0.1, gt=0)  # parts brought to this RMS to combine (None = off)
     renormalize: bool = True  # composite brought back to level_rms after combining
     peak_limit: float | None = Field(0.99, gt=0)  # composite scaled down to this peak (None = off)
     tile_overlay: bool = True  # overlay looped to the length of the concatenation
     loop_single: bool = True  # stage-A single looped to the length of a double
-    caption_single: str = "single sound of {x}"  # stage A (paper B.2)
-    caption_double: str = "combined sound of {x} and {y}"
-    caption_before: str = "{x} before {y}"  # stage B, x heard first
-    caption_after: str = "{y} after {x}"
-    caption_while: str = "{x} while {y}"
-    caption_class: str = "a recording of {x}"  # single clips: pretraining, replay (not ZSTE's wording)
+    caption_single: str = "single sound of {x}"  # stage A single (paper B.2)
+    caption_double: str = "combined sound of {x} and {y}"  # stage A double (paper B.2)
+    caption_before: str = "{x} before {y}"  # stage B, x heard first (paper)
+    caption_after: str = "{y} after {x}"  # stage B, x heard first (paper)
+    caption_while: str = "{x} while {y}"  # stage B overlay (paper)
+    caption_class: str = "a recording of {x}"  # singles: pretraining, replay (not ZSTE's wording)
 
     @model_validator(mode="after")
     def _root_needed(self) -> "DataParams":
@@ -111,67 +82,76 @@ class DataParams(Section):
 class ModelParams(Section):
     """00_pretrained_baseline: the backbone every stage starts from (SPEC §2)."""
 
-    backbone: Literal["tiny", "msclap-2022", "msclap-2023"] = "tiny"
+    backbone: BackboneName = "tiny"  # tiny: pretrained here (no weights exist); paper: msclap-2022
     msclap_weights: str = ""  # local CLAP_weights_<version>.pth ("" = msclap's hub download)
     msclap_tokenizer: str = ""  # local tokenizer folder ("" = from the hub)
-    eval_batch_size: int = Field(256, ge=1)  # clips per trunk pass
-    pretrain_epochs: int = Field(8, ge=1)  # tiny: CLAP-style pretraining epochs
-    pretrain_batch_size: int = Field(16, ge=2)  # tiny: pretraining batch size
-    pretrain_lr: float = Field(0.002, gt=0)  # tiny: pretraining learning rate
-    tiny_width: int = Field(16, ge=4)  # tiny: channels of the first CNN block (doubling)
+    eval_batch_size: int = Field(256, ge=1)  # clips per trunk pass (cache, zero-shot)
+    tiny_width: int = Field(16, ge=4)  # tiny: channels of the first CNN block (doubling per block)
     tiny_hop: int = Field(160, ge=16)  # tiny: STFT hop (samples)
 
 
-class TrainParams(Section):
-    """Optimisation shared by every stage (paper B.5: Adam, lr 1e-4, batch 256)."""
+class PretrainParams(Section):
+    """00_pretrained_baseline, tiny backbone only: CLAP-style pretraining on the training
+    singles (SPEC §2; msclap's published weights need none). Not in the paper."""
 
-    optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, ge=0)  # 0 = off
-    schedule: Literal["constant", "cosine"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
-    replay_weight: float = Field(0.0, ge=0)  # λ_replay (not in the paper)
-    checkpoint_every_s: float = Field(300.0, gt=0)  # last.pt at most this often (and at the end)
-    bf16: bool = False  # bf16 autocast on CUDA and on CPUs with native bf16 (smoke: off, exact)
+    optimizer_steps: int = Field(24, ge=1)  # the budget (smoke: 8 epochs × 3; default.yaml: 120)
+    batch_size: int = Field(16, ge=2)  # clips per batch (false negatives of one class masked)
+    lr: float = Field(0.002, gt=0)  # peak learning rate
+    optimizer: Optimizer = "adamw"  # whole audio CNN + text head train: AdamW
+    weight_decay: float = Field(1e-4, ge=0)  # weight decay (decoupled with adamw)
+    schedule: Schedule = "cosine"  # learning-rate schedule (see Schedule)
+    warmup_steps: int = Field(0, ge=0)  # linear warmup steps
+    grad_clip: float = Field(1.0, ge=0)  # max global gradient norm (0 = off)
+    keep: Literal["best", "last"] = "best"  # the lowest pretrain/val/loss | the last step's model
+
+
+class TrainParams(Section):
+    """Optimisation shared by stage A and stage B (paper B.5: Adam, constant lr, no clipping);
+    ``bf16`` and ``checkpoint_every_s`` also apply to pretraining."""
+
+    optimizer: Optimizer = "adam"  # paper B.5: adam
+    weight_decay: float = Field(0.0, ge=0)  # paper: 0
+    grad_clip: float = Field(1.0, ge=0)  # max global gradient norm, 0 = off (paper: off)
+    schedule: Schedule = "cosine"  # per step after warmup (paper: constant)
+    warmup_steps: int = Field(0, ge=0)  # linear warmup steps (paper: 0)
+    replay_weight: float = Field(0.0, ge=0)  # λ_replay: singles' InfoNCE (SPEC §3; paper: none)
+    checkpoint_every_s: float = Field(300.0, gt=0)  # last.pt at most this often; no result changes
+    bf16: bool = False  # bf16 autocast on CUDA / CPUs with native bf16 (smoke: off, exact fp32)
 
 
 class StageAParams(Section):
-    """01_stage_a: TeminAL A (SPEC §3)."""
+    """01_stage_a: TeminAL A, one sound vs two (SPEC §3, paper eq. 8–9, 22–26)."""
 
-    epochs: int = Field(2, ge=1)
-    batch_size: int = Field(16, ge=2)  # pairs per batch (paper: 256)
-    lr: float = Field(0.001, gt=0)
-    alpha_same: float = Field(1.0, ge=0)
-    alpha_diff: float = Field(1.0, ge=0)
-    beta_a: float = Field(1.0, ge=0)
-    audio_head: Literal["pooled", "order"] = "pooled"
+    optimizer_steps: int = Field(6, ge=1)  # the budget (smoke: 2 epochs × 3; default.yaml: 136)
+    batch_size: int = Field(16, ge=2)  # pairs per batch, 2N × 2N logits (paper B.5: 256)
+    lr: float = Field(0.001, gt=0)  # heads' learning rate (paper B.5: 1e-4 on msclap)
+    alpha_same: float = Field(1.0, ge=0)  # α_same: negatives sharing the anchor's class (B.3: 1)
+    alpha_diff: float = Field(1.0, ge=0)  # α_diff: negatives sharing no class (B.3: 1)
+    beta_a: float = Field(1.0, ge=0)  # β_A in L_A = L_a2t + β_A L_t2a (paper B.3: 1)
+    audio_head: AudioHead = "pooled"  # the trained audio head (paper: pooled)
 
 
 class StageBParams(Section):
-    """02_stage_b: TeminAL B, or the T-CLAP baseline loss (SPEC §3)."""
+    """02_stage_b: TeminAL B (or the T-CLAP baseline loss), order and overlap (SPEC §3)."""
 
-    start_from: Literal["A", "pretrained"] = "A"  # T-AB or T-B
-    loss: Literal["teminal", "tclap"] = "teminal"
-    alpha_st: float = Field(1.0, ge=0)
-    alpha_ct: float = Field(1.0, ge=0)
-    alpha_so: float = Field(1.0, ge=0)
-    alpha_co: float = Field(1.0, ge=0)
-    beta: float = Field(1.0, ge=0)
-    weights_by: Literal["meaning", "block"] = "meaning"
-    captions: Literal["paper", "paraphrase"] = "paraphrase"
-    tclap_lambda: float = Field(0.5, ge=0)
-    audio_head: Literal["pooled", "order"] = "pooled"
-    epochs: int = Field(2, ge=1)
-    batch_size: int = Field(16, ge=2)
-    lr: float = Field(0.001, gt=0)
+    start_from: Literal["A", "pretrained"] = "A"  # A: T-AB (paper's headline) | pretrained: T-B
+    loss: Literal["teminal", "tclap"] = "teminal"  # TeminAL B | T-CLAP (a reading of its abstract)
+    alpha_st: float = Field(1.0, ge=0)  # α_st: the same pair's reversed caption (paper: 0 or 1)
+    alpha_ct: float = Field(1.0, ge=0)  # α_ct: other pairs' reversed captions (paper: 0 or 1)
+    alpha_so: float = Field(1.0, ge=0)  # α_so: the same pair's overlay caption (paper: 0 or 1)
+    alpha_co: float = Field(1.0, ge=0)  # α_co: other pairs' overlay captions (paper: 0 or 1)
+    beta: float = Field(1.0, ge=0)  # β in L_B = L_a2t + β L_t2a (paper: 1; Table 3 T-AB: all 1)
+    weights_by: Literal["meaning", "block"] = "meaning"  # same pair = same classes | row (eq. 4)
+    captions: Literal["paper", "paraphrase"] = "paraphrase"  # paper: before/after/while | family
+    tclap_lambda: float = Field(0.5, ge=0)  # T-CLAP: λ in L = L_c + λ L_t (T-CLAP: 0.5)
+    audio_head: AudioHead = "pooled"  # also the head of T-AB's stage A (logged.start_of)
+    optimizer_steps: int = Field(6, ge=1)  # the budget (smoke: 2 epochs × 3; default.yaml: 204)
+    batch_size: int = Field(16, ge=2)  # pairs per batch, 3N × 3N logits (paper B.5: 256)
+    lr: float = Field(0.001, gt=0)  # heads' learning rate (paper B.5: 1e-4 on msclap)
     order_lr: float | None = Field(None, gt=0)  # the order module's own lr (None = lr)
     # issue 23: share of sequential samples captioned mirror-worded ("{y} after {x}"), redrawn
     # every step, the rest direct-worded ("{x} before {y}"; BINDING_FAMILY); None = `captions`
     mirror_share: float | None = Field(None, ge=0, le=1)
-
-    @property
-    def setting(self) -> Setting:
-        return (self.alpha_st, self.alpha_ct, self.alpha_so, self.alpha_co, self.beta)
 
     @model_validator(mode="after")
     def _mirror(self) -> "StageBParams":
@@ -191,12 +171,12 @@ ProbeFeature = Literal["duration_s", "rms", "peak", "crest", "env_cv", "env_rang
 class ZsteParams(Section):
     """03_zste: which models, which sets, how many bootstrap resamples (SPEC §4)."""
 
-    models: list[Literal["pretrained", "A", "B"]] = ["pretrained", "B"]
-    n_boot: int = Field(200, ge=0)
+    models: list[Literal["pretrained", "A", "B"]] = ["pretrained", "B"]  # rows of the ZSTE table
+    n_boot: int = Field(200, ge=0)  # bootstrap resamples of the 95 % intervals (0 = none)
     zste_seed: int = 0  # distractor prompts and bootstrap
     seen: bool = True  # also the seen-combinations set (pairing folds)
     heldout: bool = True  # also the held-out phrasings
-    probe: bool = True  # the level/duration probe row
+    probe: bool = True  # the level/duration probe row (what loudness and length alone decide)
     probe_features: list[ProbeFeature] = list(PROBE_FEATURES)  # statistics its decision uses
 
 
@@ -218,7 +198,7 @@ class EvaluateParams(Section):
         check_template(v, {"x", "y", "z"}, owner="evaluate.triple_template")
         return v
     batch: int = Field(32, ge=1)  # clips rendered and embedded per call
-    captioned: Literal["none", "clotho", "audiocaps"] = "none"  # retrieval set layout
+    captioned: Literal["none", "clotho", "audiocaps"] = "none"  # retrieval set (paper Table 1)
     captioned_root: str = ""  # its local folder (Clotho / AudioCaps layout, teminal.eval.retrieval)
     captioned_split: str = ""  # its split ("" = evaluation / test)
     captioned_allow_missing: bool = False  # score without clips whose audio file is absent
@@ -249,51 +229,74 @@ class EvaluateParams(Section):
 class AblationParams(Section):
     """04_ablations: the paper's Table 2 grid × starts, plus extra rows (SPEC §5)."""
 
-    grid: list[Setting] = [(1, 1, 1, 1, 1)]
-    starts: list[Literal["pretrained", "A"]] = ["A"]
-    extra_rows: list[Literal["tclap", "order-head", "order-head-other-captions",
-                             "order-head-binding"]] = []
-    order_setting: Setting = (1, 1, 1, 1, 1)
-    order_epochs: int = Field(2, ge=1)  # stage B epochs of the order-head row
-    order_lr: float | None = Field(None, gt=0)  # the order module's lr in that row (None = lr)
+    grid: list[Setting] = [(1, 1, 1, 1, 1)]  # settings (paper: the 4 of losses.TABLE2_GRID)
+    starts: list[Literal["pretrained", "A"]] = ["A"]  # T-B and/or T-AB per setting (paper: both)
+    extra_rows: list[ExtraRow] = []  # rows beyond the grid
+    order_setting: Setting = (1, 1, 1, 1, 1)  # α/β of the order-aware head's T-AB row
+    order_steps: int = Field(6, ge=1)  # the order-head row's budget (default.yaml: 340)
+    order_lr: float | None = Field(None, gt=0)  # its order module's lr (None = stage_b.lr)
     binding_share: float = Field(0.5, ge=0, le=1)  # mirror_share of the order-head-binding row
 
 
 SECTIONS: dict[str, type[Section]] = {
-    "data": DataParams, "model": ModelParams, "train": TrainParams, "stage_a": StageAParams,
-    "stage_b": StageBParams, "zste": ZsteParams, "ablations": AblationParams,
-    "evaluate": EvaluateParams,
+    "data": DataParams, "model": ModelParams, "pretrain": PretrainParams, "train": TrainParams,
+    "stage_a": StageAParams, "stage_b": StageBParams, "zste": ZsteParams,
+    "ablations": AblationParams, "evaluate": EvaluateParams,
 }
 TOP_LEVEL = ("name", "seed", "seeds", "device", "deterministic", "notebooks")
+
+_STEPS = "budgets are optimizer steps: steps = epochs × the logged budget/steps_per_epoch"
+_OWN = "pretraining has its own section"
+RENAMED: dict[str, tuple[str, str]] = {
+    "model.pretrain_epochs": ("pretrain.optimizer_steps", _STEPS),
+    "model.pretrain_batch_size": ("pretrain.batch_size", _OWN),
+    "model.pretrain_lr": ("pretrain.lr", _OWN),
+    "stage_a.epochs": ("stage_a.optimizer_steps", _STEPS),
+    "stage_b.epochs": ("stage_b.optimizer_steps", _STEPS),
+    "ablations.order_epochs": ("ablations.order_steps", _STEPS),
+}
+"""Old ``section.name`` → (new name, why): given in YAML or ``-p``, an old name is an error
+naming the new one."""
 
 
 @dataclass(frozen=True)
 class NotebookSpec:
-    """A notebook's section and the fields its parameters cell shows (the rest comes from the
-    run folder's configuration)."""
+    """A notebook's own section (its MLflow run logs it) and its parameters cell: ``cell``
+    lists ``(section, field)``; the cell's variable is the field's name (the rest comes from
+    the run folder's configuration)."""
 
     section: str
-    cell: tuple[str, ...]
+    cell: tuple[tuple[str, str], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The cell's variable names, in cell order."""
+        return tuple(name for _, name in self.cell)
+
+
+def _cell(section: str, *names: str) -> tuple[tuple[str, str], ...]:
+    return tuple((section, name) for name in names)
 
 
 NOTEBOOKS: dict[str, NotebookSpec] = {
-    "00_data_synthesis": NotebookSpec("data", (
-        "dataset", "data_root", "classes", "world_classes", "world_clips_per_class",
+    "00_data_synthesis": NotebookSpec("data", _cell(
+        "data", "dataset", "data_root", "classes", "world_classes", "world_clips_per_class",
         "world_clip_seconds", "pairing", "test_fraction", "train_repeats", "level_rms",
         "renormalize")),
-    "00_pretrained_baseline": NotebookSpec("model", (
-        "backbone", "msclap_weights", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr",
-        "tiny_width")),
-    "01_stage_a": NotebookSpec("stage_a", (
-        "epochs", "batch_size", "lr", "alpha_same", "alpha_diff", "beta_a", "audio_head")),
-    "02_stage_b": NotebookSpec("stage_b", (
-        "start_from", "loss", "alpha_st", "alpha_ct", "alpha_so", "alpha_co", "beta",
-        "weights_by", "captions", "audio_head", "epochs", "batch_size", "lr", "order_lr")),
-    "03_zste": NotebookSpec("zste", ("models", "n_boot", "seen", "heldout", "probe")),
-    "04_ablations": NotebookSpec("ablations", (
-        "grid", "starts", "extra_rows", "order_setting", "order_epochs", "order_lr")),
-    "05_evaluate_model": NotebookSpec("evaluate", (
-        "models", "n_boot", "triples", "captioned", "captioned_root", "compa_csv",
+    "00_pretrained_baseline": NotebookSpec("model", _cell(
+        "model", "backbone", "msclap_weights", "tiny_width") + _cell(
+        "pretrain", "optimizer_steps", "batch_size", "lr")),
+    "01_stage_a": NotebookSpec("stage_a", _cell(
+        "stage_a", "optimizer_steps", "batch_size", "lr", "alpha_same", "alpha_diff", "beta_a",
+        "audio_head")),
+    "02_stage_b": NotebookSpec("stage_b", _cell(
+        "stage_b", "start_from", "loss", "alpha_st", "alpha_ct", "alpha_so", "alpha_co", "beta",
+        "weights_by", "captions", "audio_head", "optimizer_steps", "batch_size", "lr", "order_lr")),
+    "03_zste": NotebookSpec("zste", _cell("zste", "models", "n_boot", "seen", "heldout", "probe")),
+    "04_ablations": NotebookSpec("ablations", _cell(
+        "ablations", "grid", "starts", "extra_rows", "order_setting", "order_steps", "order_lr")),
+    "05_evaluate_model": NotebookSpec("evaluate", _cell(
+        "evaluate", "models", "n_boot", "triples", "captioned", "captioned_root", "compa_csv",
         "compa_audio_dir")),
 }
 PIPELINE = tuple(NOTEBOOKS)
@@ -301,20 +304,19 @@ PIPELINE = tuple(NOTEBOOKS)
 
 
 class RunConfig(BaseModel):
-    """A whole run: ``name``, ``seed``, ``device``, ``deterministic``, the notebooks to run, and
-    every section."""
+    """A whole run: the top-level fields below, the notebooks to run, and every section."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
-                              allow_inf_nan=False)
+    model_config = STRICT
 
     name: str = "smoke"  # the run folder is runs/<name>-<time> (letters, digits, . _ -)
     seed: int = 0  # torch / numpy seed of every notebook; the pretrained backbone's seed
     seeds: int | list[int] = 1  # training seeds: a count N (seed, seed+1, …) or a list
     device: str = "cpu"  # "auto" | "cpu" | "cuda" | "cuda:N" (smoke: cpu, so outputs compare)
     deterministic: bool = False  # CPU mode: the same numbers on any x86-64 CPU (determinism.py)
-    notebooks: list[str] = list(PIPELINE)
+    notebooks: list[str] = list(PIPELINE)  # a subset of PIPELINE, in pipeline order
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
+    pretrain: PretrainParams = PretrainParams()
     train: TrainParams = TrainParams()
     stage_a: StageAParams = StageAParams()
     stage_b: StageBParams = StageBParams()
@@ -325,32 +327,12 @@ class RunConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _strict_numbers(cls, data: Any) -> Any:
-        return _no_bool_for_numbers(cls, data)
+        return no_bool_for_numbers(cls, data)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME.fullmatch(v) or ".." in v:
-            raise ValueError("name must be a plain folder name (letters, digits, '.', '_', "
-                             "'-'; no '/' or '..')")
-        return v
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        ok = v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
-        if not ok:
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {v!r}")
-        return v
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: int | list[int]) -> int | list[int]:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"seeds must be a count ≥ 1 or a list of seeds, got {v}")
-        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
-            raise ValueError(f"seeds must be a non-empty list of distinct seeds, got {v}")
-        return v
+    _name = field_validator("name")(lambda cls, v: check_name(v))
+    _device = field_validator("device")(lambda cls, v: check_device(v))
+    _seeds = field_validator("seeds")(lambda cls, v: check_seeds(v))
+    _notebooks = field_validator("notebooks")(lambda cls, v: check_order(v, PIPELINE))
 
     @property
     def training_seeds(self) -> tuple[int, ...]:
@@ -360,27 +342,16 @@ class RunConfig(BaseModel):
             return tuple(self.seeds)
         return tuple(self.seed + k for k in range(self.seeds))
 
-    @field_validator("notebooks")
-    @classmethod
-    def _notebooks(cls, v: list[str]) -> list[str]:
-        unknown = [nb for nb in v if nb not in NOTEBOOKS]
-        if unknown:
-            raise ValueError(f"unknown notebooks {unknown}; choose from {list(PIPELINE)}")
-        if not v:
-            raise ValueError("notebooks is empty")
-        twice = sorted({nb for nb in v if v.count(nb) > 1})
-        if twice:
-            raise ValueError(f"notebooks {twice} listed more than once")
-        ordered = [nb for nb in PIPELINE if nb in v]
-        if ordered != list(v):
-            raise ValueError(f"notebooks must keep the pipeline order {ordered}")
-        return list(v)
-
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
-        if self.model.backbone == "msclap-2023" and "order" in (self.stage_a.audio_head,
-                                                                 self.stage_b.audio_head):
+        heads = (self.stage_a.audio_head, self.stage_b.audio_head)
+        if self.model.backbone == "msclap-2023" and "order" in heads:
             raise ValueError("msclap-2023 has no order-aware audio head; use audio_head: pooled")
+        if self.stage_b.start_from == "A" and heads[0] != heads[1]:
+            raise ValueError(
+                f"stage_b.audio_head {heads[1]!r} with start_from A continues stage A's head, "
+                f"but stage_a.audio_head is {heads[0]!r}: set both (-p audio_head="
+                f"{heads[1]}), or start_from: pretrained")
         return self
 
     def section(self, name: str) -> Section:

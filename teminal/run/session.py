@@ -97,10 +97,10 @@ class Session:
 
 def _cell(notebook: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
     spec = NOTEBOOKS[notebook]
-    missing = [k for k in spec.cell if k not in namespace]
+    missing = [k for k in spec.names if k not in namespace]
     if missing:
         raise NameError(f"{notebook}: the parameters cell must define {missing}")
-    return {k: namespace[k] for k in spec.cell}
+    return {k: namespace[k] for k in spec.names}
 
 
 def start(notebook: str, namespace: Mapping[str, Any], *,

@@ -17,19 +17,21 @@ NOT_FINGERPRINTED = ("checkpoint_every_s",)  # TrainConfig fields that do not ch
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Optimisation settings of one stage (paper B.5: Adam, lr 1e-4, batch 256)."""
+    """Optimisation settings of one training run. Every field is explicit (no defaults): the
+    pipeline builds it from its parameter sections (``teminal.run.configs``), where the
+    defaults and the paper's values (B.5: Adam, constant lr 1e-4, batch 256) are written."""
 
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 1e-4  # of every parameter group without an "lr" of its own
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max global grad norm; 0 = off
-    schedule: str = "cosine"  # "constant" | "cosine" (per step, after warmup)
-    warmup_steps: int = 0
-    seed: int = 0
-    bf16: bool = True  # autocast to bfloat16 on CUDA and on CPUs with native bf16 (bf16_native)
-    checkpoint_every_s: float = 300.0  # last.pt at most this often (and after the last epoch)
+    epochs: int  # whole epochs (the pipeline derives them from a step budget)
+    batch_size: int
+    lr: float  # of every parameter group without an "lr" of its own
+    optimizer: str  # "adam" | "adamw"
+    weight_decay: float
+    grad_clip: float  # max global grad norm; 0 = off
+    schedule: str  # "constant" | "cosine" (per step, after warmup)
+    warmup_steps: int
+    seed: int
+    bf16: bool  # autocast to bfloat16 on CUDA and on CPUs with native bf16 (bf16_native)
+    checkpoint_every_s: float  # last.pt at most this often (and after the last epoch)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):

@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .fit import FitResult, fit
 
 SPLITS = ("train", "val")
+KEEP = ("best", "last")  # which checkpoint pretrain_tiny leaves in the model
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +110,8 @@ def _split_singles(singles: pd.DataFrame, n_classes: int) -> tuple[dict, dict]:
 
 def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.ndarray],
                   class_names: list[str], class_prompt: str, config: TrainConfig,
-                  out_dir: str | Path, device: torch.device, augment: Augment | None = Augment(),
+                  keep: str, out_dir: str | Path, device: torch.device,
+                  augment: Augment | None = Augment(),
                   fingerprint_extra: dict | None = None, progress: bool = True) -> FitResult:
     """Pretrain ``model`` (a ``TinyClap`` on ``device``) CLAP-style on its training singles.
 
@@ -117,7 +119,7 @@ def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.nd
     the singles of split "train" (split "val" gives ``pretrain/val/loss``), with
     ``fit``'s gate, checkpoints, resume and fingerprint (``fingerprint_extra`` plus the
     model config, class prompt and names, augmentation), metrics under ``pretrain/``. Loads
-    ``best.pt`` into ``model`` and leaves it frozen again (``pretraining(False)``).
+    the kept checkpoint into ``model`` and leaves it frozen again (``pretraining(False)``).
 
     Args:
         singles: the singles manifest (``clip``, ``target``, ``split``); targets index
@@ -126,12 +128,16 @@ def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.nd
         class_names: [K] label texts; the caption of class k is ``class_prompt.format(x=...)``.
         class_prompt: e.g. ``"a recording of {x}"`` (not ZSTE's wording, SPEC §1).
         config: optimisation settings (``batch_size`` ≤ the number of training singles).
+        keep: ``"best"`` (``best.pt``: the lowest ``pretrain/val/loss``) or ``"last"``
+            (``last.pt``: after the last step) is loaded into ``model``.
         out_dir: checkpoint folder (``best.pt``, ``last.pt``).
         augment: waveform augmentation of training batches (None: off).
 
     Returns:
         ``FitResult`` of the pretraining run.
     """
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
     clips, targets = _split_singles(singles, len(class_names))
     extra = {"pretrain": {"class_prompt": class_prompt, "class_names": list(class_names),
                           "augment": None if augment is None else asdict(augment),
@@ -149,7 +155,8 @@ def pretrain_tiny(*, model, singles: pd.DataFrame, render: Callable[[str], np.nd
             load_head_state=lambda state: model.load_state_dict(state, strict=False),
             progress=progress,
         )
-        model.load_state_dict(load_checkpoint_head(result.out_dir / "best.pt"), strict=False)
+        kept = result.out_dir / f"{keep}.pt"
+        model.load_state_dict(load_checkpoint_head(kept), strict=False)
     finally:
         model.pretraining(False)
     return result

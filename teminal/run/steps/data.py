@@ -20,17 +20,18 @@ import pandas as pd
 from ... import gates
 from ...audio import Recipe
 from ...data import base_set, download
-from ...data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, CaptionTemplates,
-                              check_no_eval_wording, training_wording)
+from ...data.captions import (HELDOUT_FAMILY, TRAINING_FAMILY, check_no_eval_wording,
+                              training_wording)
 from ...data.clips import ClipStore, render
 from ...data.manifest_files import Manifests, read_manifests, write_manifests
-from ...data.pairs import PairingConfig, build_manifests, eval_pair_count, looped_rows
+from ...data.pairs import build_manifests, eval_pair_count, looped_rows
 from ...data.base_set import DatasetError, changed_files
 from ...data.subsets import select_classes
-from ...data.synth_world import WorldConfig, make_world
+from ...data.synth_world import make_world
 from ...data.vocabulary import CLIP_COLUMNS, STAGE_A, STAGE_B, unordered_pairs
 from teminal.eval.retrieval import ZERO_SHOT_PROMPT
 from teminal.eval.tasks import ZsteTemplates, evaluation_wording
+from ..configs import pairing, templates, world_config
 from ..layout import RunLayout, read_json, workdir, write_json
 from ..params import DataParams
 from ..session import Session
@@ -62,12 +63,6 @@ class RunData:
         return list(self.base.classes)
 
 
-def world_config(p: DataParams) -> WorldConfig:
-    return WorldConfig(n_classes=p.world_classes, clips_per_class=p.world_clips_per_class,
-                       clip_seconds=p.world_clip_seconds, sample_rate=p.world_sample_rate,
-                       seed=p.world_seed)
-
-
 def data_root(p: DataParams) -> Path:
     """``data_root``, or ``<workdir>/data/embedded-world-<hash>`` / ``<workdir>/data/ESC-50``."""
     if p.data_root:
@@ -90,18 +85,6 @@ def load_base(p: DataParams) -> base_set.BaseSet:
     else:
         base = base_set.load(root, allow_partial=p.allow_partial)
     return select_classes(base, p.classes, seed=p.class_seed)
-
-
-def pairing(p: DataParams) -> PairingConfig:
-    return PairingConfig(pairing=p.pairing, seed=p.pair_seed, test_fraction=p.test_fraction,
-                         val_fraction=p.val_fraction, test_fold=p.test_fold, val_fold=p.val_fold,
-                         train_repeats=p.train_repeats, eval_repeats=p.eval_repeats)
-
-
-def templates(p: DataParams) -> CaptionTemplates:
-    return CaptionTemplates(single=p.caption_single, double=p.caption_double,
-                            before=p.caption_before, after=p.caption_after,
-                            while_=p.caption_while, class_prompt=p.caption_class)
 
 
 def check_wording(p: DataParams) -> None:

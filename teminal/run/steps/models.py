@@ -9,19 +9,17 @@ training singles has failed (SPEC §6): the run stops, with the reason as an MLf
 from __future__ import annotations
 
 import mlflow
-
 from ... import determinism, gates
 from ...cache import TrunkCache
 from ...features import FeatureBank, build_bank
 from ...models import build_backbone
 from ...models.base import Backbone
-from ...models.tiny import TinyClap, TinyConfig
-from ...training.config import TrainConfig
+from ...models.tiny import TinyClap
 from ...training.pretrain import pretrain_tiny
-from .. import keys
+from .. import configs, keys
 from ..layout import workdir, write_json
 from ..session import Session
-from .data import RunData, load_data
+from .data import load_data
 
 PRETRAINED = "pretrained"
 
@@ -41,13 +39,6 @@ def pretrained_key(S: Session) -> str:
     return keys.pretrained(S.config, inputs(S))
 
 
-def _tiny_config(S: Session, data: RunData, audio_head: str = "pooled") -> TinyConfig:
-    m = S.config.model
-    w = m.tiny_width
-    return TinyConfig(sample_rate=data.base.sample_rate, seed=S.config.seed, hop=m.tiny_hop,
-                      channels=(w, 2 * w, 4 * w, 8 * w), audio_head=audio_head)
-
-
 def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
     """The embedded backbone pretrained CLAP-style on the run's pretraining singles (SPEC §1:
     every clip no evaluation item uses), saved to ``checkpoints/pretrained/model.pt``.
@@ -65,22 +56,24 @@ def pretrain(S: Session) -> tuple[Backbone, list[dict]]:
             print("note: it was pretrained with other inputs than this configuration's ("
                   + "; ".join(other[:8]) + "); start a new run to pretrain with these")
         return pretrained_model(S), meta.get("history", [])
-    m = S.config.model
-    model = TinyClap(config=_tiny_config(S, data)).to(S.device)
-    config = TrainConfig(epochs=m.pretrain_epochs, batch_size=m.pretrain_batch_size,
-                         lr=m.pretrain_lr, optimizer="adamw", weight_decay=1e-4,
-                         schedule="cosine", seed=S.config.seed, bf16=S.config.train.bf16,
-                         checkpoint_every_s=S.config.train.checkpoint_every_s)
+    model = TinyClap(config=configs.tiny_config(S.config.model, sample_rate=data.base.sample_rate,
+                                                seed=S.config.seed)).to(S.device)
+    singles = data.manifests.singles
+    config, budget = configs.pretrain_config(
+        p=S.config.pretrain, shared=S.config.train, seed=S.config.seed,
+        n_train=int((singles["split"] == "train").sum()))
+    budget.log(prefix="pretrain/")
     with S.phase("pretraining"):
         result = pretrain_tiny(
             model=model, singles=data.manifests.singles, render=data.renderer(model.sample_rate),
             class_names=data.classes, class_prompt=data.params.caption_class, config=config,
-            out_dir=folder, device=S.device, fingerprint_extra={"key": key})
+            keep=S.config.pretrain.keep, out_dir=folder, device=S.device, fingerprint_extra={"key": key})
     with S.phase("checkpoint writes"):
         model.save(folder / "model.pt")
     write_json(folder / "meta.json", {"role": PRETRAINED, "tag": PRETRAINED, "key": key,
                                       "inputs": key.inputs,
                                       "kind": keys.Kind.PRETRAINED.value, "audio_head": "pooled",
+                                      "steps": budget.total_steps, "epochs": budget.epochs,
                                       "history": result.history, "finished": True})
     S.models.clear()
     return pretrained_model(S), result.history
@@ -168,8 +161,9 @@ def check_pretrained(S: Session, zero_shot) -> None:
               f"(chance {chance:.1f} %): the backbone learned nothing usable; every later "
               "number would be noise")
     if S.config.model.backbone == "tiny":
-        fix = ("train longer (model.pretrain_epochs), lower model.pretrain_batch_size, or use "
-               "more data")
+        fix = ("train longer (-p pretrain.optimizer_steps=…), lower pretrain.batch_size, keep "
+               "the last step's model when pretrain/val/loss is lowest early (-p "
+               "pretrain.keep=last), or use more data")
         mlflow.set_tags({"teminal.failed_reason": reason})
         meta = S.layout.read_meta(PRETRAINED) or {}
         write_json(S.layout.checkpoint(PRETRAINED) / "meta.json",

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 
 import mlflow
 
-from ... import losses, tracking
+from ... import tracking
 from ...training import stages
 from ...training.checkpoints import load_checkpoint_head
-from ...training.config import TrainConfig
 from ...training.fit import fit
 from ...models.base import Backbone
 from ...models.heads import OrderAwareAudioHead
-from .. import keys, logged
+from .. import configs, keys, logged
 from ..layout import write_json
 from ..params import StageAParams, StageBParams
 from ..session import Session
@@ -52,14 +51,6 @@ class Trained:
         return keys.Kind.STAGE
 
 
-def train_config(S: Session, params: StageAParams | StageBParams, *,
-                 seed: int) -> TrainConfig:
-    t = S.config.train
-    return TrainConfig(
-        epochs=params.epochs, batch_size=params.batch_size, lr=params.lr, optimizer=t.optimizer,
-        weight_decay=t.weight_decay, grad_clip=t.grad_clip, schedule=t.schedule,
-        warmup_steps=t.warmup_steps, seed=seed, checkpoint_every_s=t.checkpoint_every_s,
-        bf16=t.bf16)
 
 
 def seed_role(S: Session, role: str, seed: int) -> str:
@@ -175,11 +166,14 @@ def _fit(S: Session, *, role: str, key: keys.Key, label: str, model: Backbone, t
              "params": params.model_dump(mode="json")}
     if S.layout.read_meta(tag) is None:  # claims the folder: a resume finds it by its key
         write_json(out / "meta.json", about | {"finished": False})
+    config, budget = configs.stage_config(shared=S.config.train, stage=params, seed=seed,
+                                          n_train=task.n_train, where=f"stage {tag}")
+    budget.log()
     with S.phase("training"):
         order_lr = getattr(params, "order_lr", None)
         result = fit(task=task, model=model, params=_param_groups(model, params.lr, order_lr),
-                     config=train_config(S, params, seed=seed), out_dir=out,
-                     device=S.device, fingerprint_extra={"key": key}, label=label)
+                     config=config, out_dir=out, device=S.device,
+                     fingerprint_extra={"key": key}, label=label)
     for name, seconds in getattr(result, "timings", {}).items():
         S.layout.add_phase(S.notebook, name, seconds)
     model.load_head_state_dict(load_checkpoint_head(out / "best.pt"))
@@ -203,16 +197,12 @@ def build_task(S: Session, trained_or_params, model: Backbone | None = None, *,
     common = dict(backbone=model, bank=bank, n_classes=len(data.classes),
                   replay=_replay(S, bank, data, params.batch_size, seed))
     if isinstance(params, StageAParams):
-        weights = losses.StageAWeights(alpha_same=params.alpha_same,
-                                       alpha_diff=params.alpha_diff, beta=params.beta_a)
-        return stages.StageATask(weights=weights, manifest=data.manifests.stage_a, **common)
+        return stages.StageATask(weights=configs.stage_a_weights(params),
+                                 manifest=data.manifests.stage_a, **common)
     common["manifest"] = data.manifests.stage_b
     if params.loss == "tclap":
         return stages.TclapTask(lam=params.tclap_lambda, captions=params.captions, **common)
-    weights = losses.StageBWeights(alpha_st=params.alpha_st, alpha_ct=params.alpha_ct,
-                                   alpha_so=params.alpha_so, alpha_co=params.alpha_co,
-                                   beta=params.beta)
-    return stages.StageBTask(weights=weights, weights_by=params.weights_by,
+    return stages.StageBTask(weights=configs.stage_b_weights(params), weights_by=params.weights_by,
                              captions=params.captions, mirror_share=params.mirror_share,
                              seed=seed, **common)
 
@@ -246,6 +236,10 @@ def stage_b(S: Session, params: StageBParams | None = None, *, seed: int | None 
     seed = S.config.training_seeds[0] if seed is None else seed
     label = label or keys.stage_label(params)
     first = keys.start_of(S.config, params)
+    if first is not None and first.audio_head != S.config.stage_a.audio_head:  # keys.start_of
+        print(f"{label}: T-AB continues stage A's audio head, so its stage A trains with "
+              f"audio_head {first.audio_head!r} (stage_a.audio_head is "
+              f"{S.config.stage_a.audio_head!r}; logged as stage_a.audio_head)")
     start = None if first is None else stage_a(S, first, seed=seed)
     start_tag = PRETRAINED if start is None else start.tag
     key = keys.stage_b(S.config, params, seed=seed, inputs=inputs(S))
