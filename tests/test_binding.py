@@ -101,7 +101,7 @@ def test_binding_row_and_its_comparison():
     config = RunConfig(ablations={"extra_rows": ["order-head", "order-head-binding"],
                                   "binding_share": 0.25})
     rows = {r.name: r for r in ablation.plan(config)}
-    binding = rows["T-AB+order-head (1,1,1,1,1) binding 0.25"]
+    binding = rows["T-AB+order-head (1,1,1,1,1) binding"]
     order = rows["T-AB+order-head (1,1,1,1,1)"]
     assert binding.params.mirror_share == 0.25 and order.params.mirror_share is None
     assert binding.params.model_copy(update={"mirror_share": None}) == order.params

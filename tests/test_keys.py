@@ -57,8 +57,9 @@ def contexts(tmp: Path) -> dict[str, RunConfig]:
         "msclap": RunConfig.model_validate({"model": {"backbone": "msclap-2022",
                                                       "msclap_weights": str(weights)}}),
         "tclap": RunConfig.model_validate({"stage_b": {"loss": "tclap"}}),
+        "from-pretrained": RunConfig.model_validate({"stage_b": {"start_from": "pretrained"}}),
         "order": RunConfig.model_validate({
-            "stage_b": {"audio_head": "order"},
+            "stage_a": {"audio_head": "order"}, "stage_b": {"audio_head": "order"},
             "ablations": {"extra_rows": ["order-head", "order-head-binding"]},
             "evaluate": {"models": ["pretrained", "B", "order-head", "tiny"],
                          "captioned_root": "/clotho", "compa_csv": "compa.csv",
@@ -179,8 +180,8 @@ def test_a_result_free_field_reuses_and_a_result_field_retrains(tmp_path, monkey
     from teminal.run import steps
 
     monkeypatch.setenv("TEMINAL_WORKDIR", str(tmp_path))
-    base = RunConfig.model_validate({"model": {"pretrain_epochs": 1},
-                                     "stage_a": {"epochs": 2}})
+    base = RunConfig.model_validate({"pretrain": {"optimizer_steps": 3},
+                                     "stage_a": {"optimizer_steps": 6}})
 
     def session(root: Path, **train) -> Session:
         config = RunConfig.model_validate(base.model_dump() | {
@@ -199,7 +200,7 @@ def test_a_result_free_field_reuses_and_a_result_field_retrains(tmp_path, monkey
         fresh = steps.stage_a(session(tmp_path / "fresh", checkpoint_every_s=1e-9))
         longer = session(tmp_path / "run")
         longer.config = RunConfig.model_validate(longer.config.model_dump() | {
-            "model": longer.config.model.model_dump() | {"pretrain_epochs": 2}})
+            "pretrain": longer.config.pretrain.model_dump() | {"optimizer_steps": 6}})
         capsys.readouterr()
         steps.pretrain(longer)  # one pretrained backbone per run folder: kept, and said so
         kept = capsys.readouterr().out
@@ -210,8 +211,8 @@ def test_a_result_free_field_reuses_and_a_result_field_retrains(tmp_path, monkey
     assert (f"A: training anew — checkpoints/{first.tag}/ holds this stage with other inputs: "
             "params.lr: 0.001 → 0.002\n") in said
     assert S.layout.read_meta(first.tag)["kind"] == keys.Kind.STAGE.value
-    assert "pretrained with other inputs than this configuration's (model.pretrain_epochs: " \
-           "1 → 2)" in kept
+    assert "pretrained with other inputs than this configuration's (pretrain.optimizer_steps: " \
+           "3 → 6)" in kept
     assert not fresh.reused and fresh.key == first.key  # another run folder, the same inputs
     for a, b in zip(first.model.trainable_parameters(), fresh.model.trainable_parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -237,5 +238,5 @@ def test_a_key_says_which_input_differs():
                      inputs=inputs)
     assert keys.differences(a.inputs, b.inputs) == ["params.beta: 1.0 → 0.5"]
     c = keys.stage_b(config.model_copy(update={"stage_a": config.stage_a.model_copy(
-        update={"epochs": 9})}), config.stage_b, seed=0, inputs=inputs)
+        update={"optimizer_steps": 9})}), config.stage_b, seed=0, inputs=inputs)
     assert [d.split(":")[0] for d in keys.differences(a.inputs, c.inputs)] == ["start"]

@@ -267,7 +267,7 @@ def test_train_step_is_the_step_fit_takes(tmp_path):
     trained, _ = _fit(tmp_path / "ck", **cfg)
     model = Head()
     task, params = LinearTask(model), list(model.parameters())
-    config = TrainConfig(**cfg)
+    config = fit_config(**cfg)
     optimizer = make_optimizer(params, config)
     precision = Precision.of(bf16=config.bf16, device=torch.device("cpu"))
     shuffle = torch.Generator().manual_seed(config.seed)
