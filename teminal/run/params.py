@@ -149,9 +149,9 @@ class StageBParams(Section):
     batch_size: int = Field(16, ge=2)  # pairs per batch, 3N × 3N logits (paper B.5: 256)
     lr: float = Field(0.001, gt=0)  # heads' learning rate (paper B.5: 1e-4 on msclap)
     order_lr: float | None = Field(None, gt=0)  # the order module's own lr (None = lr)
-    # issue 23: share of sequential samples captioned mirror-worded ("{y} after {x}"), redrawn
-    # every step, the rest direct-worded ("{x} before {y}"; BINDING_FAMILY); None = `captions`
-    mirror_share: float | None = Field(None, ge=0, le=1)
+    mirror_share: float | None = Field(None, ge=0, le=1)  # share captioned "{y} after {x}"-style
+    # (issue 23: mirror-worded, redrawn every step; the rest "{x} before {y}"-style, both from
+    # BINDING_FAMILY); None = the `captions` columns. Not in the paper.
 
     @model_validator(mode="after")
     def _mirror(self) -> "StageBParams":
