@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 RELATIONS = ("single", "span", "seq", "mix")
 """single: one clip ``a``; span: ``a ⊕ a'``, two clips of one class (the stage-A single, as long
@@ -48,6 +49,7 @@ class Recipe:
     tile_overlay: bool = True  # overlay spans a ⊕ b with the second clips (False: zero-padded)
     renormalize: bool = True  # composite brought back to level_rms after combining (if set)
     loop_single: bool = True  # stage-A single spans a double's length (False: a alone)
+    crest_limit: float | None = 3.0  # composite limited to this peak / RMS, then re-levelled (None = off)
 
     @property
     def hash(self) -> str:
@@ -121,6 +123,66 @@ def level(x: np.ndarray, target_rms: float) -> np.ndarray:
     return x if r < 1e-8 else (x * (target_rms / r)).astype(np.float32)
 
 
+LIMIT_WINDOW_S = 0.005  # half-width of the limiter's gain smoothing (s): ~5 ms attack and release
+LIMIT_RANGE_DB = 20.0  # the most a limiter lowers a peak (dB): a sparse clip keeps its crest
+LIMIT_STEPS = 16  # at most this many root-finding steps on the limiter threshold
+LIMIT_TOL = 1e-5  # the crest it settles on lies within this share under the bound
+
+
+def limit(x: np.ndarray, threshold: float, sample_rate: int) -> np.ndarray:
+    """A look-ahead limiter: no sample of the result exceeds ``threshold``. The per-sample gain
+    ``min(1, threshold / |x|)`` is replaced by its minimum over ±``LIMIT_WINDOW_S`` smoothed by
+    a mean over the same window, which never exceeds what any sample needs (each mean is over
+    minima that include that sample) and has no jumps."""
+    w = 2 * max(1, int(round(LIMIT_WINDOW_S * sample_rate))) + 1
+    need = np.minimum(1.0, threshold / np.maximum(np.abs(x), 1e-12))  # (S,)
+    gain = uniform_filter1d(minimum_filter1d(need, w, mode="nearest"), w, mode="nearest")
+    return x * np.minimum(gain, need)
+
+
+def crest_limit(x: np.ndarray, crest: float, target_rms: float, sample_rate: int) -> np.ndarray:
+    """``x`` at RMS ``target_rms`` with a crest factor (peak / RMS) of at most ``crest`` where a
+    limiter can give it one: the ``limit`` threshold is found by bisection (``LIMIT_STEPS``,
+    log scale, at most ``LIMIT_RANGE_DB`` under the peak) so that the limited clip, brought
+    back to ``target_rms``, has a crest just under ``crest``. Every composite whose crest would
+    exceed the bound ends with the same crest and peak, whatever its parts (SPEC §1: no level
+    cue tells one sound from two, or a sequence from an overlay). A clip so sparse that even
+    ``LIMIT_RANGE_DB`` of limiting leaves its crest above the bound (a lone click in silence:
+    limiting scales it, its crest stays) gets that much and keeps a higher crest."""
+    if crest < 1:
+        raise ValueError(f"crest_limit: expected >= 1 (a crest factor), got {crest}")
+    y = np.asarray(x, dtype=np.float64)
+    r, peak = rms(y), float(np.max(np.abs(y))) if y.size else 0.0
+    if r < 1e-8 or peak <= crest * r:
+        return level(x, target_rms)
+    def excess(log_t: float) -> tuple[float, np.ndarray]:  # log crest over the bound, clip
+        z = limit(y, float(np.exp(log_t)), sample_rate)
+        return float(np.log(np.max(np.abs(z)) / rms(z) / crest)), z
+
+    floor = np.log(peak) - LIMIT_RANGE_DB / 20 * np.log(10)  # the lowest log threshold
+    lo, hi, f_hi = np.log(crest * r), np.log(peak), float(np.log(peak / r / crest))  # f_hi > 0
+    f_lo, best = excess(lo)
+    for step in range(3):  # not low enough yet: step down past the excess, then to the floor
+        if f_lo <= 0 or lo <= floor:
+            break
+        hi, f_hi = lo, f_lo
+        lo = max(floor, lo - 2 * f_lo - 0.1) if step < 2 else floor
+        f_lo, best = excess(lo)
+    side = 0
+    for _ in range(LIMIT_STEPS if f_lo <= 0 else 0):  # Illinois regula falsi: crest rises with t
+        if f_lo > np.log1p(-LIMIT_TOL):
+            break
+        mid = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        f_mid, z = excess(mid)
+        if f_mid <= 0:
+            lo, f_lo, best = mid, f_mid, z
+            f_hi, side = (f_hi / 2, -1) if side == -1 else (f_hi, -1)
+        else:
+            hi, f_hi = mid, f_mid
+            f_lo, side = (f_lo / 2, 1) if side == 1 else (f_lo, 1)
+    return level(best, target_rms)
+
+
 def peak_limit(x: np.ndarray, peak: float) -> np.ndarray:
     """Scale ``x`` down (never up) so that ``max |x| <= peak``."""
     m = float(np.max(np.abs(x))) if x.size else 0.0
@@ -179,8 +241,17 @@ def compose(a: np.ndarray, b: np.ndarray | None, relation: str, recipe: Recipe, 
         out = concat(parts[0], parts[1])
     else:
         out = _mix(*parts, span=recipe.tile_overlay)
-    if relation != "single" and recipe.renormalize and recipe.level_rms is not None:
-        out = level(out, recipe.level_rms)
+    return finish(out, recipe, composite=relation != "single")
+
+
+def finish(out: np.ndarray, recipe: Recipe, *, composite: bool) -> np.ndarray:
+    """A composite brought back to ``level_rms`` (``recipe.renormalize``), its crest bounded
+    (``recipe.crest_limit``, which re-levels too); then every clip peak limited (SPEC §1)."""
+    if composite and recipe.renormalize and recipe.level_rms is not None:
+        if recipe.crest_limit is None:
+            out = level(out, recipe.level_rms)
+        else:
+            out = crest_limit(out, recipe.crest_limit, recipe.level_rms, recipe.sample_rate)
     if recipe.peak_limit is not None:
         out = peak_limit(out, recipe.peak_limit)
     return out
