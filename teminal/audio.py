@@ -5,7 +5,9 @@
 - ``overlay`` (∧): sample-wise sum aligned at the start, the shorter zero-padded.
 - ``compose``: one clip by relation (``RELATIONS``): each part brought to one RMS level before
   combining, the composite brought back to that level after combining (a sum of two parts is
-  otherwise ~3 dB louder than their concatenation), then peak limited. Every composite of a pair
+  otherwise ~3 dB louder than their concatenation), its crest factor bounded by a limiter
+  (``crest_limit``: the same bound for every composite, so peak and crest do not tell one sound
+  from two), then peak limited. Every composite of a pair
   has the length of the concatenation ``a_i ⊕ a_j`` and none repeats itself: the overlay is
   ``(a_i ⊕ a_i') ∧ (a_j ⊕ a_j')`` and the stage-A single (``span``) ``a_i ⊕ a_i'``, with
   ``a_i'`` another clip of class i (SPEC §1). Passing the same clip twice loops it — what a split
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,7 +52,7 @@ class Recipe:
     tile_overlay: bool = True  # overlay spans a ⊕ b with the second clips (False: zero-padded)
     renormalize: bool = True  # composite brought back to level_rms after combining (if set)
     loop_single: bool = True  # stage-A single spans a double's length (False: a alone)
-    crest_limit: float | None = 3.0  # composite limited to this peak / RMS, then re-levelled (None = off)
+    crest_limit: float | None = 3.0  # renormalized composite limited to this peak / RMS (None = off)
 
     @property
     def hash(self) -> str:
@@ -142,25 +145,36 @@ def limit(x: np.ndarray, threshold: float, sample_rate: int) -> np.ndarray:
 
 def crest_limit(x: np.ndarray, crest: float, target_rms: float, sample_rate: int) -> np.ndarray:
     """``x`` at RMS ``target_rms`` with a crest factor (peak / RMS) of at most ``crest`` where a
-    limiter can give it one: the ``limit`` threshold is found by bisection (``LIMIT_STEPS``,
-    log scale, at most ``LIMIT_RANGE_DB`` under the peak) so that the limited clip, brought
-    back to ``target_rms``, has a crest just under ``crest``. Every composite whose crest would
-    exceed the bound ends with the same crest and peak, whatever its parts (SPEC §1: no level
-    cue tells one sound from two, or a sequence from an overlay). A clip so sparse that even
-    ``LIMIT_RANGE_DB`` of limiting leaves its crest above the bound (a lone click in silence:
-    limiting scales it, its crest stays) gets that much and keeps a higher crest."""
+    limiter can give it one: the ``limit`` threshold (at most ``LIMIT_RANGE_DB`` under the peak)
+    is the one at which the limited clip, brought back to ``target_rms``, has a crest just under
+    ``crest`` (``_limit_to_crest``). Every composite whose crest would exceed the bound ends with
+    the same crest and peak, whatever its parts (SPEC §1: no level cue tells one sound from two,
+    or a sequence from an overlay). A clip so sparse that ``LIMIT_RANGE_DB`` of limiting leaves
+    its crest above the bound (a lone click in silence: limiting only scales it) gets that much
+    limiting and keeps a higher crest."""
     if crest < 1:
         raise ValueError(f"crest_limit: expected >= 1 (a crest factor), got {crest}")
     y = np.asarray(x, dtype=np.float64)
     r, peak = rms(y), float(np.max(np.abs(y))) if y.size else 0.0
     if r < 1e-8 or peak <= crest * r:
         return level(x, target_rms)
-    def excess(log_t: float) -> tuple[float, np.ndarray]:  # log crest over the bound, clip
-        z = limit(y, float(np.exp(log_t)), sample_rate)
-        return float(np.log(np.max(np.abs(z)) / rms(z) / crest)), z
+    return level(_limit_to_crest(y, crest, rms_=r, peak=peak, sample_rate=sample_rate), target_rms)
 
-    floor = np.log(peak) - LIMIT_RANGE_DB / 20 * np.log(10)  # the lowest log threshold
-    lo, hi, f_hi = np.log(crest * r), np.log(peak), float(np.log(peak / r / crest))  # f_hi > 0
+
+def _limit_to_crest(y: np.ndarray, crest: float, *, rms_: float, peak: float,
+                    sample_rate: int) -> np.ndarray:
+    """``limit(y, t)`` for the log threshold ``log t`` at which log(crest of the result / crest)
+    crosses 0 from below: a bracket stepped down from ``crest × rms`` (to the floor
+    ``LIMIT_RANGE_DB`` under the peak at most), then Illinois regula falsi (the crest rises with
+    the threshold) until the crest lies within ``LIMIT_TOL`` under the bound. Scalar
+    logarithms by ``math`` (libm), not numpy's SIMD loops: the same threshold on every CPU
+    (``teminal.determinism``)."""
+    def excess(log_t: float) -> tuple[float, np.ndarray]:  # log(crest / bound) of limit(y, t)
+        z = limit(y, math.exp(log_t), sample_rate)
+        return math.log(float(np.max(np.abs(z))) / rms(z) / crest), z
+
+    floor = math.log(peak) - LIMIT_RANGE_DB / 20 * math.log(10)
+    lo, hi, f_hi = math.log(crest * rms_), math.log(peak), math.log(peak / rms_ / crest)  # f_hi > 0
     f_lo, best = excess(lo)
     for step in range(3):  # not low enough yet: step down past the excess, then to the floor
         if f_lo <= 0 or lo <= floor:
@@ -169,8 +183,8 @@ def crest_limit(x: np.ndarray, crest: float, target_rms: float, sample_rate: int
         lo = max(floor, lo - 2 * f_lo - 0.1) if step < 2 else floor
         f_lo, best = excess(lo)
     side = 0
-    for _ in range(LIMIT_STEPS if f_lo <= 0 else 0):  # Illinois regula falsi: crest rises with t
-        if f_lo > np.log1p(-LIMIT_TOL):
+    for _ in range(LIMIT_STEPS if f_lo <= 0 else 0):
+        if f_lo > math.log1p(-LIMIT_TOL):
             break
         mid = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
         f_mid, z = excess(mid)
@@ -180,7 +194,7 @@ def crest_limit(x: np.ndarray, crest: float, target_rms: float, sample_rate: int
         else:
             hi, f_hi = mid, f_mid
             f_lo, side = (f_lo / 2, 1) if side == 1 else (f_lo, 1)
-    return level(best, target_rms)
+    return best
 
 
 def peak_limit(x: np.ndarray, peak: float) -> np.ndarray:

@@ -91,7 +91,7 @@ class DataParams(Section):
     level_rms: float | None = Field(0.1, gt=0)  # parts brought to this RMS (None = off)
     renormalize: bool = True  # composite brought back to level_rms after combining
     peak_limit: float | None = Field(0.99, gt=0)  # composite scaled down to this peak (None = off)
-    crest_limit: float | None = Field(3.0, ge=1)  # composite limited to this peak / RMS (None = off)
+    crest_limit: float | None = Field(3.0, ge=1)  # renormalized composite limited to this peak / RMS (None = off)
     tile_overlay: bool = True  # overlay looped to the length of the concatenation
     loop_single: bool = True  # stage-A single looped to the length of a double
     caption_single: str = "single sound of {x}"  # stage A (paper B.2)
