@@ -53,6 +53,7 @@ class Recipe:
     renormalize: bool = True  # composite brought back to level_rms after combining (if set)
     loop_single: bool = True  # stage-A single spans a double's length (False: a alone)
     crest_limit: float | None = 3.0  # renormalized composite limited to this peak / RMS (None = off)
+    limit_range_db: float = 20.0  # the most the crest limiter lowers a peak (dB)
 
     @property
     def hash(self) -> str:
@@ -127,7 +128,6 @@ def level(x: np.ndarray, target_rms: float) -> np.ndarray:
 
 
 LIMIT_WINDOW_S = 0.005  # half-width of the limiter's gain smoothing (s): ~5 ms attack and release
-LIMIT_RANGE_DB = 20.0  # the most a limiter lowers a peak (dB): a sparse clip keeps its crest
 LIMIT_STEPS = 16  # at most this many root-finding steps on the limiter threshold
 LIMIT_TOL = 1e-5  # the crest it settles on lies within this share under the bound
 
@@ -143,29 +143,33 @@ def limit(x: np.ndarray, threshold: float, sample_rate: int) -> np.ndarray:
     return x * np.minimum(gain, need)
 
 
-def crest_limit(x: np.ndarray, crest: float, target_rms: float, sample_rate: int) -> np.ndarray:
+def crest_limit(x: np.ndarray, crest: float, target_rms: float, sample_rate: int, *,
+                range_db: float = 20.0) -> np.ndarray:
     """``x`` at RMS ``target_rms`` with a crest factor (peak / RMS) of at most ``crest`` where a
-    limiter can give it one: the ``limit`` threshold (at most ``LIMIT_RANGE_DB`` under the peak)
+    limiter can give it one: the ``limit`` threshold (at most ``range_db`` under the peak)
     is the one at which the limited clip, brought back to ``target_rms``, has a crest just under
     ``crest`` (``_limit_to_crest``). Every composite whose crest would exceed the bound ends with
     the same crest and peak, whatever its parts (SPEC §1: no level cue tells one sound from two,
-    or a sequence from an overlay). A clip so sparse that ``LIMIT_RANGE_DB`` of limiting leaves
+    or a sequence from an overlay). A clip so sparse that ``range_db`` of limiting leaves
     its crest above the bound (a lone click in silence: limiting only scales it) gets that much
     limiting and keeps a higher crest."""
     if crest < 1:
         raise ValueError(f"crest_limit: expected >= 1 (a crest factor), got {crest}")
+    if range_db <= 0:
+        raise ValueError(f"limit_range_db: expected > 0 dB, got {range_db}")
     y = np.asarray(x, dtype=np.float64)
     r, peak = rms(y), float(np.max(np.abs(y))) if y.size else 0.0
     if r < 1e-8 or peak <= crest * r:
         return level(x, target_rms)
-    return level(_limit_to_crest(y, crest, rms_=r, peak=peak, sample_rate=sample_rate), target_rms)
+    return level(_limit_to_crest(y, crest, rms_=r, peak=peak, range_db=range_db,
+                                 sample_rate=sample_rate), target_rms)
 
 
-def _limit_to_crest(y: np.ndarray, crest: float, *, rms_: float, peak: float,
+def _limit_to_crest(y: np.ndarray, crest: float, *, rms_: float, peak: float, range_db: float,
                     sample_rate: int) -> np.ndarray:
     """``limit(y, t)`` for the log threshold ``log t`` at which log(crest of the result / crest)
     crosses 0 from below: a bracket stepped down from ``crest × rms`` (to the floor
-    ``LIMIT_RANGE_DB`` under the peak at most), then Illinois regula falsi (the crest rises with
+    ``range_db`` under the peak at most), then Illinois regula falsi (the crest rises with
     the threshold) until the crest lies within ``LIMIT_TOL`` under the bound. Scalar
     logarithms by ``math`` (libm), not numpy's SIMD loops: the same threshold on every CPU
     (``teminal.determinism``)."""
@@ -173,8 +177,9 @@ def _limit_to_crest(y: np.ndarray, crest: float, *, rms_: float, peak: float,
         z = limit(y, math.exp(log_t), sample_rate)
         return math.log(float(np.max(np.abs(z))) / rms(z) / crest), z
 
-    floor = math.log(peak) - LIMIT_RANGE_DB / 20 * math.log(10)
-    lo, hi, f_hi = math.log(crest * rms_), math.log(peak), math.log(peak / rms_ / crest)  # f_hi > 0
+    floor = math.log(peak) - range_db / 20 * math.log(10)
+    lo = max(floor, math.log(crest * rms_))  # a first guess, never under the floor
+    hi, f_hi = math.log(peak), math.log(peak / rms_ / crest)  # f_hi > 0: unlimited is above
     f_lo, best = excess(lo)
     for step in range(3):  # not low enough yet: step down past the excess, then to the floor
         if f_lo <= 0 or lo <= floor:
@@ -265,7 +270,8 @@ def finish(out: np.ndarray, recipe: Recipe, *, composite: bool) -> np.ndarray:
         if recipe.crest_limit is None:
             out = level(out, recipe.level_rms)
         else:
-            out = crest_limit(out, recipe.crest_limit, recipe.level_rms, recipe.sample_rate)
+            out = crest_limit(out, recipe.crest_limit, recipe.level_rms, recipe.sample_rate,
+                              range_db=recipe.limit_range_db)
     if recipe.peak_limit is not None:
         out = peak_limit(out, recipe.peak_limit)
     return out

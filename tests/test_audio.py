@@ -252,7 +252,8 @@ def test_span_single_has_the_length_of_a_double(noise):
 def test_recipe_hash_covers_every_field():
     r = Recipe(sample_rate=8000)
     changed = {"sample_rate": 16000, "level_rms": 0.2, "peak_limit": None, "tile_overlay": False,
-               "renormalize": False, "loop_single": False, "crest_limit": None}
+               "renormalize": False, "loop_single": False, "crest_limit": None,
+               "limit_range_db": 6.0}
     assert set(changed) == {f.name for f in fields(Recipe)}
     hashes = {r.hash} | {replace(r, **{k: v}).hash for k, v in changed.items()}
     assert len(hashes) == len(changed) + 1
@@ -320,6 +321,11 @@ def test_crest_limit_gives_every_limited_composite_the_same_crest(noise):
     click[100:110] = 1.0  # a lone click: limiting only scales it
     out = compose(click, click, "seq", r)
     assert np.max(np.abs(out)) / rms(out) > 15 and np.max(np.abs(out)) <= 0.99 + 1e-6  # peak limited
+    for range_db in (3.0, 6.0):  # at most range_db of limiting: the crest falls by no more
+        mild = compose(click, a, "seq", replace(r, limit_range_db=range_db))
+        crest_free = np.max(np.abs(compose(click, a, "seq", replace(free, peak_limit=None)))) / 0.1
+        assert np.max(np.abs(mild)) / rms(mild) >= crest_free * 10 ** (-range_db / 20) * (1 - 1e-6)
+        assert np.max(np.abs(mild)) / rms(mild) > 3.0
     single = compose(spiky, None, "single", r)  # a single clip is not a composite: not limited
     np.testing.assert_array_equal(single, compose(spiky, None, "single", free))
     with pytest.raises(ValueError, match="crest_limit"):

@@ -49,7 +49,8 @@ class RunData:
         p = self.params
         return Recipe(sample_rate=sample_rate, level_rms=p.level_rms, renormalize=p.renormalize,
                       peak_limit=p.peak_limit, crest_limit=p.crest_limit,
-                      tile_overlay=p.tile_overlay, loop_single=p.loop_single)
+                      limit_range_db=p.limit_range_db, tile_overlay=p.tile_overlay,
+                      loop_single=p.loop_single)
 
     def renderer(self, sample_rate: int) -> Callable[[str], np.ndarray]:
         """audio key → samples at ``sample_rate`` (clips read lazily, bounded memory)."""
