@@ -5,7 +5,9 @@
 - ``overlay`` (∧): sample-wise sum aligned at the start, the shorter zero-padded.
 - ``compose``: one clip by relation (``RELATIONS``): each part brought to one RMS level before
   combining, the composite brought back to that level after combining (a sum of two parts is
-  otherwise ~3 dB louder than their concatenation), then peak limited. Every composite of a pair
+  otherwise ~3 dB louder than their concatenation), its crest factor bounded by a limiter
+  (``crest_limit``: the same bound for every composite, so peak and crest do not tell one sound
+  from two), then peak limited. Every composite of a pair
   has the length of the concatenation ``a_i ⊕ a_j`` and none repeats itself: the overlay is
   ``(a_i ⊕ a_i') ∧ (a_j ⊕ a_j')`` and the stage-A single (``span``) ``a_i ⊕ a_i'``, with
   ``a_i'`` another clip of class i (SPEC §1). Passing the same clip twice loops it — what a split
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 RELATIONS = ("single", "span", "seq", "mix")
 """single: one clip ``a``; span: ``a ⊕ a'``, two clips of one class (the stage-A single, as long
@@ -48,6 +52,8 @@ class Recipe:
     tile_overlay: bool = True  # overlay spans a ⊕ b with the second clips (False: zero-padded)
     renormalize: bool = True  # composite brought back to level_rms after combining (if set)
     loop_single: bool = True  # stage-A single spans a double's length (False: a alone)
+    crest_limit: float | None = None  # renormalized composite limited to this peak / RMS; None = off
+    limit_range_db: float = 20.0  # the most the crest limiter lowers a peak (dB)
 
     @property
     def hash(self) -> str:
@@ -121,6 +127,81 @@ def level(x: np.ndarray, target_rms: float) -> np.ndarray:
     return x if r < 1e-8 else (x * (target_rms / r)).astype(np.float32)
 
 
+LIMIT_WINDOW_S = 0.005  # half-width of the limiter's gain smoothing (s): ~5 ms attack and release
+LIMIT_STEPS = 16  # at most this many root-finding steps on the limiter threshold
+LIMIT_TOL = 1e-5  # the crest it settles on lies within this share under the bound
+
+
+def limit(x: np.ndarray, threshold: float, sample_rate: int) -> np.ndarray:
+    """A look-ahead limiter: no sample of the result exceeds ``threshold``. The per-sample gain
+    ``min(1, threshold / |x|)`` is replaced by its minimum over ±``LIMIT_WINDOW_S`` smoothed by
+    a mean over the same window, which never exceeds what any sample needs (each mean is over
+    minima that include that sample) and has no jumps."""
+    w = 2 * max(1, int(round(LIMIT_WINDOW_S * sample_rate))) + 1
+    need = np.minimum(1.0, threshold / np.maximum(np.abs(x), 1e-12))  # (S,)
+    gain = uniform_filter1d(minimum_filter1d(need, w, mode="nearest"), w, mode="nearest")
+    return x * np.minimum(gain, need)
+
+
+def crest_limit(x: np.ndarray, crest: float, target_rms: float, sample_rate: int, *,
+                range_db: float = 20.0) -> np.ndarray:
+    """``x`` at RMS ``target_rms`` with a crest factor (peak / RMS) of at most ``crest`` where a
+    limiter can give it one: the ``limit`` threshold (at most ``range_db`` under the peak)
+    is the one at which the limited clip, brought back to ``target_rms``, has a crest just under
+    ``crest`` (``_limit_to_crest``). Every composite whose crest would exceed the bound ends with
+    the same crest and peak, whatever its parts (SPEC §1: no level cue tells one sound from two,
+    or a sequence from an overlay). A clip so sparse that ``range_db`` of limiting leaves
+    its crest above the bound (a lone click in silence: limiting only scales it) gets that much
+    limiting and keeps a higher crest."""
+    if crest < 1:
+        raise ValueError(f"crest_limit: expected >= 1 (a crest factor), got {crest}")
+    if range_db <= 0:
+        raise ValueError(f"limit_range_db: expected > 0 dB, got {range_db}")
+    y = np.asarray(x, dtype=np.float64)
+    r, peak = rms(y), float(np.max(np.abs(y))) if y.size else 0.0
+    if r < 1e-8 or peak <= crest * r:
+        return level(x, target_rms)
+    return level(_limit_to_crest(y, crest, rms_=r, peak=peak, range_db=range_db,
+                                 sample_rate=sample_rate), target_rms)
+
+
+def _limit_to_crest(y: np.ndarray, crest: float, *, rms_: float, peak: float, range_db: float,
+                    sample_rate: int) -> np.ndarray:
+    """``limit(y, t)`` for the log threshold ``log t`` at which log(crest of the result / crest)
+    crosses 0 from below: a bracket stepped down from ``crest × rms`` (to the floor
+    ``range_db`` under the peak at most), then Illinois regula falsi (the crest rises with
+    the threshold) until the crest lies within ``LIMIT_TOL`` under the bound. Scalar
+    logarithms by ``math`` (libm), not numpy's SIMD loops: the same threshold on every CPU
+    (``teminal.determinism``)."""
+    def excess(log_t: float) -> tuple[float, np.ndarray]:  # log(crest / bound) of limit(y, t)
+        z = limit(y, math.exp(log_t), sample_rate)
+        return math.log(float(np.max(np.abs(z))) / rms(z) / crest), z
+
+    floor = math.log(peak) - range_db / 20 * math.log(10)
+    lo = max(floor, math.log(crest * rms_))  # a first guess, never under the floor
+    hi, f_hi = math.log(peak), math.log(peak / rms_ / crest)  # f_hi > 0: unlimited is above
+    f_lo, best = excess(lo)
+    for step in range(3):  # not low enough yet: step down past the excess, then to the floor
+        if f_lo <= 0 or lo <= floor:
+            break
+        hi, f_hi = lo, f_lo
+        lo = max(floor, lo - 2 * f_lo - 0.1) if step < 2 else floor
+        f_lo, best = excess(lo)
+    side = 0
+    for _ in range(LIMIT_STEPS if f_lo <= 0 else 0):
+        if f_lo > math.log1p(-LIMIT_TOL):
+            break
+        mid = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        f_mid, z = excess(mid)
+        if f_mid <= 0:
+            lo, f_lo, best = mid, f_mid, z
+            f_hi, side = (f_hi / 2, -1) if side == -1 else (f_hi, -1)
+        else:
+            hi, f_hi = mid, f_mid
+            f_lo, side = (f_lo / 2, 1) if side == 1 else (f_lo, 1)
+    return best
+
+
 def peak_limit(x: np.ndarray, peak: float) -> np.ndarray:
     """Scale ``x`` down (never up) so that ``max |x| <= peak``."""
     m = float(np.max(np.abs(x))) if x.size else 0.0
@@ -179,8 +260,18 @@ def compose(a: np.ndarray, b: np.ndarray | None, relation: str, recipe: Recipe, 
         out = concat(parts[0], parts[1])
     else:
         out = _mix(*parts, span=recipe.tile_overlay)
-    if relation != "single" and recipe.renormalize and recipe.level_rms is not None:
-        out = level(out, recipe.level_rms)
+    return finish(out, recipe, composite=relation != "single")
+
+
+def finish(out: np.ndarray, recipe: Recipe, *, composite: bool) -> np.ndarray:
+    """A composite brought back to ``level_rms`` (``recipe.renormalize``), its crest bounded
+    (``recipe.crest_limit``, which re-levels too); then every clip peak limited (SPEC §1)."""
+    if composite and recipe.renormalize and recipe.level_rms is not None:
+        if recipe.crest_limit is None:
+            out = level(out, recipe.level_rms)
+        else:
+            out = crest_limit(out, recipe.crest_limit, recipe.level_rms, recipe.sample_rate,
+                              range_db=recipe.limit_range_db)
     if recipe.peak_limit is not None:
         out = peak_limit(out, recipe.peak_limit)
     return out

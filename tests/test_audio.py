@@ -11,7 +11,7 @@ from teminal.audio import RELATIONS, Recipe, compose, concat, overlay, peak_limi
 from teminal.data.clips import ClipStore, audio_key, parse_key, render, temporal_inverse
 from teminal.data.base_set import load
 
-RAW = Recipe(sample_rate=8000, level_rms=None, peak_limit=None, tile_overlay=False)
+RAW = Recipe(sample_rate=8000, level_rms=None, peak_limit=None, crest_limit=None, tile_overlay=False)
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_concat_length_and_order(ab):
 def test_seq_begins_with_first_clip(ab):
     a, b = ab
     np.testing.assert_array_equal(compose(a, b, "seq", RAW)[: len(a)], a)
-    levelled = compose(a, b, "seq", Recipe(sample_rate=8000, peak_limit=None))
+    levelled = compose(a, b, "seq", Recipe(sample_rate=8000, peak_limit=None, crest_limit=None))
     np.testing.assert_allclose(levelled[: len(a)], a * (0.1 / rms(a)), rtol=1e-5)
 
 
@@ -97,7 +97,7 @@ def test_overlay_spans_with_second_clips_and_never_repeats(noise):
 
 def test_levelling_brings_parts_to_same_rms(ab):
     a, b = ab
-    r = Recipe(sample_rate=8000, level_rms=0.1, peak_limit=None)
+    r = Recipe(sample_rate=8000, level_rms=0.1, peak_limit=None, crest_limit=None)
     out = compose(a, b, "seq", r)
     assert rms(out[: len(a)]) == pytest.approx(0.1, rel=1e-4)
     assert rms(out[len(a):]) == pytest.approx(0.1, rel=1e-4)
@@ -219,7 +219,7 @@ def test_without_renormalize_mix_is_3db_louder(noise):
 
 def test_renormalize_then_peak_limit(noise):
     a, b = noise
-    loud = Recipe(sample_rate=8000, level_rms=0.5, peak_limit=0.9)
+    loud = Recipe(sample_rate=8000, level_rms=0.5, peak_limit=0.9, crest_limit=None)
     out = compose(a, b, "mix", loud)
     assert np.max(np.abs(out)) == pytest.approx(0.9, rel=1e-6)  # limited after renormalizing
     assert rms(out) < 0.5
@@ -235,14 +235,14 @@ def test_mix_is_symmetric_bit_for_bit(noise, ab):
 
 def test_span_single_has_the_length_of_a_double(noise):
     a, b = noise
-    r = Recipe(sample_rate=8000)
+    r = Recipe(sample_rate=8000, crest_limit=None)  # a single is not crest limited; the loop would be
     loop = compose(a, a, "span", r)  # one clip of the class in the split: a loop
     assert len(loop) == len(compose(a, b, "seq", r)) == 2 * len(a)
     np.testing.assert_array_equal(loop[: len(a)], loop[len(a):])  # looped, not stretched
     np.testing.assert_allclose(loop[: len(a)], compose(a, None, "single", r), rtol=1e-6)
     assert rms(loop) == pytest.approx(0.1, rel=1e-3)
     assert rms(compose(a, b, "span", r)) == pytest.approx(0.1, rel=1e-3)
-    plain = compose(a, b, "span", Recipe(sample_rate=8000, loop_single=False))
+    plain = compose(a, b, "span", replace(r, loop_single=False))
     np.testing.assert_array_equal(plain, compose(a, None, "single", r))
     with pytest.raises(ValueError, match="two clips"):
         compose(a, None, "mix", r)
@@ -252,7 +252,8 @@ def test_span_single_has_the_length_of_a_double(noise):
 def test_recipe_hash_covers_every_field():
     r = Recipe(sample_rate=8000)
     changed = {"sample_rate": 16000, "level_rms": 0.2, "peak_limit": None, "tile_overlay": False,
-               "renormalize": False, "loop_single": False}
+               "renormalize": False, "loop_single": False, "crest_limit": 3.0,
+               "limit_range_db": 6.0}
     assert set(changed) == {f.name for f in fields(Recipe)}
     hashes = {r.hash} | {replace(r, **{k: v}).hash for k, v in changed.items()}
     assert len(hashes) == len(changed) + 1
@@ -295,3 +296,53 @@ def test_the_composite_version_is_in_the_recipe_hash(monkeypatch):
     before = r.hash
     monkeypatch.setattr(audio_module, "COMPOSITE_VERSION", audio_module.COMPOSITE_VERSION - 1)
     assert r.hash != before
+
+
+def test_crest_limit_gives_every_limited_composite_the_same_crest(noise):
+    """SPEC §1: the limiter bounds peak / RMS for every composite alike, at the recipe's level;
+    a tonal composite under the bound is left as it is, a lone click keeps its crest."""
+    a, b = noise
+    r = Recipe(sample_rate=8000, crest_limit=3.0)
+    assert Recipe(sample_rate=8000).crest_limit is None  # off unless asked for
+    rng = np.random.default_rng(1)
+    spiky = (0.05 * rng.laplace(size=4000)).astype(np.float32)  # crest ≈ 7
+    for out in (compose(a, b, "seq", r), compose(a, b, "mix", r), compose(a, spiky, "seq", r),
+                compose(a, spiky, "span", r), compose(a, b, "mix", r, a2=spiky, b2=spiky)):
+        assert rms(out) == pytest.approx(0.1, rel=1e-5)
+        assert np.max(np.abs(out)) / rms(out) == pytest.approx(3.0, rel=1e-4)
+        assert np.max(np.abs(out)) / rms(out) <= 3.0 * (1 + 1e-6)
+    free = replace(r, crest_limit=None)
+    assert np.max(np.abs(compose(a, spiky, "seq", free))) / 0.1 > 5  # what the limiter removed
+    t = np.arange(4000) / 8000
+    tone = np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    np.testing.assert_array_equal(compose(tone, tone[::-1].copy(), "seq", r),
+                                  compose(tone, tone[::-1].copy(), "seq", free))  # crest 1.41
+    click = np.zeros(4000, np.float32)
+    click[100:110] = 1.0  # a lone click: limiting only scales it
+    out = compose(click, click, "seq", r)
+    assert np.max(np.abs(out)) / rms(out) > 15 and np.max(np.abs(out)) <= 0.99 + 1e-6  # peak limited
+    for range_db in (3.0, 6.0):  # at most range_db of limiting: the crest falls by no more
+        mild = compose(click, a, "seq", replace(r, limit_range_db=range_db))
+        crest_free = np.max(np.abs(compose(click, a, "seq", replace(free, peak_limit=None)))) / 0.1
+        assert np.max(np.abs(mild)) / rms(mild) >= crest_free * 10 ** (-range_db / 20) * (1 - 1e-6)
+        assert np.max(np.abs(mild)) / rms(mild) > 3.0
+    single = compose(spiky, None, "single", r)  # a single clip is not a composite: not limited
+    np.testing.assert_array_equal(single, compose(spiky, None, "single", free))
+    with pytest.raises(ValueError, match="crest_limit"):
+        compose(a, b, "seq", replace(r, crest_limit=0.5))
+
+
+def test_the_limiter_never_passes_its_threshold_and_has_no_jumps():
+    from teminal.audio import LIMIT_WINDOW_S, limit
+
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal(8000)
+    x = np.sign(z) * (0.5 + np.abs(z) ** 3)  # |x| >= 0.5: the gain y / x is well defined
+    y = limit(x, 2.0, 8000)
+    assert np.max(np.abs(y)) <= 2.0 and np.max(np.abs(x)) > 10
+    gain = y / x
+    assert np.all(gain <= 1 + 1e-12)
+    steps = np.abs(np.diff(gain))  # a mean over 2w+1 samples moves by at most 1/(2w+1) per sample
+    assert steps.max() <= 1 / (2 * round(LIMIT_WINDOW_S * 8000) + 1) + 1e-9
+    quiet = 0.1 * x / np.max(np.abs(x))
+    np.testing.assert_array_equal(limit(quiet, 2.0, 8000), quiet)  # under the threshold: untouched

@@ -165,7 +165,7 @@ def varied(tmp_path_factory):
     return base, build_manifests(base, pairing=PairingConfig(pairing="folds"))
 
 
-def _probe_tables(data, **recipe):
+def _probe_tables(data, features=FEATURES, **recipe):
     from teminal.data.clips import ClipStore, render
     from teminal.eval.evaluate import probe_sets
 
@@ -173,18 +173,32 @@ def _probe_tables(data, **recipe):
     r = Recipe(sample_rate=base.sample_rate, **recipe)
     store = ClipStore(base, sample_rate=r.sample_rate)
     sets, aucs = probe_sets(manifests, list(base.classes), render=lambda k: render(k, store, r),
-                            sample_rate=r.sample_rate, n_boot=500, seed=0)
+                            sample_rate=r.sample_rate, n_boot=500, seed=0, features=features)
     return sets["zste"].table.set_index("task"), aucs
 
 
-def test_the_probe_sits_at_chance_on_the_smoke_world(world):
-    t, aucs = _probe_tables(world)
+LEVEL = ("duration_s", "rms", "peak", "crest")
+"""The statistics a recipe sets (level and length); the others describe the envelope."""
+
+
+@pytest.mark.parametrize("data", ["world", "varied"])
+def test_the_recipe_leaves_no_level_cue(data, request):
+    """SPEC §1, §4: with the crest limiter on (``data.crest_limit: 3``) a decision on level and length
+    statistics alone sits at chance on every task, on both worlds; duration carries nothing at
+    all. Without the crest limiter, peak and crest tell a double of two classes from
+    a single of one on the varied folder (the leak the limiter removes)."""
+    fixture = request.getfixturevalue(data)
+    t, aucs = _probe_tables(fixture, features=LEVEL, crest_limit=3.0)
     assert list(t.index) == ["A-sd", "3B", "3W"]
     for task in t.index:
         assert t.ci_low[task] <= t.chance[task] <= t.ci_high[task], t
     assert set(aucs.split) == {"train", "test", "seen"} and set(aucs.task) == {"A-sd", "while"}
-    dur = aucs[aucs.feature == "duration_s"].auc
-    assert (dur == 0.5).all()  # every composite of a pair is as long as a ⊕ b
+    assert (aucs[aucs.feature == "duration_s"].auc == 0.5).all()  # every composite as long as a ⊕ b
+    if data == "world":  # at one RMS; on the varied folder clips too sparse to limit (a lone
+        assert (aucs[aucs.feature == "rms"].auc == 0.5).all()  # click) are then peak limited
+    else:
+        free, _ = _probe_tables(fixture, features=LEVEL, crest_limit=None)
+        assert free.ci_low["A-sd"] > free.chance["A-sd"] + 5, free
 
 
 LEAKS = {  # a recipe SPEC §1 forbids → the task it gives away

@@ -177,9 +177,12 @@ def auc(score, is_pos) -> float:
 
 
 def feature_aucs(stats, is_pos) -> dict[str, float]:
-    """AUC of each statistic alone (``FEATURES`` order)."""
+    """AUC of each statistic alone (``FEATURES`` order). A statistic constant up to float noise
+    (``fit_probe``'s rule: a composite re-levelled to the recipe's RMS differs from another only
+    by rounding) has AUC 0.5: rounding is no cue."""
     x = _check_stats(stats, "stats")
-    return {f: auc(x[:, n], is_pos) for n, f in enumerate(FEATURES)}
+    const = x.std(0) <= _CONSTANT * np.maximum(np.abs(x.mean(0)), 1e-12)  # [F]
+    return {f: 0.5 if const[n] else auc(x[:, n], is_pos) for n, f in enumerate(FEATURES)}
 
 
 def single_double(probe: LevelDurationProbe, *, pairs, single_keys, double_keys, single_stats,

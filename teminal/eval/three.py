@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from teminal.audio import Recipe, level, peak_limit
+from teminal.audio import Recipe, finish, level
 from teminal.eval.order import unit_rows
 from teminal.data.captions import check_template
 from teminal.data.vocabulary import unordered_pairs
@@ -108,13 +108,11 @@ def triple_items(triples: np.ndarray, clips: np.ndarray, class_names: list[str],
 
 
 def compose_three(parts: list[np.ndarray], recipe: Recipe) -> np.ndarray:
-    """``level(a) ⊕ level(b) ⊕ level(c)``, back to ``level_rms`` and peak limited (SPEC §1)."""
+    """``level(a) ⊕ level(b) ⊕ level(c)``, back to ``level_rms``, crest and peak limited as
+    every composite (``teminal.audio.finish``, SPEC §1)."""
     if recipe.level_rms is not None:
         parts = [level(p, recipe.level_rms) for p in parts]
-    out = np.concatenate(parts).astype(np.float32)
-    if recipe.renormalize and recipe.level_rms is not None:
-        out = level(out, recipe.level_rms)
-    return peak_limit(out, recipe.peak_limit) if recipe.peak_limit is not None else out
+    return finish(np.concatenate(parts).astype(np.float32), recipe, composite=True)
 
 
 def render_triple(key: str, read: Callable[[str], np.ndarray], recipe: Recipe) -> np.ndarray:

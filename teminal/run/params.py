@@ -62,6 +62,8 @@ class DataParams(Section):
     level_rms: float | None = Field(0.1, gt=0)  # parts brought to this RMS to combine (None = off)
     renormalize: bool = True  # composite brought back to level_rms after combining
     peak_limit: float | None = Field(0.99, gt=0)  # composite scaled down to this peak (None = off)
+    crest_limit: float | None = Field(None, ge=1)  # composites limited to this peak/RMS (None = off)
+    limit_range_db: float = Field(20.0, gt=0)  # the most the crest limiter lowers a peak (dB)
     tile_overlay: bool = True  # overlay looped to the length of the concatenation
     loop_single: bool = True  # stage-A single looped to the length of a double
     caption_single: str = "single sound of {x}"  # stage A single (paper B.2)

@@ -50,7 +50,8 @@ class RunData:
         """How composites are made (SPEC §1) at the backbone's ``sample_rate``."""
         p = self.params
         return Recipe(sample_rate=sample_rate, level_rms=p.level_rms, renormalize=p.renormalize,
-                      peak_limit=p.peak_limit, tile_overlay=p.tile_overlay,
+                      peak_limit=p.peak_limit, crest_limit=p.crest_limit,
+                      limit_range_db=p.limit_range_db, tile_overlay=p.tile_overlay,
                       loop_single=p.loop_single)
 
     def renderer(self, sample_rate: int) -> Callable[[str], np.ndarray]:
