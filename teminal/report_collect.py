@@ -101,7 +101,7 @@ def collect(run_dir: str | Path) -> dict:
     tracking.setup(record["tracking_uri"])
     client = mlflow.MlflowClient()
     out = {"run": layout.root.name, "parent": record["parent_run_id"], "zste": {},
-           "ablations": {}, "comparisons": [], "config": layout.read_config(),
+           "ablations": {}, "comparisons": [], "config": layout.read_recorded_config(),
            "status": client.get_run(record["parent_run_id"]).info.status, "stopped": {},
            "stopped_at": record.get("stopped_at")}
     for child in _children(client, record["parent_run_id"]):

@@ -55,3 +55,21 @@ def test_phases_append_to_the_profile(tmp_path):
     layout.add_phase("01_stage_a", "evaluation", 1.5)
     lines = [json.loads(x) for x in (tmp_path / "profile.jsonl").read_text().splitlines()]
     assert [x["phase"] for x in lines] == ["training", "evaluation"]
+
+
+def test_a_run_recorded_before_a_rename_still_reports_but_does_not_run(tmp_path):
+    """``config.yaml`` of an older run names ``model.pretrain_lr`` and ``stage_a.epochs``: read
+    for its results, the lr moves to ``pretrain.lr`` and the epoch budget is dropped; read to
+    run it again, the old names are refused with the new ones named."""
+    from teminal.run.config import ConfigError
+    from teminal.run.layout import RunLayout
+
+    layout = RunLayout(tmp_path)
+    layout.config_file.parent.mkdir(parents=True, exist_ok=True)
+    layout.config_file.write_text("model:\n  pretrain_lr: 0.005\nstage_a:\n  epochs: 3\n"
+                                  "zste:\n  n_boot: 77\n")
+    config = layout.read_recorded_config()
+    assert config.pretrain.lr == 0.005 and config.zste.n_boot == 77
+    assert config.stage_a.optimizer_steps == type(config.stage_a)().optimizer_steps
+    with pytest.raises(ConfigError, match="pretrain.lr"):
+        layout.read_config()

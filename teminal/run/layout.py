@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 from .. import hints, integrity, tracking
 from .config import ConfigError, to_yaml, validate, yaml_load
-from .params import RunConfig
+from .params import RENAMED, RunConfig
 
 
 
@@ -118,6 +118,26 @@ class RunLayout:
                               "empty for a standalone run)")
         return validate(yaml_load(self.config_file.read_text(), source=str(self.config_file)) or {},
                         source=str(self.config_file))
+
+    def read_recorded_config(self) -> RunConfig:
+        """The configuration a finished run recorded, for reading its results (``report``):
+        a run written before a parameter was renamed (``params.RENAMED``) keeps its old names
+        in ``config.yaml``; LEGACY-RECORD READING moves a value whose meaning is unchanged to
+        its new name and drops a training budget given in epochs (what ``report`` reads does
+        not depend on it). Running or resuming such a folder still refuses the old names."""
+        raw = yaml_load(self.config_file.read_text(), source=str(self.config_file)) or {} \
+            if self.config_file.is_file() else None
+        if raw is None:
+            return self.read_config()  # the error that names what is missing
+        for old, (new, _) in RENAMED.items():
+            section, name = old.split(".", 1)
+            if name not in (raw.get(section) or {}):
+                continue
+            value = raw[section].pop(name)
+            if not new.endswith("optimizer_steps") and not new.endswith("order_steps"):
+                target, field = new.split(".", 1)
+                raw.setdefault(target, {}).setdefault(field, value)
+        return validate(raw, source=str(self.config_file))
 
     # ---- records -------------------------------------------------------------------------
     def read_record(self) -> dict:
