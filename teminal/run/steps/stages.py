@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import mlflow
 
 from ... import losses, tracking
+from ...models.base import Backbone
+from ...models.heads import OrderAwareAudioHead
 from ...training import stages
 from ...training.checkpoints import load_checkpoint_head
 from ...training.config import TrainConfig
 from ...training.fit import fit
-from ...models.base import Backbone
-from ...models.heads import OrderAwareAudioHead
 from .. import logged
 from ..layout import write_json
 from ..params import StageAParams, StageBParams
