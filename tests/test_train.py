@@ -10,7 +10,7 @@ from torch import nn
 
 from teminal import determinism, losses, tracking
 from teminal.gates import SanityError
-from teminal.training.config import TrainConfig, lr_lambda, make_optimizer, param_groups
+from teminal.training.config import lr_lambda, make_optimizer, param_groups
 from teminal.training.fit import TIMED, fit, train_step
 from teminal.training.precision import Precision, bf16_native
 
@@ -296,3 +296,28 @@ def test_precision_autocasts_only_where_bf16_is_native():
         assert (x @ x).dtype == torch.bfloat16
     with Precision(device_type="cpu", bf16=False).autocast():
         assert (x @ x).dtype == torch.float32
+
+
+def test_training_imports_only_downward():
+    """teminal/training/ reads models, losses, data, features and the cache (and small
+    helpers), never a notebook session (teminal.run) or evaluation."""
+    import ast
+    from pathlib import Path
+
+    import teminal.training
+
+    allowed = {"training", "models", "losses", "data", "features", "cache", "gates", "integrity",
+               "tracking", "progress", "determinism", "audio"}
+    found = {}
+    for path in Path(teminal.training.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:  # relative: teminal.<first>
+                first = "training" if node.level == 1 else (node.module or "").split(".")[0]
+                names = [first] if first else [a.name for a in node.names]
+                found.update({name: path.name for name in names})
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                found.update({m.split(".")[1]: path.name for m in mods
+                              if m and m.startswith("teminal.")})
+    assert {"models", "losses", "features", "training"} <= set(found)  # the walk sees imports
+    assert set(found) <= allowed, {k: v for k, v in found.items() if k not in allowed}

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 import mlflow
 
 from ... import tracking
+from ...models.base import Backbone
+from ...models.heads import OrderAwareAudioHead
 from ...training import stages
 from ...training.checkpoints import load_checkpoint_head
 from ...training.fit import fit
-from ...models.base import Backbone
-from ...models.heads import OrderAwareAudioHead
 from .. import configs, keys, logged
 from ..layout import write_json
 from ..params import StageAParams, StageBParams
