@@ -46,7 +46,7 @@ K = 9  # classes: pairing "paper" at test_fraction 0.3 holds out 11 ≥ 10 unord
 SIZE_AND_DEVICE = (  # (section, field) the rehearsal may change; everything else is paper.yaml
     ("", "device"), ("data", "dataset"), ("data", "data_root"), ("data", "download"),
     ("model", "msclap_weights"), ("model", "msclap_tokenizer"), ("model", "eval_batch_size"),
-    ("stage_a", "steps"), ("stage_a", "batch_size"), ("stage_b", "steps"),
+    ("stage_a", "optimizer_steps"), ("stage_a", "batch_size"), ("stage_b", "optimizer_steps"),
     ("stage_b", "batch_size"), ("zste", "n_boot"), ("ablations", "grid"),
     ("ablations", "starts"), ("ablations", "order_steps"))
 
