@@ -41,7 +41,7 @@ def test_partial_run_with_overrides_records_the_final_parameters(capsys):
                         "-p", "stage_b.optimizer_steps=5")
     assert code == 0
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["data"]["world_classes"] == 12 and config["stage_b"]["steps"] == 5
+    assert config["data"]["world_classes"] == 12 and config["stage_b"]["optimizer_steps"] == 5
     assert config["notebooks"] == ["00_data_synthesis"]
     record = json.loads((run_dir / "pipeline.json").read_text())
     assert list(record["notebooks"]) == ["00_data_synthesis"] and record["status"] == "FINISHED"
