@@ -133,7 +133,8 @@ def test_comparisons_are_chosen_by_the_rows_parameters():
     got = [(c.a, c.b) for c in ablation.comparisons(ablation.plan(config))]
     assert got == [("T-AB (0,0,0,0,1)", "T-B (0,0,0,0,1)"),
                    ("T-AB (1,1,1,1,1)", "T-B (1,1,1,1,1)"),
-                   ("T-AB+order-head (1,1,1,1,1)", "T-AB (1,1,1,1,1)")]
+                   ("T-AB+order-head (1,1,1,1,1)", "T-AB (1,1,1,1,1)"),
+                   ("T-AB+order-head (1,1,1,1,1) binding", "T-AB+order-head (1,1,1,1,1)")]
     only_a = config.model_copy(update={"ablations": config.ablations.model_copy(
         update={"starts": ["A"], "extra_rows": []})})
     assert ablation.comparisons(ablation.plan(only_a)) == []
