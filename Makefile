@@ -10,7 +10,7 @@ PARAMS ?= params/default.yaml
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install run test test-fast notebooks lab mlflow bench profile
+.PHONY: install browser run test test-fast notebooks lab mlflow bench profile
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,16 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Debian chromium + playwright for tests/test_browser.py (apt-get: root or sudo); idempotent
+browser: install
+	bash .ci/install_browser.sh $(VENV)
+
 run: install
 	$(PY) -m teminal run $(PARAMS)
 
-test: install
-	$(PY) -m pytest tests notebooks $(NBVAL) -p no:cacheprovider
+# TEMINAL_REQUIRE_BROWSER: the browser test fails (not skips) when it cannot run
+test: install browser
+	TEMINAL_REQUIRE_BROWSER=1 $(PY) -m pytest tests notebooks $(NBVAL) -p no:cacheprovider
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider

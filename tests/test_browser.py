@@ -21,6 +21,7 @@ A failure saves a screenshot into the test's tmp_path and names it in the messag
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ def assert_repo_notebooks_untouched(lab, name: str) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     reason = skip_reason()
+    if reason and os.environ.get("TEMINAL_REQUIRE_BROWSER"):  # make test installs it
+        pytest.fail(f"the browser test cannot run: {reason} (make browser installs it)")
     if reason:
         pytest.skip(reason)
     with jupyter_lab(notebooks=NOTEBOOKS, work=tmp_path_factory.mktemp("lab")) as server:
