@@ -1,5 +1,6 @@
 """Read a pipeline run's evaluations back from MLflow: what ``python -m teminal report`` tabulates
-(:mod:`teminal.report`).
+(:mod:`teminal.report`); SPEC §4: each figure once per training seed, with its per-item
+scores for the intervals.
 
 Everything is read from MLflow — the pipeline's parent run, the evaluation runs under
 ``03_zste`` (tag ``teminal.model``, and ``teminal.ref``: pretrained / A / B) and the row runs of
