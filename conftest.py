@@ -10,7 +10,10 @@ caller's values: the stored numbers are the same on every x86-64 CPU, so a calle
 ``ATEN_CPU_CAPABILITY`` or ``OMP_NUM_THREADS`` must not leak into the kernels.
 """
 import os
+import shutil
 import tempfile
+
+ROOT_KEY = "teminal_test_root"
 
 
 def pytest_configure(config):
@@ -18,9 +21,18 @@ def pytest_configure(config):
     from teminal.notebook_tools import test_environment
 
     root = tempfile.mkdtemp(prefix="teminal-tests-")
+    setattr(config, ROOT_KEY, root)
     forced = {"TEMINAL_WORKDIR", "TEMINAL_TRACKING_URI", *environment()}
     for key, value in test_environment(root).items():
         if key in forced:
             os.environ[key] = value
         else:
             os.environ.setdefault(key, value)
+
+
+def pytest_unconfigure(config):
+    """The session's work folder (trunk caches, runs) goes with the session: on a small disk, a
+    few suites' caches would otherwise fill it."""
+    root = getattr(config, ROOT_KEY, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)

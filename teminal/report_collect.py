@@ -20,11 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from teminal import tracking
-from teminal.run.keys import KIND_TAG, Kind, record_kind
+from teminal.run.keys import KIND_TAG, SEED_TAG, Kind, record_kind
 
 SETS = {"zste": "held-out pairs", "zste_seen": "seen combinations",
         "zste_heldout": "held-out phrasings"}
-SEED_TAG = "teminal.seed"
 
 
 @dataclass

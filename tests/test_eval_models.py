@@ -8,7 +8,6 @@ import pytest
 import torch
 from model_fixtures import make_gpt2_tokenizer, make_roberta_tokenizer
 
-from teminal.eval.adapters.backbone import BackboneModel
 from teminal.models.msclap_2023 import covering_starts
 from teminal.eval.specs import load_model, parse_spec
 
@@ -115,7 +114,8 @@ def laion_ckpt(tmp_path_factory, roberta_tok):
     blob = torch.load(path, weights_only=True)  # release files (older transformers) hold this too
     blob["state_dict"]["module.text_branch.embeddings.position_ids"] = torch.arange(514)[None]
     torch.save(blob, path)
-    return path
+    yield path
+    path.unlink()  # ~600 MB
 
 
 def test_laion_clap_loads_release_format_deterministic_and_hears_every_part(laion_ckpt, roberta_tok):

@@ -92,9 +92,11 @@ def inputs(tmp_path_factory, make_esc50_like):
                             seconds=5.0)
     tokenizer = make_spelling_bert_tokenizer(root / "bert_tokenizer")
     weights = root / "CLAP_weights_2022.pth"
-    random_msclap_2022(tokenizer).save(weights)
-    yield esc50, weights, tokenizer
-    weights.unlink()  # 785 MB
+    try:
+        random_msclap_2022(tokenizer).save(weights)
+        yield esc50, weights, tokenizer
+    finally:
+        weights.unlink(missing_ok=True)  # 785 MB
 
 
 def test_inputs_are_not_degenerate(inputs):
@@ -123,12 +125,14 @@ def paper_run(inputs, tmp_path_factory):
     uri = f"sqlite:///{root}/mlruns/mlflow.db"
     overrides = _overrides(*inputs)
     config, _ = apply_overrides(load_config(PAPER), overrides)
-    run_dir = pipeline.run_pipeline(config, source=PAPER, overrides=overrides, tracking_uri=uri,
-                                    runs_root=root / "runs")
-    yield run_dir, config, MlflowClient(tracking_uri=uri)
-    tracking.setup()  # back to the session's store
-    for checkpoint in root.rglob("*.pt"):  # ~270 MB per stage, twice (run folder, artifacts);
-        checkpoint.unlink()  # the executed notebooks, records and MLflow database stay
+    try:
+        run_dir = pipeline.run_pipeline(config, source=PAPER, overrides=overrides,
+                                        tracking_uri=uri, runs_root=root / "runs")
+        yield run_dir, config, MlflowClient(tracking_uri=uri)
+    finally:  # a failed run too: its ~2 GB would fill a small disk for every later test
+        tracking.setup()  # back to the session's store
+        for checkpoint in root.rglob("*.pt"):  # ~270 MB per stage, twice (run folder, artifacts);
+            checkpoint.unlink()  # the executed notebooks, records and MLflow database stay
 
 
 def _children(client: MlflowClient, parent: str) -> list:

@@ -43,8 +43,8 @@ import pandas as pd
 import torch
 
 from teminal.data.vocabulary import unordered_pair_ids
+from teminal.eval.tasks import ORDER_TASKS
 
-ORDER_TASKS = ("3A-a", "3A-text", "3A-audio", "3A-group")
 CHANCE = {"3A-a": 1 / 2, "3A-text": 1 / 4, "3A-audio": 1 / 4, "3A-group": 1 / 6, "3C": 1 / 6}
 COLUMNS = ["row", "audio", "i", "j", "key", "cluster", "phrasing", "score", "tied", "predicted",
            "target"]

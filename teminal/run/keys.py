@@ -43,6 +43,7 @@ class Kind(enum.Enum):
 
 
 KIND_TAG = "teminal.kind"  # the MLflow tag holding ``Kind.value``
+SEED_TAG = "teminal.seed"  # the MLflow tag holding a result's seed (a multi-seed run)
 
 RESULT_FREE: dict[str, tuple[str, ...]] = {
     TOP: ("name",),  # the run folder's name

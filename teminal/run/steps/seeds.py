@@ -16,10 +16,10 @@ from typing import Callable, Generic, Iterator, TypeVar
 import mlflow
 
 from ... import tracking
+from ..keys import SEED_TAG
 from ..session import Session
 
 T = TypeVar("T")
-SEED_TAG = "teminal.seed"
 
 
 @dataclass(frozen=True)
