@@ -1,5 +1,5 @@
 # teminal — two commands on a fresh machine:
-#   make run    the whole notebook pipeline on the embedded default (offline, CPU, minutes)
+#   make run    the whole notebook pipeline on the embedded default (offline, CPU, ~11 min)
 #   make test   all tests: unit, reference, papermill pipeline, nbval notebooks, browser
 # Each target creates and fills .venv first if it is absent.
 
