@@ -34,6 +34,7 @@ from _common import write_json  # noqa: E402
 from teminal.data.captions import (BINDING_FAMILY, HELDOUT_FAMILY,  # noqa: E402
                                    VALIDATION_FAMILY, word_order)
 from teminal.features import embed_texts  # noqa: E402
+from teminal.models.heads import masked_mean  # noqa: E402
 from teminal.training.checkpoints import load_checkpoint_head  # noqa: E402
 
 REFERENCE = "{x} before {y}"
@@ -60,9 +61,7 @@ def minilm_embedder():
     @torch.no_grad()
     def embed(texts: list[str]) -> torch.Tensor:
         t = tok(texts, padding=True, return_tensors="pt")
-        h = model(**t).last_hidden_state  # (B, L, 384)
-        mask = t["attention_mask"][..., None].float()  # (B, L, 1)
-        return (h * mask).sum(1) / mask.sum(1)  # (B, 384)
+        return masked_mean(model(**t).last_hidden_state, t["attention_mask"])  # (B, 384)
     return embed
 
 
