@@ -30,9 +30,9 @@
 #   caption uses.
 #
 # The **level/duration probe** is a logistic regression on level and length statistics of each
-# composite only (duration, RMS, peak, crest factor, envelope spread, silence, onsets), fitted on
-# the training items and scored by its decision on single-vs-double (A-sd), 3B and 3W: above
-# chance means those statistics give the answer away. Each model is evaluated in its own MLflow
+# composite only (duration, RMS, peak, crest factor, silent share), fitted on the training items
+# and scored by its decision on single-vs-double (A-sd), 3B and 3W: above chance means the
+# recipe gives the answer away. Each model is evaluated in its own MLflow
 # run (tag `teminal.model`) under this notebook's run.
 #
 # With several training seeds (`-p seeds=N`) a trained model is evaluated once per seed, each in
@@ -64,7 +64,9 @@ if S.params.probe:
 
 # %% [markdown]
 # What each statistic alone tells (AUC; 0.5 = nothing): `A-sd` double vs single, `while`
-# overlay vs sequential, on the training items and each evaluation set.
+# overlay vs sequential, on the training items and each evaluation set; `· decision` marks the
+# statistics the probe decides on. The envelope's (spread, range, onsets) are what two sounds
+# at once are — a smoother envelope than the same two in sequence — not a recipe's cue.
 
 # %%
 if S.params.probe:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from teminal.eval import seed_stats, tables
+from teminal.eval.probe import auc_table as probe_auc_table
 from teminal.eval.tables import markdown
 from teminal.eval.tasks import ALL_TASKS
 from teminal.eval.zste import PAPER_TABLE3
@@ -109,9 +110,7 @@ def zste_tables(found: dict, agg: Aggregator, several: bool) -> list[str]:
         parts.append(f"### Level/duration probe (`{label}`)\n\n" + markdown(df.fillna("")))
         aucs = next(iter(ev.tables.values())).get("probe_auc")
         if aucs is not None:  # AUC of each statistic alone, per task and split
-            df = aucs.pivot_table(index="feature", columns=["task", "split"], values="auc")
-            df.columns = [f"{task} {split}" for task, split in df.columns]
-            df.index.name = "statistic"
+            df = probe_auc_table(aucs)
             parts.append(f"### Level/duration probe — AUC per statistic (`{label}`)\n\n"
                          + markdown(df.map(lambda v: tables.number(v, digits=3, missing=""))))
     return parts

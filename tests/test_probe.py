@@ -10,19 +10,22 @@ from scipy.optimize import minimize
 
 from teminal.audio import Recipe
 from teminal.data.clips import audio_key
-from teminal.eval.probe import (FEATURES, PROBE_TASKS, auc, clip_stats, cue_stats, feature_aucs,
-                           fit_probe, single_double, while_tasks)
+from teminal.eval.probe import (CUE_FEATURES, FEATURES, PROBE_TASKS, auc, auc_table, clip_stats,
+                                cue_stats, feature_aucs, fit_probe, single_double, while_tasks)
 
 SR, K = 8000, 6
+LEVEL = ("duration_s", "rms", "peak", "crest")
+"""The level statistics a recipe sets (the decision adds the silent share, a length)."""
 NAMES = [f"class {c}" for c in range(K)]
 
 
 def test_features_are_the_parameter_choices():
     import typing
 
-    from teminal.run.params import PROBE_FEATURES, ProbeFeature, ZsteParams
+    from teminal.run.params import PROBE_CUE_FEATURES, PROBE_FEATURES, ProbeFeature, ZsteParams
     assert PROBE_FEATURES == FEATURES == typing.get_args(ProbeFeature)
-    assert tuple(ZsteParams().probe_features) == FEATURES and PROBE_TASKS == ("A-sd", "3B", "3W")
+    assert PROBE_CUE_FEATURES == CUE_FEATURES == (*LEVEL, "silent_share")  # SPEC §4
+    assert tuple(ZsteParams().probe_features) == CUE_FEATURES and PROBE_TASKS == ("A-sd", "3B", "3W")
 
 
 def test_clip_stats_of_known_signals():
@@ -65,7 +68,7 @@ def test_fit_matches_a_plain_optimizer_and_the_threshold_matches_the_positive_sh
     x = rng.normal(size=(300, len(FEATURES)))
     x[:, 0] = 2.5  # a constant duration
     y = rng.random(300) < 1 / (1 + np.exp(-2 * x[:, 1] - 1))
-    probe = fit_probe(x, y, l2=0.05)
+    probe = fit_probe(x, y, features=FEATURES, l2=0.05)
     z = (x[:, 1:] - x[:, 1:].mean(0)) / x[:, 1:].std(0)
     ref = minimize(_objective, np.zeros(len(FEATURES)), args=(z, y, 0.05), method="BFGS",
                    options={"gtol": 1e-12}).x
@@ -75,6 +78,9 @@ def test_fit_matches_a_plain_optimizer_and_the_threshold_matches_the_positive_sh
     assert probe.decide(x).mean() == pytest.approx(y.mean(), abs=1 / 300)  # the rate-matched decision
     only = fit_probe(x, y, features=("rms",), l2=0.05)  # one statistic: the others weigh 0
     assert np.count_nonzero(only.weights) == 1 and only.weights[FEATURES.index("rms")] != 0
+    cues = fit_probe(x, y, l2=0.05)  # the default decision: level and length statistics only
+    outside = [n for n, f in enumerate(FEATURES) if f not in CUE_FEATURES]
+    assert np.count_nonzero(cues.weights[outside]) == 0 and cues.weights[1] != 0
     with pytest.raises(ValueError, match="features"):
         fit_probe(x, y, features=("loudness",))
     with pytest.raises(ValueError, match="is_pos"):
@@ -165,7 +171,7 @@ def varied(tmp_path_factory):
     return base, build_manifests(base, pairing=PairingConfig(pairing="folds"))
 
 
-def _probe_tables(data, features=FEATURES, **recipe):
+def _probe_tables(data, features=CUE_FEATURES, **recipe):
     from teminal.data.clips import ClipStore, render
     from teminal.eval.evaluate import probe_sets
 
@@ -177,21 +183,21 @@ def _probe_tables(data, features=FEATURES, **recipe):
     return sets["zste"].table.set_index("task"), aucs
 
 
-LEVEL = ("duration_s", "rms", "peak", "crest")
-"""The statistics a recipe sets (level and length); the others describe the envelope."""
-
-
 @pytest.mark.parametrize("data", ["world", "varied"])
 def test_the_recipe_leaves_no_level_cue(data, request):
-    """SPEC §1, §4: with the crest limiter on (``data.crest_limit: 3``) a decision on level and length
-    statistics alone sits at chance on every task, on both worlds; duration carries nothing at
-    all. Without the crest limiter, peak and crest tell a double of two classes from
-    a single of one on the varied folder (the leak the limiter removes)."""
+    """SPEC §1, §4: on the embedded world the default decision (level and length statistics)
+    sits at chance on every task, with or without the crest limiter; on the varied folder the
+    level statistics do with the crest limiter on (``data.crest_limit: 3``) and, without it,
+    peak and crest tell a double of two classes from a single of one (the leak the limiter
+    removes). Duration carries nothing at all."""
     fixture = request.getfixturevalue(data)
-    t, aucs = _probe_tables(fixture, features=LEVEL, crest_limit=3.0)
-    assert list(t.index) == ["A-sd", "3B", "3W"]
-    for task in t.index:
-        assert t.ci_low[task] <= t.chance[task] <= t.ci_high[task], t
+    features = CUE_FEATURES if data == "world" else LEVEL
+    limits = (None, 3.0) if data == "world" else (3.0,)
+    for limit in limits:
+        t, aucs = _probe_tables(fixture, features=features, crest_limit=limit)
+        assert list(t.index) == ["A-sd", "3B", "3W"]
+        for task in t.index:
+            assert t.ci_low[task] <= t.chance[task] <= t.ci_high[task], (limit, t)
     assert set(aucs.split) == {"train", "test", "seen"} and set(aucs.task) == {"A-sd", "while"}
     assert (aucs[aucs.feature == "duration_s"].auc == 0.5).all()  # every composite as long as a ⊕ b
     if data == "world":  # at one RMS; on the varied folder clips too sparse to limit (a lone
@@ -218,3 +224,25 @@ def test_the_decision_rule_catches_a_leaky_recipe(leak, data, request):
     t, _ = _probe_tables(request.getfixturevalue(data), **recipe)
     for task in tasks:
         assert t.ci_low[task] > t.chance[task] + 5, (leak, t)
+
+
+def test_the_auc_table_marks_the_statistics_of_the_decision():
+    import pandas as pd
+
+    rows = [{"task": t, "split": s, "feature": f, "auc": 0.5 + n / 100, "decision": f in CUE_FEATURES}
+            for t in ("A-sd", "while") for s in ("train", "test") for n, f in enumerate(FEATURES)]
+    table = auc_table(pd.DataFrame(rows))
+    assert list(table.index) == [f + " · decision" if f in CUE_FEATURES else f for f in FEATURES]
+    assert list(table.columns) == ["A-sd test", "A-sd train", "while test", "while train"]
+    assert table.loc["crest · decision", "while test"] == pytest.approx(0.53)
+    old = auc_table(pd.DataFrame(rows).drop(columns="decision"))  # a run logged before the column
+    assert list(old.index) == list(FEATURES)
+
+
+def test_envelope_statistics_are_reported_but_not_decided_on(world):
+    """The default decision uses SPEC §4's level and length statistics; the envelope's AUCs
+    are still computed (what two simultaneous sounds are), marked as outside the decision."""
+    t, aucs = _probe_tables(world)
+    assert set(aucs.feature) == set(FEATURES) and len(aucs) == 2 * 3 * len(FEATURES)
+    assert set(aucs[aucs.decision].feature) == set(CUE_FEATURES)
+    assert list(t.index) == ["A-sd", "3B", "3W"]

@@ -222,20 +222,20 @@ def zero_shot_table(backbone: Backbone, bank: FeatureBank, cache, manifests: Man
 
 def probe_sets(manifests: Manifests, class_names: list[str], *,
                render: Callable[[str], np.ndarray], sample_rate: int, n_boot: int,
-               seed: int, features=probe.FEATURES) -> tuple[dict[str, ZsteResult], pd.DataFrame]:
+               seed: int, features=probe.CUE_FEATURES) -> tuple[dict[str, ZsteResult], pd.DataFrame]:
     """The level/duration probe (SPEC §4, :mod:`teminal.eval.probe`): one probe fitted on the
     training rows' stage-A singles vs doubles, one on their stage-B sequential clips vs
     overlays, on the statistics ``features``; their decisions scored on ``A-sd``, ``3B`` and ``3W`` of each evaluation set
     (``zste``: held-out pairs, ``zste_seen``). Also the AUC of every statistic alone per task
     (``A-sd``: double vs single; ``while``: overlay vs sequential, the probe of 3B and 3W) and
-    split: columns ``task, split, feature, auc``."""
+    split: columns ``task, split, feature, auc, decision`` (the statistic is in ``features``)."""
     fitted, aucs = {}, []
     for task, keys_of in (("A-sd", _single_double_keys), ("while", _while_keys)):
         neg, pos = keys_of(manifests, "train")
         stats = probe.cue_stats(neg + pos, render, sample_rate)
         is_pos = np.r_[np.zeros(len(neg)), np.ones(len(pos))].astype(bool)
         fitted[task] = probe.fit_probe(stats, is_pos, features=features)
-        aucs += _auc_rows(task, "train", stats, is_pos)
+        aucs += _auc_rows(task, "train", stats, is_pos, features)
     out = {}
     sb = manifests.stage_b
     for split, name in (("test", "zste"), ("seen", "zste_seen")):
@@ -260,7 +260,7 @@ def probe_sets(manifests: Manifests, class_names: list[str], *,
                                     items={**single_double.items, **whiles.items})
         for task, (neg, pos) in (("A-sd", (single, double)), ("while", (np.r_[seq, rev], mix))):
             aucs += _auc_rows(task, split, np.r_[neg, pos],
-                              np.r_[np.zeros(len(neg)), np.ones(len(pos))].astype(bool))
+                              np.r_[np.zeros(len(neg)), np.ones(len(pos))].astype(bool), features)
     return out, pd.DataFrame(aucs)
 
 
@@ -277,6 +277,7 @@ def _while_keys(manifests: Manifests, split: str) -> tuple[list[str], list[str]]
     return sorted(set(seq) | set(rev)), sorted(set(mix))
 
 
-def _auc_rows(task: str, split: str, stats: np.ndarray, is_pos: np.ndarray) -> list[dict]:
-    return [{"task": task, "split": split, "feature": f, "auc": a}
+def _auc_rows(task: str, split: str, stats: np.ndarray, is_pos: np.ndarray,
+              features) -> list[dict]:
+    return [{"task": task, "split": split, "feature": f, "auc": a, "decision": f in features}
             for f, a in probe.feature_aucs(stats, is_pos).items()]

@@ -1,9 +1,15 @@
 """The level/duration probe (SPEC §4): can level and length statistics of a composite answer?
 
-A logistic regression on cue statistics of a composite clip only (``FEATURES``: duration,
-RMS, peak, crest factor, and the level statistics of its frame envelope — spread, dynamic
-range, silent share, onsets), fitted on the **training** items of a task and scored by its
-**decision** on the evaluation items, never re-centred on them. Tasks (``PROBE_TASKS``):
+A logistic regression on cue statistics of a composite clip only, fitted on the **training**
+items of a task and scored by its **decision** on the evaluation items, never re-centred on
+them. Its decision uses ``CUE_FEATURES`` by default — SPEC §4's level and length statistics:
+duration, RMS, peak, crest factor and the silent share (how much of the clip sounds), the cues
+a mixing recipe can leak (a zero-padded overlay is half silent). ``FEATURES`` adds three
+statistics of the 20 ms envelope (spread, dynamic range, onsets): they describe what the
+composite *is* — two simultaneous sounds make a smoother envelope than the same two in
+sequence, two different sounds a wider one than one — so no recipe can hide them; their AUCs
+are reported beside the cues' (``feature_aucs``), and a run may put them in the decision
+(``features``). Tasks (``PROBE_TASKS``):
 
 - ``A-sd``: stage A's single ``a_i ⊕ a_i'`` vs double ``a_i ⊕ a_j`` (balanced: each unit is a
   row's single and its double; chance 50);
@@ -45,7 +51,9 @@ from teminal.eval.tasks import WHILE, check_keys
 
 FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
             "onset_rate")
-"""Order-free level/length statistics of one clip (``clip_stats``)."""
+"""Order-free statistics of one clip (``clip_stats``): level and length, then envelope."""
+CUE_FEATURES = ("duration_s", "rms", "peak", "crest", "silent_share")
+"""SPEC §4's level and length statistics: what the probe's decision uses unless told."""
 PROBE_TASKS = ("A-sd", "3B", "3W")
 PROBE_CHANCE = {"A-sd": 0.5}
 """Chance of the probe's own task (3B, 3W: ZSTE's)."""
@@ -113,7 +121,7 @@ class LevelDurationProbe:
         return self.logit(stats) > self.threshold
 
 
-def fit_probe(stats, is_pos, *, features: Sequence[str] = FEATURES, l2: float = 1e-4,
+def fit_probe(stats, is_pos, *, features: Sequence[str] = CUE_FEATURES, l2: float = 1e-4,
               max_iter: int = 100) -> LevelDurationProbe:
     """Logistic regression of ``is_pos [N]`` on standardized ``stats [N, F]`` (SPEC §4),
     fitted by Newton's method with a backtracking line search on the mean log loss plus
@@ -183,6 +191,22 @@ def feature_aucs(stats, is_pos) -> dict[str, float]:
     x = _check_stats(stats, "stats")
     const = x.std(0) <= _CONSTANT * np.maximum(np.abs(x.mean(0)), 1e-12)  # [F]
     return {f: 0.5 if const[n] else auc(x[:, n], is_pos) for n, f in enumerate(FEATURES)}
+
+
+def auc_table(aucs: pd.DataFrame) -> pd.DataFrame:
+    """AUC per statistic (rows; ``· decision`` marks those the probe's decision used, where
+    ``aucs`` has a ``decision`` column) × task and split (columns), from rows ``task, split,
+    feature, auc[, decision]``."""
+    aucs = aucs.copy()
+    if "decision" in aucs:
+        aucs["feature"] = aucs["feature"].where(~aucs["decision"].astype(bool),
+                                                aucs["feature"] + " · decision")
+    df = aucs.pivot_table(index="feature", columns=["task", "split"], values="auc")
+    order = {f: n for n, f in enumerate(FEATURES)}
+    df = df.loc[sorted(df.index, key=lambda f: (order.get(f.split(" ")[0], len(order)), f))]
+    df.columns = [f"{task} {split}" for task, split in df.columns]
+    df.index.name = "statistic"
+    return df
 
 
 def single_double(probe: LevelDurationProbe, *, pairs, single_keys, double_keys, single_stats,

@@ -166,6 +166,9 @@ class StageBParams(Section):
 PROBE_FEATURES = ("duration_s", "rms", "peak", "crest", "env_cv", "env_range_db", "silent_share",
                   "onset_rate")
 """The probe's statistics (``teminal.eval.probe.FEATURES``; a test keeps the two equal)."""
+PROBE_CUE_FEATURES = ("duration_s", "rms", "peak", "crest", "silent_share")
+"""SPEC §4's level and length statistics (silent share: the sounding length), the decision's
+default (``probe.CUE_FEATURES``)."""
 ProbeFeature = Literal["duration_s", "rms", "peak", "crest", "env_cv", "env_range_db",
                        "silent_share", "onset_rate"]
 
@@ -179,7 +182,7 @@ class ZsteParams(Section):
     seen: bool = True  # also the seen-combinations set (pairing folds)
     heldout: bool = True  # also the held-out phrasings
     probe: bool = True  # the level/duration probe row (what loudness and length alone decide)
-    probe_features: list[ProbeFeature] = list(PROBE_FEATURES)  # statistics its decision uses
+    probe_features: list[ProbeFeature] = list(PROBE_CUE_FEATURES)  # statistics its decision uses
 
 
 class EvaluateParams(Section):

@@ -8,6 +8,7 @@ import pandas as pd
 from teminal import tracking
 from teminal.eval import evaluate as lib
 from teminal.eval import tables, zste
+from teminal.eval.probe import auc_table
 from teminal.eval.tasks import ALL_TASKS
 from teminal.viz.views import BatchView, PairView
 from ..session import Session
@@ -28,7 +29,7 @@ def probe_auc_table(ev: Evaluation) -> pd.DataFrame:
     """The probe's AUC per statistic (rows) × task and split (columns): 0.5 = no information."""
     if ev.aucs is None or ev.aucs.empty:
         raise ValueError(f"{ev.label}: no per-statistic AUCs (not a probe evaluation)")
-    return ev.aucs.pivot_table(index="feature", columns=["task", "split"], values="auc").round(3)
+    return auc_table(ev.aucs).round(3)
 
 
 def last_model(results: dict[str, Evaluation]) -> Evaluation:
