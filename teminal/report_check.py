@@ -36,7 +36,7 @@ OFF, ON = "<!-- check:off -->", "<!-- check:on -->"
 
 @dataclass
 class Table:
-    """A pipe table: its header cells and its rows by first cell."""
+    """A pipe table: its header cells and its rows by label (``row_label``)."""
 
     header: list[str]
     rows: dict[str, list[str]] = field(default_factory=dict)
@@ -44,6 +44,16 @@ class Table:
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def row_label(cells: list[str]) -> str:
+    """A row's label: its first cell and the label cells after it, up to the first value (a
+    cell that is empty or starts with a number, bold or not), so rows that share a first cell —
+    one setting, several phrasings and templates — stay apart."""
+    n = 1
+    while n < len(cells) and cells[n] and not re.match(r"\**[+\-−]?\d", cells[n]):
+        n += 1
+    return " | ".join(cells[:n])
 
 
 def results_section(readme: str) -> str:
@@ -82,7 +92,10 @@ def parse(lines: list[str]) -> tuple[dict[str, Table], list[str]]:
             if current is None:
                 current = tables.setdefault(title, Table(header=cells))
             elif not all(set(c) <= set("-: ") for c in cells):
-                current.rows[cells[0]] = cells[1:]
+                label = row_label(cells)
+                if label in current.rows:  # the same label twice: keep both, in order
+                    label += f" #{sum(k.split(' #')[0] == label for k in current.rows) + 1}"
+                current.rows[label] = cells[1:]
         else:
             current = None
             prose.append(line)

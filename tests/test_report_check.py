@@ -67,3 +67,19 @@ def test_run_name_columns_unknown_tables_and_skipped_lines():
     assert check(_readme(wrapped), text, run="r1") == []
     with pytest.raises(ValueError, match="Results"):
         results_section("# no results here\n")
+
+
+def test_rows_that_share_a_first_cell_are_each_checked():
+    """The order tasks' template table repeats its setting on every template row: each row is
+    compared, not only the last one of a setting."""
+    report = ("Results of run `r1`.\n\n### Order tasks\n\n| setting | phrasing | template | 3A-o |\n"
+              "|---|---|---|---|\n| T-AB (5 seeds) | held-out | `{x} precedes {y}` | 87.2 (≥ 85.0) |\n"
+              "| T-AB (5 seeds) | held-out | `{y} comes later than {x}` | 18.7 (≥ 15.0) |\n"
+              "| T-AB (5 seeds) | trained | — | **30.8 (≥ 29.2)** |\n")
+    table = "#" + report[report.index("## Order"):]
+    assert check(_readme(table + "\nIt reads the mirror one backwards: 18.7.\n"), report, run="r1") == []
+    wrong = table.replace("87.2 (≥ 85.0)", "88.2 (≥ 85.0)")
+    problems = check(_readme(wrong + "\nIt reads it backwards: 19.7.\n"), report, run="r1")
+    assert any("row 'T-AB (5 seeds) | held-out | `{x} precedes {y}`'" in p and "88.2" in p
+               for p in problems), problems
+    assert any("'19.7' is not a value" in p for p in problems) and len(problems) == 2, problems
