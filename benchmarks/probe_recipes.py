@@ -18,6 +18,7 @@ Nothing is chosen with these figures (the probe is not tuned): they describe.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -39,7 +40,7 @@ def statistic_sets() -> dict[str, tuple[str, ...]]:
 
 
 def worlds(params: Path, varied_classes: int, work: Path):
-    """(name, base set, manifests, recipe fields) of each world."""
+    """(name, base set, manifests, the parameters file's recipe at its rate) of each world."""
     from conftest import write_varied_esc50
     from teminal.data import base_set
     from teminal.data.pairs import PairingConfig, build_manifests
@@ -52,29 +53,26 @@ def worlds(params: Path, varied_classes: int, work: Path):
         raise SystemExit(f"--params {params}: expected the embedded world (data.dataset: embedded)")
     p = p.model_copy(update={"data_root": str(work / "embedded")})
     base = load_base(p)
-    own = RunData(base=base, manifests=None, manifest_dir=work, params=p)
-    fields = {k: getattr(own.recipe(base.sample_rate), k) for k in
-              ("level_rms", "renormalize", "peak_limit", "crest_limit", "limit_range_db",
-               "tile_overlay", "loop_single")}
+    recipe = RunData(base=base, manifests=None, manifest_dir=work, params=p).recipe  # its home
     yield (f"default ({len(base.classes)} classes)", base,
-           build_manifests(base, pairing=pairing(p), templates=templates(p)), fields)
+           build_manifests(base, pairing=pairing(p), templates=templates(p)),
+           recipe(base.sample_rate))
     varied = base_set.load(write_varied_esc50(work / "varied", n_classes=varied_classes,
                                               clips_per_fold=2))
     yield (f"varied ({varied_classes} classes)", varied,
-           build_manifests(varied, pairing=PairingConfig(pairing="folds")), fields)
+           build_manifests(varied, pairing=PairingConfig(pairing="folds")),
+           recipe(varied.sample_rate))
 
 
-def renderer(base, recipe: dict):
+def renderer(base, recipe):
     """audio key → samples under ``recipe``, each composite rendered once (the statistic sets
     of one recipe share them)."""
     from functools import lru_cache
 
-    from teminal.audio import Recipe
     from teminal.data.clips import ClipStore, render
 
-    r = Recipe(sample_rate=base.sample_rate, **recipe)
-    store = ClipStore(base, sample_rate=r.sample_rate)
-    return lru_cache(maxsize=None)(lambda k: render(k, store, r))
+    store = ClipStore(base, sample_rate=recipe.sample_rate)
+    return lru_cache(maxsize=None)(lambda k: render(k, store, recipe))
 
 
 def measure(base, manifests, render, features, n_boot: int):
@@ -99,9 +97,9 @@ def main() -> None:
     print("| statistics the decision uses | recipe | world | A-sd (50) | 3B (33.3) | 3W (50) |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for world, base, manifests, fields in worlds(a.params, a.varied_classes, Path(tmp)):
-            for limit in (fields["crest_limit"], a.crest_limit):
-                render = renderer(base, {**fields, "crest_limit": limit})
+        for world, base, manifests, recipe in worlds(a.params, a.varied_classes, Path(tmp)):
+            for limit in (recipe.crest_limit, a.crest_limit):
+                render = renderer(base, dataclasses.replace(recipe, crest_limit=limit))
                 label = "no crest limit" if limit is None else f"crest limit {limit:g}"
                 for name, features in statistic_sets().items():
                     t, aucs = measure(base, manifests, render, features, a.n_boot)

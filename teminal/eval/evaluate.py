@@ -11,7 +11,7 @@ through the same trunk cache (:func:`three_events`), keyed ``seq3|x|y|z``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -278,6 +278,6 @@ def _while_keys(manifests: Manifests, split: str) -> tuple[list[str], list[str]]
 
 
 def _auc_rows(task: str, split: str, stats: np.ndarray, is_pos: np.ndarray,
-              features) -> list[dict]:
+              features: Sequence[str]) -> list[dict]:
     return [{"task": task, "split": split, "feature": f, "auc": a, "decision": f in features}
             for f, a in probe.feature_aucs(stats, is_pos).items()]
