@@ -8,6 +8,7 @@ import pytest
 import pandas as pd
 
 from teminal.data.captions import (BINDING_FAMILY, HELDOUT_FAMILY, POSITIONS, TRAINING_FAMILY,
+                                   WIDE_BINDING_FAMILY,
                                    VALIDATION_FAMILY, CaptionTemplates, PhrasingFamily,
                                    binding_captions, check_disjoint, normalize, overlay_caption,
                                    position_caption, sequence_caption, split_by_word_order,
@@ -151,22 +152,28 @@ def test_word_order_reads_where_the_events_are_named():
         word_order("{x} before {x}")
 
 
-def test_binding_family_is_balanced_and_holds_no_evaluation_word():
+@pytest.mark.parametrize("family,per_order", [(BINDING_FAMILY, 4), (WIDE_BINDING_FAMILY, 12)])
+def test_binding_family_is_balanced_and_holds_no_evaluation_word(family, per_order):
     """Issue 23: as many mirror- as direct-worded training phrasings; every template still
     means "x first" (the check above); no held-out key word, and the validation phrasings
     (for choosing) are neither trained on nor held out."""
-    by = split_by_word_order(BINDING_FAMILY)
-    assert len(by["direct"]) == len(by["mirror"]) == 4
-    assert set(TRAINING_FAMILY.sequence) <= set(BINDING_FAMILY.sequence)
-    for t in BINDING_FAMILY.sequence + VALIDATION_FAMILY.sequence:
+    by = split_by_word_order(family)
+    assert len(by["direct"]) == len(by["mirror"]) == per_order
+    assert set(TRAINING_FAMILY.sequence) <= set(family.sequence)
+    for t in family.sequence + VALIDATION_FAMILY.sequence:
         caption = sequence_caption(t, "AAA", "BBB")
         first_named = caption.index("AAA") < caption.index("BBB")
         assert first_named == (word_order(t) == "direct")
     held = words(HELDOUT_FAMILY) - STOP - set(POSITIONS)
-    assert held & (words(BINDING_FAMILY) | words(VALIDATION_FAMILY)) == set()
-    assert words(VALIDATION_FAMILY) & words(BINDING_FAMILY) == set()
-    check_disjoint(BINDING_FAMILY, HELDOUT_FAMILY)
-    check_disjoint(BINDING_FAMILY, VALIDATION_FAMILY)
+    assert held & (words(family) | words(VALIDATION_FAMILY)) == set()
+    assert words(VALIDATION_FAMILY) & words(family) == set()
+    check_disjoint(family, HELDOUT_FAMILY)
+    check_disjoint(family, VALIDATION_FAMILY)
+    from teminal.eval.retrieval import ZERO_SHOT_PROMPT
+    from teminal.eval.tasks import ZsteTemplates, evaluation_wording
+    evaluation = evaluation_wording(ZsteTemplates(), HELDOUT_FAMILY, zero_shot_prompt=ZERO_SHOT_PROMPT)
+    from teminal.data.captions import check_no_eval_wording
+    check_no_eval_wording({t: t for t in family.templates()}, evaluation)
     check_disjoint(VALIDATION_FAMILY, HELDOUT_FAMILY)
     with pytest.raises(ValueError, match="mirror"):
         split_by_word_order(PhrasingFamily(sequence=("{x} before {y}",), overlay=()))

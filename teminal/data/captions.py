@@ -190,6 +190,21 @@ with ``stage_b.mirror_share: 0.5`` the class named first is heard first in exact
 sequential samples and word order alone never predicts audio order. Drawn into the manifest
 columns ``direct_f/r`` and ``mirror_f/r``; none of its words is a held-out key word."""
 
+WIDE_BINDING_FAMILY = PhrasingFamily(
+    sequence=BINDING_FAMILY.sequence[:4] + (
+        "{x} ahead of {y}", "{x} prior to {y}", "{x} and afterwards {y}", "{x} gives way to {y}",
+        "{x}, next {y}", "{x}, {y} right after it", "{x} until {y} starts", "{x}, and {y} after")
+    + BINDING_FAMILY.sequence[4:] + (
+        "{y} subsequent to {x}", "{y} succeeds {x}", "{y} in the wake of {x}",
+        "{y} when {x} has ended", "{y} behind {x}", "{y}, {x} right before it",
+        "{y} once {x} stops", "{y}, and {x} before"),
+    overlay=TRAINING_FAMILY.overlay,
+)
+"""``BINDING_FAMILY`` with many more relation words (issue 23): twelve ``direct`` and twelve
+``mirror`` sequence phrasings, "before" and "after" each in both word orders ("{x}, with {y}
+after it" names the first event first), so neither word order nor a single relation word tells
+the order; none of its words is a held-out or validation key word."""
+
 VALIDATION_FAMILY = PhrasingFamily(
     sequence=("{x} leads into {y}", "{y} trails {x}"),
     overlay=("{x} alongside {y}",),
