@@ -1,12 +1,14 @@
 """Can the text side learn to read "before" and "after" both ways from its training words alone?
-(issue 23; an upper bound on what stage B's text head can learn, with no audio in the way)
+(issue 23; an upper bound on what stage B's text head can learn, with no audio in the way;
+SPEC §1 phrasing families, §3 InfoNCE, §4 held-out phrasings)
 
 Stage B ties every caption of one ordered pair ``(x, y)`` to the same audio ``a_x ⊕ a_y``. This
 benchmark keeps only that tie: the tiny CLAP's text head (its trainable MiniLM layer(s) +
 projection, from an ``order_head.py`` work folder's pretrained model) is trained with a symmetric
 InfoNCE between two phrasings ``t1(x, y)``, ``t2(x, y)`` drawn from a *vocabulary* of sequence
 templates, over batches that hold both ``(x, y)`` and ``(y, x)`` (the reversed pair is the hard
-negative, as ``T`` is in stage B). Training pairs use classes 12…; the readings use classes 0–11.
+negative, as ``T`` is in stage B). Training pairs use classes 12…; the readings use classes
+0–11.
 
 Reading (``text_order_prior.reading``): for each template never trained on — the validation
 family (``"{x} leads into {y}"``, ``"{y} trails {x}"``) and the held-out family — the cosine
@@ -32,7 +34,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import order_head as oh  # noqa: E402
@@ -59,10 +60,11 @@ def text_model(path: Path, *, layers: int) -> TinyClap:
 
 def train_text(model: TinyClap, templates: tuple[str, ...], pairs: list[tuple[str, str]], *,
                steps: int, batch: int, lr: float, seed: int) -> list[float]:
-    """Symmetric InfoNCE between two phrasings of each ordered pair (module docstring)."""
+    """Symmetric InfoNCE (SPEC §3) between two phrasings of each ordered pair (module
+    docstring)."""
     gen = torch.Generator().manual_seed(seed)
-    params = [p for m in model._text_head_modules() for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    # the audio head's parameters get no gradient here, and AdamW skips them
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=lr, weight_decay=1e-4)
     unordered = sorted({tuple(sorted(p)) for p in pairs})
     scale, losses = model.logit_scale.detach(), []
     model.train()
@@ -84,19 +86,15 @@ def train_text(model: TinyClap, templates: tuple[str, ...], pairs: list[tuple[st
 
 @torch.no_grad()
 def readings(model: TinyClap, pairs: list[tuple[str, str]]) -> list[dict]:
+    """``text_order_prior.pair_readings`` of every validation and held-out template."""
     def embed(texts):
-        return model.text_head(model.text_trunk(texts))
+        return model.text_head(model.text_trunk(texts))  # (N, d)
 
     rows = []
     for family, templates in (("validation", VALIDATION_FAMILY.sequence),
                               ("held-out", HELDOUT_FAMILY.sequence)):
         for t in templates:
-            ref = [prior.REFERENCE.format(x=x, y=y) for x, y in pairs]
-            swap = [prior.REFERENCE.format(x=y, y=x) for x, y in pairs]
-            d_ref = embed(ref) - embed(swap)  # (P, d)
-            d_t = (embed([t.format(x=x, y=y) for x, y in pairs])
-                   - embed([t.format(x=y, y=x) for x, y in pairs]))  # (P, d)
-            cos = F.cosine_similarity(d_t, d_ref, dim=-1)
+            cos = prior.pair_readings(embed, t, pairs)  # (P,)
             rows.append({"family": family, "word_order": word_order(t), "template": t,
                          "reading": round(float(cos.mean()), 3),
                          "agree": round(float((cos > 0).float().mean()), 3)})
@@ -108,14 +106,16 @@ def summary(results: list[dict]) -> list[dict]:
     choice score — the mean over seeds of the *worse* validation reading (the held-out family
     reaches no choice)."""
     out = []
-    for (vocab, layers), runs in itertools.groupby(results, lambda r: (r["vocabulary"], r["layers"])):
+    setting = lambda r: (r["vocabulary"], r["layers"])  # noqa: E731
+    for (vocab, layers), runs in itertools.groupby(results, setting):
         runs = list(runs)
         row = {"vocabulary": vocab, "layers": layers, "seeds": len(runs)}
         for k, tmpl in enumerate(r["template"] for r in runs[0]["rows"]):
             vals = [run["rows"][k]["reading"] for run in runs]
             row[tmpl] = (round(sum(vals) / len(vals), 2), min(vals))
-        row["choice"] = round(sum(min(x["reading"] for x in run["rows"]
-                                      if x["family"] == "validation") for run in runs) / len(runs), 2)
+        worse = [min(x["reading"] for x in run["rows"] if x["family"] == "validation")
+                 for run in runs]
+        row["choice"] = round(sum(worse) / len(worse), 2)
         out.append(row)
     return out
 
@@ -141,7 +141,8 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--out", default="")
-    p.add_argument("--table", default="", help="print the summary of an earlier --out file, run nothing")
+    p.add_argument("--table", default="",
+                   help="print the summary of an earlier --out file, run nothing")
     args, rest = p.parse_known_args(argv)
     if args.table:
         rows = summary(json.loads(Path(args.table).read_text())["results"])
@@ -167,8 +168,8 @@ def main(argv=None) -> dict:
         results.append({"vocabulary": vocab, "layers": layers, "seed": seed, "rows": rows,
                         "loss_first": round(losses[0], 3), "loss_last": round(losses[-1], 3),
                         "train_s": round(time.perf_counter() - tic, 1)})
-        print(vocab, layers, seed, " ".join(f"{r['template']!r} {r['reading']:+.2f} ({r['agree']:.2f})"
-                                            for r in rows), flush=True)
+        print(vocab, layers, seed, " ".join(
+            f"{r['template']!r} {r['reading']:+.2f} ({r['agree']:.2f})" for r in rows), flush=True)
     rows = summary(results)
     print_summary(rows)
     if args.out:

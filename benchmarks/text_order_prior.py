@@ -42,12 +42,17 @@ FAMILIES = {"trained (binding)": BINDING_FAMILY.sequence,
             "validation": VALIDATION_FAMILY.sequence, "held-out": HELDOUT_FAMILY.sequence}
 
 
-def reading(embed, template: str, pairs: list[tuple[str, str]]) -> float:
-    """Mean over ``pairs`` of cos(Δ_template, Δ_before) (module docstring)."""
+def pair_readings(embed, template: str, pairs: list[tuple[str, str]]) -> torch.Tensor:
+    """cos(Δ_template, Δ_before) per pair (module docstring): (P,)."""
     def delta(t: str) -> torch.Tensor:
         z = embed([t.format(x=x, y=y) for x, y in pairs] + [t.format(x=y, y=x) for x, y in pairs])
         return z[: len(pairs)] - z[len(pairs):]  # (P, d)
-    return float(F.cosine_similarity(delta(template), delta(REFERENCE), dim=-1).mean())
+    return F.cosine_similarity(delta(template), delta(REFERENCE), dim=-1)  # (P,)
+
+
+def reading(embed, template: str, pairs: list[tuple[str, str]]) -> float:
+    """Mean over ``pairs`` of cos(Δ_template, Δ_before) (module docstring)."""
+    return float(pair_readings(embed, template, pairs).mean())
 
 
 def minilm_embedder():

@@ -201,9 +201,11 @@ WIDE_BINDING_FAMILY = PhrasingFamily(
     overlay=TRAINING_FAMILY.overlay,
 )
 """``BINDING_FAMILY`` with many more relation words (issue 23): twelve ``direct`` and twelve
-``mirror`` sequence phrasings, "before" and "after" each in both word orders ("{x}, with {y}
+``mirror`` sequence phrasings, "before" and "after" each in both word orders ("{x}, {y} right
 after it" names the first event first), so neither word order nor a single relation word tells
-the order; none of its words is a held-out or validation key word."""
+the order (SPEC §1: word order alone never predicts audio order); none of its words is a
+held-out or validation key word. Used by ``benchmarks/text_binding.py``; no pipeline row
+trains on it."""
 
 VALIDATION_FAMILY = PhrasingFamily(
     sequence=("{x} leads into {y}", "{y} trails {x}"),
